@@ -1,0 +1,400 @@
+"""Apply a queue to a base commit and classify every patch; then materialise the result in a checkout.
+
+The queue is applied in a tiny temporary index that holds only the paths the queue touches, inside the upstream's
+mirror: no work tree is read or written while patches are judged, so a 30-patch stack on a vLLM-size tree is
+checked in a fraction of a second. Each patch that applies becomes a commit (author, date, message and trailers
+from the patch file) written in one `git fast-import` run; only then is a checkout moved to the result.
+
+Per patch, git is asked in order: does it apply as is (clean, or offset from `-v`), does the reverse apply
+(already upstream), does a 3-way merge through the recorded blob ids succeed, does it apply with reduced context
+(fuzz); otherwise it is a conflict, and each hunk is checked on its own to say exactly which ones fail and why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BadInput
+from .git import Repo, objects_dir, read_index_entries
+from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
+from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
+from .sources import ensure_mirror, prepare_checkout
+from .workspace import STATE_DIR, Workspace
+
+OFFSET_LINE = re.compile(r"^Hunk #(\d+) succeeded at (\d+)(?: \(offset (-?\d+) lines?\))?\.")
+CHECKING_LINE = re.compile(r"^Checking patch (.+?)\.\.\.$")
+FAILED_AT = re.compile(r"^error: patch failed: (.+):(\d+)$")
+
+
+@dataclass(frozen=True)
+class LoadedPatch:
+    entry: PatchEntry
+    patch: PatchFile
+    source: str                      # workspace-relative path, for messages
+
+
+@dataclass
+class QueueRun:
+    """What running a queue produced: one outcome per patch and, when commits were asked for, the commits."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    commits: dict[str, str] = field(default_factory=dict)   # patch id -> commit
+    head: str = ""                                           # last commit (the base when nothing applied)
+    tree: str = ""
+
+
+def load_patch(ws: Workspace, entry: PatchEntry) -> LoadedPatch:
+    path = ws.patch_path(entry)
+    source = ws.rel(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"patch file of {entry.id!r} is missing", path=source) from None
+    return LoadedPatch(entry, read_patch_file(data, source=source), source)
+
+
+class TinyIndex:
+    """A temporary index holding only the queue's paths at the base, with snapshots to undo a failed attempt."""
+
+    def __init__(self, repo: Repo, base: str, paths: list[str]) -> None:
+        self.repo = repo
+        self.dir = tempfile.mkdtemp(prefix="patchq-apply-")
+        self.file = os.path.join(self.dir, "index")
+        self.env = {"GIT_INDEX_FILE": self.file, "GIT_INDEX_VERSION": "2"}
+        listing = b""
+        if paths:
+            listing = repo.run("ls-tree", "-r", "-z", "--full-tree", base, "--", *paths).stdout
+        repo.run("update-index", "-z", "--index-info", input=listing, env=self.env)
+        if not os.path.exists(self.file):
+            repo.run("read-tree", "--empty", env=self.env)
+
+    def snapshot(self) -> bytes:
+        with open(self.file, "rb") as fh:
+            return fh.read()
+
+    def restore(self, data: bytes) -> None:
+        with open(self.file, "wb") as fh:
+            fh.write(data)
+
+    def entries(self) -> dict[str, tuple[str, str, int]]:
+        return read_index_entries(self.file)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def check_symlink_ancestors(repo: Repo, base: str, patches: list[LoadedPatch]) -> None:
+    """Refuse a patch that writes below a path that is a symlink at the base: the write would leave the tree."""
+    parents: dict[str, LoadedPatch] = {}
+    for loaded in patches:
+        for path in touched_paths(loaded.patch.files):
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                parents.setdefault("/".join(parts[:depth]), loaded)
+    if not parents:
+        return
+    listing = repo.run("ls-tree", "-z", "--full-tree", base, "--", *parents).out
+    for record in listing.split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        if meta.startswith("120000") and path in parents:
+            loaded = parents[path]
+            raise BadInput(f"patch {loaded.entry.id!r} writes below {path!r}, which is a symlink at the base commit",
+                           path=loaded.source)
+
+
+def _parse_offsets(stderr: str) -> list[str]:
+    current = ""
+    found = []
+    for line in stderr.splitlines():
+        m = CHECKING_LINE.match(line)
+        if m:
+            current = m.group(1)
+            continue
+        m = OFFSET_LINE.match(line)
+        if m and m.group(3) and int(m.group(3)) != 0:
+            found.append(f"{current}: hunk {m.group(1)} at line {m.group(2)} ({int(m.group(3)):+d} lines)")
+    return found
+
+
+def _diagnose_conflict(repo: Repo, env: dict[str, str], loaded: LoadedPatch) -> tuple[tuple[str, ...],
+                                                                                       tuple[HunkProblem, ...]]:
+    """Which files and which hunks of a patch fail, each checked on its own against the current index."""
+    problems: list[HunkProblem] = []
+    files: list[str] = []
+    diff = loaded.patch.diff
+    for section in loaded.patch.files:
+        header_end = section.hunks[0].header_line - 1 if section.hunks else section.end_line - 1
+        lines = diff.split(b"\n")
+        whole = b"\n".join(lines[section.start_line - 1: section.end_line - 1]) + b"\n"
+        del header_end
+        res = repo.apply(whole, cached=True, check=True, env=env)
+        if res.ok:
+            continue
+        files.append(section.path)
+        reason = _reason(res.stderr)
+        if "does not exist" in reason or "already exists" in reason or not section.hunks:
+            problems.append(HunkProblem(section.path, None, None, reason))
+            continue
+        for number, hunk, single in single_hunk_diffs(diff, section):
+            one = repo.apply(single, cached=True, check=True, env=env)
+            if not one.ok:
+                m = next((FAILED_AT.match(ln) for ln in one.stderr.splitlines() if FAILED_AT.match(ln)), None)
+                line = int(m.group(2)) if m else hunk.old_start
+                problems.append(HunkProblem(section.path, number, line,
+                                            f"context changed near line {line} (hunk @@ -{hunk.old_start},"
+                                            f"{hunk.old_count} +{hunk.new_start},{hunk.new_count} @@)"))
+        if not any(p.file == section.path for p in problems):
+            problems.append(HunkProblem(section.path, None, None,
+                                        "each hunk applies alone but not together (they overlap after moving)"))
+    return tuple(files), tuple(problems)
+
+
+def _reason(stderr: str) -> str:
+    for line in stderr.splitlines():
+        if "does not exist in index" in line:
+            return "file does not exist at this base"
+        if "already exists in index" in line:
+            return "file already exists at this base"
+        if "does not match index" in line:
+            return "file differs from the patch's pre-image"
+        if "lacks the necessary blob" in line:
+            return "pre-image blob unknown here, no 3-way merge possible"
+    for line in stderr.splitlines():
+        if line.startswith("error: "):
+            return line[7:]
+    return stderr.strip().splitlines()[0] if stderr.strip() else "does not apply"
+
+
+def classify_patch(repo: Repo, index: TinyIndex, loaded: LoadedPatch) -> tuple[Outcome, bool]:
+    """Apply one patch to the tiny index. Returns the outcome and whether the index now holds the patch."""
+    entry = loaded.entry
+    files = tuple(touched_paths(loaded.patch.files))
+    if not loaded.patch.files:
+        return Outcome(entry.id, entry.upstream, OutcomeKind.EMPTY, detail="the patch has no file changes"), False
+    before = index.snapshot()
+    res = repo.apply(loaded.patch.diff, cached=True, verbose=True, env=index.env)
+    if res.ok:
+        offsets = tuple(_parse_offsets(res.stderr))
+        kind = OutcomeKind.OFFSET if offsets else OutcomeKind.CLEAN
+        return Outcome(entry.id, entry.upstream, kind, files=files, offsets=offsets), True
+    index.restore(before)
+    if repo.apply(loaded.patch.diff, cached=True, check=True, reverse=True, env=index.env).ok:
+        return Outcome(entry.id, entry.upstream, OutcomeKind.ALREADY_UPSTREAM, files=files,
+                       detail="the base already contains this change (its reverse applies)"), False
+    three = repo.apply(loaded.patch.diff, cached=True, threeway=True, env=index.env)
+    if three.ok and not any(stage for _, _, stage in index.entries().values()):
+        return Outcome(entry.id, entry.upstream, OutcomeKind.THREEWAY, files=files,
+                       detail="merged through the pre-image blobs recorded in the patch"), True
+    index.restore(before)
+    fuzz = repo.apply(loaded.patch.diff, cached=True, verbose=True, context=1, env=index.env)
+    if fuzz.ok:
+        return Outcome(entry.id, entry.upstream, OutcomeKind.FUZZ, files=files,
+                       offsets=tuple(_parse_offsets(fuzz.stderr)),
+                       detail="applied only with 1 line of context: review it"), True
+    index.restore(before)
+    bad_files, hunks = _diagnose_conflict(repo, index.env, loaded)
+    detail = "; ".join(f"{h.file}: " + (f"hunk {h.hunk}: " if h.hunk else "") + h.reason for h in hunks)
+    return Outcome(entry.id, entry.upstream, OutcomeKind.CONFLICT, files=bad_files or files, hunks=hunks,
+                   detail=detail or _reason(res.stderr)), False
+
+
+def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: bool = False,
+              commit_ref: str | None = None) -> QueueRun:
+    """Judge every patch on `base` in order; with `commit_ref`, also record a commit per applied patch there."""
+    check_symlink_ancestors(repo, base, patches)
+    paths: dict[str, None] = {}
+    for loaded in patches:
+        for p in touched_paths(loaded.patch.files):
+            paths[p] = None
+    index = TinyIndex(repo, base, list(paths))
+    run = QueueRun(head=base)
+    changes: list[tuple[LoadedPatch, list[tuple[str, str, str]]]] = []
+    try:
+        current = {k: v for k, v in index.entries().items()}
+        stopped = False
+        for loaded in patches:
+            if stopped:
+                run.outcomes.append(Outcome(loaded.entry.id, loaded.entry.upstream, OutcomeKind.NOT_REACHED,
+                                            detail="an earlier patch stopped the queue"))
+                continue
+            outcome, applied = classify_patch(repo, index, loaded)
+            if applied:
+                after = index.entries()
+                delta = _index_delta(current, after)
+                if not delta:
+                    outcome = Outcome(loaded.entry.id, loaded.entry.upstream, OutcomeKind.EMPTY,
+                                      files=outcome.files, detail="applies but changes nothing at this base")
+                else:
+                    changes.append((loaded, delta))
+                current = after
+            run.outcomes.append(outcome)
+            if outcome.kind == OutcomeKind.CONFLICT and not keep_going:
+                stopped = True
+    finally:
+        index.close()
+    if commit_ref is not None:
+        commits = _write_commits(repo, base, commit_ref, changes)
+        run.commits = commits
+        run.head = commits[changes[-1][0].entry.id] if changes else base
+        run.outcomes = [Outcome(o.patch_id, o.upstream, o.kind, o.files, o.hunks, o.detail,
+                                commits.get(o.patch_id, ""), o.offsets) for o in run.outcomes]
+        run.tree = repo.tree_of(run.head)
+    return run
+
+
+def _index_delta(before: dict[str, tuple[str, str, int]], after: dict[str, tuple[str, str, int]]
+                 ) -> list[tuple[str, str, str]]:
+    """(mode, blob, path) for changed paths; mode '' marks a deletion."""
+    delta = []
+    for path, (mode, sha, _) in after.items():
+        if before.get(path, ("", "", 0))[:2] != (mode, sha):
+            delta.append((mode, sha, path))
+    for path in before:
+        if path not in after:
+            delta.append(("", "", path))
+    return delta
+
+
+def _fi_path(path: str) -> str:
+    if path.startswith('"') or "\n" in path:
+        return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return path
+
+
+def _write_commits(repo: Repo, base: str, ref: str, changes: list[tuple[LoadedPatch, list[tuple[str, str, str]]]]
+                   ) -> dict[str, str]:
+    """All commits of the queue in one `git fast-import` run; ids are stable for the same patches and base."""
+    if not changes:
+        repo.run("update-ref", ref, base)
+        return {}
+    out = [f"reset {ref}\nfrom {base}\n\n".encode()]
+    for mark, (loaded, delta) in enumerate(changes, 1):
+        author = loaded.patch.author or loaded.entry.author or "patchq <patchq@localhost>"
+        if "<" not in author:
+            author = f"{author} <unknown@localhost>"
+        when = date_to_git(loaded.patch.date)
+        message = commit_message(loaded.entry).encode()
+        out.append(f"commit {ref}\nmark :{mark}\nauthor {author} {when}\ncommitter patchq <patchq@localhost> {when}\n"
+                   f"data {len(message)}\n".encode() + message + b"\n")
+        for mode, sha, path in delta:
+            if mode:
+                out.append(f"M {mode} {sha} {_fi_path(path)}\n".encode())
+            else:
+                out.append(f"D {_fi_path(path)}\n".encode())
+        out.append(b"\n")
+    marks_dir = tempfile.mkdtemp(prefix="patchq-marks-")
+    try:
+        marks = os.path.join(marks_dir, "marks")
+        repo.run("fast-import", "--quiet", "--force", f"--export-marks={marks}", input=b"".join(out))
+        ids = {}
+        with open(marks) as fh:
+            for line in fh:
+                num, sha = line.split()
+                ids[int(num[1:])] = sha
+    finally:
+        shutil.rmtree(marks_dir, ignore_errors=True)
+    return {loaded.entry.id: ids[mark] for mark, (loaded, _) in enumerate(changes, 1)}
+
+
+# ---- stacks -----------------------------------------------------------------------------------------------------
+
+def stack_patches(ws: Workspace, stack: Stack, upstream: str, extra: tuple[str, ...] = ()) -> list[LoadedPatch]:
+    return [load_patch(ws, entry) for entry in ws.stack_entries(stack, upstream, extra)]
+
+
+def default_checkout_dir(ws: Workspace, stack: str, upstream: str) -> Path:
+    return ws.root / STATE_DIR / "checkouts" / stack / upstream
+
+
+def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, keep_going: bool = False,
+                verify: bool = False, only: tuple[str, ...] = (), extra: tuple[str, ...] = (),
+                check_only: bool = False, force: bool = False) -> ApplyReport:
+    """Regenerate a stack: for each upstream, its pinned base, the queue judged and committed, a checkout moved there.
+
+    Every queue of the stack is judged before any checkout is touched, so a bad patch in the second upstream does
+    not leave the first one half-done.
+    """
+    stack = ws.stack(stack_name)
+    for name in only:
+        if name not in stack.upstreams:
+            raise BadInput(f"stack {stack_name!r} does not use upstream {name!r} (it uses: "
+                           f"{', '.join(stack.upstreams)})")
+    for ref in extra:
+        ws.find_patch(ref)
+    if into is not None and into.exists() and any(into.iterdir()):
+        raise BadInput(f"--into {into} exists and is not empty; patchq never writes into a folder it did not make")
+    upstreams = [u for u in stack.upstreams if not only or u in only]
+    plans = []
+    for name in upstreams:
+        upstream = ws.upstream(name)
+        pin = ws.pin_for(stack, name)
+        patches = stack_patches(ws, stack, name, extra)
+        mirror = ensure_mirror(upstream, workspace=ws.root, need=(pin,))
+        ref = f"refs/patchq/stacks/{stack_name}/{name}"
+        run = run_queue(mirror, pin, patches, keep_going=keep_going, commit_ref=None if check_only else ref)
+        plans.append((name, pin, mirror, run))
+    results = []
+    steps: list[str] = []
+    for name, pin, mirror, run in plans:
+        checkout = ""
+        if not check_only:
+            dest = (into / name) if into is not None else default_checkout_dir(ws, stack_name, name)
+            made = prepare_checkout(mirror, pin, dest, reuse=into is None, force=force)
+            made.repo.run("checkout", "-q", "-f", "-B", f"patchq/{stack_name}", run.head)
+            checkout = str(dest)
+        recorded = stack.trees.get(name, "")
+        verified = None
+        if verify:
+            verified = bool(recorded) and run.tree == recorded and not any(
+                o.kind == OutcomeKind.CONFLICT for o in run.outcomes)
+        results.append(UpstreamApply(name, pin, checkout, tuple(run.outcomes), run.tree, run.head, verified,
+                                     recorded))
+        steps.extend(_next_steps(ws, name, run, checkout))
+    if verify and any(not r.recorded_tree for r in results):
+        steps.append(f"no tree recorded for some upstreams; run 'patchq lock {stack_name}' after a clean apply")
+    return ApplyReport(stack_name, tuple(results), check_only, tuple(steps))
+
+
+def _next_steps(ws: Workspace, upstream: str, run: QueueRun, checkout: str) -> list[str]:
+    steps = []
+    for outcome in run.outcomes:
+        if outcome.kind == OutcomeKind.CONFLICT:
+            entry = ws.queue(upstream).get(outcome.patch_id)
+            source = ws.rel(ws.patch_path(entry)) if entry else outcome.patch_id
+            where = f"cd {checkout} && " if checkout else ""
+            steps.append(f"{upstream}:{outcome.patch_id} conflicts. To resolve: {where}git am -3 "
+                         f"{ws.root / source}, fix the files, git add them, git am --continue; then "
+                         f"'patchq refresh {outcome.patch_id} --from {checkout or 'CHECKOUT'}' writes the new patch. "
+                         "Or move the whole queue with 'patchq rebase'.")
+        elif outcome.kind == OutcomeKind.ALREADY_UPSTREAM:
+            steps.append(f"{upstream}:{outcome.patch_id} is already upstream: consider archiving it "
+                         "(status negative-archived) or dropping it from the queue")
+        elif outcome.kind == OutcomeKind.FUZZ:
+            steps.append(f"{upstream}:{outcome.patch_id} applied only with reduced context: review it and refresh")
+    return steps
+
+
+def lock_stack(ws: Workspace, stack_name: str) -> dict[str, str]:
+    """Apply a stack without a checkout and return the tree per upstream, for recording in pins.lock."""
+    stack = ws.stack(stack_name)
+    trees = {}
+    for name in stack.upstreams:
+        upstream = ws.upstream(name)
+        pin = ws.pin_for(stack, name)
+        mirror = ensure_mirror(upstream, workspace=ws.root, need=(pin,))
+        run = run_queue(mirror, pin, stack_patches(ws, stack, name),
+                        commit_ref=f"refs/patchq/stacks/{stack_name}/{name}")
+        bad = [o for o in run.outcomes if not o.kind.ok]
+        if bad:
+            from .errors import NeedsYou
+            raise NeedsYou(f"cannot lock {stack_name!r}: {name}:{bad[0].patch_id} is {bad[0].kind.value} "
+                           f"({bad[0].detail})")
+        trees[name] = run.tree
+    return trees

@@ -1,0 +1,287 @@
+"""The only module that runs git: one small runner, one error type that carries the command and stderr.
+
+Everything else asks `Repo` for what it needs. git's messages are parsed in places (apply's hunk reports), so every
+call runs with LC_ALL=C and without the caller's GIT_* variables leaking in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from .errors import EnvironmentFailure
+
+# Variables that would redirect git to another repository or identity if inherited from the user's shell.
+_LEAKY = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+          "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_COMMON_DIR", "GIT_PREFIX")
+
+PATCHQ_IDENT = {"GIT_COMMITTER_NAME": "patchq", "GIT_COMMITTER_EMAIL": "patchq@localhost",
+                "GIT_AUTHOR_NAME": "patchq", "GIT_AUTHOR_EMAIL": "patchq@localhost"}
+
+
+class GitError(EnvironmentFailure):
+    """git exited non-zero where patchq expected success."""
+
+    def __init__(self, args: list[str], returncode: int, stderr: str, cwd: str | None = None) -> None:
+        first = next((ln for ln in stderr.strip().splitlines() if ln.strip()), "no message")
+        super().__init__(f"git {' '.join(args[:3])} failed (exit {returncode}): {first}")
+        self.args_list = args
+        self.returncode = returncode
+        self.stderr = stderr
+        self.cwd = cwd
+
+
+@dataclass(frozen=True)
+class GitResult:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def out(self) -> str:
+        return self.stdout.decode("utf-8", "surrogateescape")
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _base_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _LEAKY}
+    env["LC_ALL"] = "C"
+    env["LANGUAGE"] = "C"
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env.setdefault("GIT_CONFIG_NOSYSTEM", "1")
+    for key, value in PATCHQ_IDENT.items():
+        env.setdefault(key, value)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | str | None = None,
+            env: Mapping[str, str] | None = None, check: bool = True) -> GitResult:
+    """Run git once. `check=False` returns failures as data (apply checks); otherwise they raise GitError."""
+    if shutil.which("git") is None:
+        raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
+    data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
+    proc = subprocess.run(["git", *args], cwd=str(cwd) if cwd else None, input=data, capture_output=True,
+                          env=_base_env(env))
+    result = GitResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+    if check and proc.returncode != 0:
+        raise GitError(list(args), proc.returncode, result.stderr, str(cwd) if cwd else None)
+    return result
+
+
+class Repo:
+    """A git repository (bare or with a work tree) and the git operations patchq performs on it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def run(self, *args: str, input: bytes | str | None = None, env: Mapping[str, str] | None = None,
+            check: bool = True) -> GitResult:
+        return run_git(list(args), cwd=self.path, input=input, env=env, check=check)
+
+    def out(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        return self.run(*args, env=env).out.strip()
+
+    # ---- creation ---------------------------------------------------------------------------------------------
+    @classmethod
+    def init(cls, path: str | Path, *, bare: bool = False) -> "Repo":
+        Path(path).mkdir(parents=True, exist_ok=True)
+        run_git(["init", "-q", "-b", "main", *(["--bare"] if bare else []), str(path)])
+        return cls(path)
+
+    # ---- refs and objects -------------------------------------------------------------------------------------
+    def rev_parse(self, rev: str) -> str | None:
+        """Full id of `rev` as a commit, or None when it does not name one."""
+        res = self.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
+        return res.out.strip() if res.ok else None
+
+    def has_commit(self, sha: str) -> bool:
+        return self.run("cat-file", "-e", f"{sha}^{{commit}}", check=False).ok
+
+    def tree_of(self, rev: str) -> str:
+        return self.out("rev-parse", "--verify", f"{rev}^{{tree}}")
+
+    def head(self) -> str | None:
+        return self.rev_parse("HEAD")
+
+    def subject(self, rev: str) -> str:
+        return self.out("log", "-1", "--format=%s", rev)
+
+    def refs(self, pattern: str = "") -> list[str]:
+        args = ["for-each-ref", "--format=%(refname:short)"]
+        if pattern:
+            args.append(pattern)
+        return [ln for ln in self.out(*args).splitlines() if ln]
+
+    def rev_list(self, *args: str) -> list[str]:
+        return [ln for ln in self.out("rev-list", *args).splitlines() if ln]
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        return self.run("merge-base", "--is-ancestor", older, newer, check=False).ok
+
+    def ls_tree_paths(self, rev: str) -> list[str]:
+        return self.run("ls-tree", "-r", "-z", "--name-only", rev).out.split("\0")[:-1]
+
+    def path_exists(self, rev: str, path: str) -> bool:
+        return self.run("cat-file", "-e", f"{rev}:{path}", check=False).ok
+
+    def read_blob(self, rev: str, path: str) -> bytes | None:
+        res = self.run("cat-file", "blob", f"{rev}:{path}", check=False)
+        return res.stdout if res.ok else None
+
+    def hash_object(self, data: bytes, *, write: bool = False) -> str:
+        return self.run("hash-object", "--stdin", *(["-w"] if write else []), input=data).out.strip()
+
+    def diff_trees(self, old: str, new: str, *, binary: bool = True) -> bytes:
+        args = ["diff", "--no-color", "--no-ext-diff", "--full-index", "--no-renames"]
+        if binary:
+            args.append("--binary")
+        return self.run(*args, old, new, "--").stdout
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        return self.run("diff", "--name-only", "-z", "--no-renames", old, new, "--").out.split("\0")[:-1]
+
+    def patch_id(self, diff: bytes) -> str | None:
+        """git's stable patch-id of a diff: equal for the same change whatever its line numbers."""
+        res = self.run("patch-id", "--stable", input=diff)
+        parts = res.out.split()
+        return parts[0] if parts else None
+
+    def commit_tree(self, tree: str, parents: list[str], message: str, *,
+                    author: str = "", date: str = "") -> str:
+        """Make a commit object. Author/committer dates are fixed so the same queue gives the same ids."""
+        env = dict(PATCHQ_IDENT)
+        name, email = _split_ident(author)
+        if name:
+            env["GIT_AUTHOR_NAME"] = name
+            env["GIT_AUTHOR_EMAIL"] = email
+        stamp = date or "1970-01-01T00:00:00+0000"
+        env["GIT_AUTHOR_DATE"] = stamp
+        env["GIT_COMMITTER_DATE"] = stamp
+        args = ["commit-tree", tree]
+        for parent in parents:
+            args += ["-p", parent]
+        return self.run(*args, input=message.encode(), env=env).out.strip()
+
+    # ---- index and work tree -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def temp_index(self, tree: str) -> Iterator[dict[str, str]]:
+        """An index file outside the repository loaded with `tree`: apply checks without touching a work tree."""
+        tmp = tempfile.mkdtemp(prefix="patchq-index-")
+        try:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            self.run("read-tree", tree, env=env)
+            yield env
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def write_tree(self, env: Mapping[str, str] | None = None) -> str:
+        return self.out("write-tree", env=env)
+
+    def apply(self, patch: bytes, *, cached: bool = False, index: bool = False, threeway: bool = False,
+              check: bool = False, reverse: bool = False, verbose: bool = False, context: int | None = None,
+              env: Mapping[str, str] | None = None) -> GitResult:
+        """`git apply` with failures returned as data; patchq classifies them."""
+        args = ["apply", "--whitespace=nowarn"]
+        if cached:
+            args.append("--cached")
+        if index:
+            args.append("--index")
+        if threeway:
+            args.append("--3way")
+        if check:
+            args.append("--check")
+        if reverse:
+            args.append("--reverse")
+        if verbose:
+            args.append("-v")
+        if context is not None:
+            args.append(f"-C{context}")
+        return self.run(*args, "-", input=patch, env=env, check=False)
+
+    def status_porcelain(self) -> list[str]:
+        """Changed and untracked files of the work tree (ignored files do not count)."""
+        res = self.run("status", "--porcelain=v1", "-z", "--untracked-files=all")
+        entries = res.out.split("\0")
+        return [e[3:] for e in entries if len(e) > 3]
+
+    def unmerged_paths(self) -> list[str]:
+        out = self.run("diff", "--name-only", "--diff-filter=U", "-z").out
+        return sorted(set(p for p in out.split("\0") if p))
+
+    def reset_hard(self, rev: str) -> None:
+        self.run("reset", "-q", "--hard", rev)
+        self.run("clean", "-q", "-fdx")
+
+    def checkout_detached(self, rev: str) -> None:
+        self.run("checkout", "-q", "-f", "--detach", rev)
+        self.run("clean", "-q", "-fdx")
+
+    def config(self, key: str, value: str) -> None:
+        self.run("config", key, value)
+
+
+def _split_ident(ident: str) -> tuple[str, str]:
+    """'Name <email>' -> (name, email); a bare name gets a placeholder address."""
+    ident = ident.strip()
+    if not ident:
+        return "", ""
+    if "<" in ident and ident.endswith(">"):
+        name, _, email = ident[:-1].partition("<")
+        return name.strip() or email.strip(), email.strip()
+    return ident, "unknown@localhost"
+
+
+def git_version() -> tuple[int, int]:
+    out = run_git(["--version"]).out.split()
+    nums = out[2].split(".") if len(out) > 2 else ["0", "0"]
+    return int(nums[0]), int(nums[1]) if len(nums) > 1 and nums[1].isdigit() else 0
+
+
+def read_index_entries(index_file: str | Path) -> dict[str, tuple[str, str, int]]:
+    """path -> (mode, blob id, stage) read straight from an index file (version 2 or 3).
+
+    patchq's temporary indexes are written with GIT_INDEX_VERSION=2; reading them here saves one git process per
+    patch on the hot path of `apply`.
+    """
+    data = Path(index_file).read_bytes()
+    if data[:4] != b"DIRC":
+        raise EnvironmentFailure(f"{index_file} is not a git index")
+    version = int.from_bytes(data[4:8], "big")
+    if version not in (2, 3):
+        raise EnvironmentFailure(f"index version {version} is not readable here")
+    count = int.from_bytes(data[8:12], "big")
+    pos = 12
+    out: dict[str, tuple[str, str, int]] = {}
+    for _ in range(count):
+        mode = int.from_bytes(data[pos + 24:pos + 28], "big")
+        sha = data[pos + 40:pos + 60].hex()
+        flags = int.from_bytes(data[pos + 60:pos + 62], "big")
+        header = 62
+        if version == 3 and flags & 0x4000:
+            header += 2
+        name_start = pos + header
+        name_end = data.index(b"\0", name_start)
+        name = data[name_start:name_end].decode("utf-8", "surrogateescape")
+        stage = (flags >> 12) & 0x3
+        entry_len = header + (name_end - name_start)
+        pos += (entry_len + 8) & ~7
+        key = name if stage == 0 else f"{name}\0{stage}"
+        out[key] = (f"{mode:06o}", sha, stage)
+    return out
+
+
+def objects_dir(repo_path: Path) -> Path:
+    """The object store of a bare repository or of a work tree's .git."""
+    dot_git = repo_path / ".git"
+    return dot_git / "objects" if dot_git.is_dir() else repo_path / "objects"

@@ -1,0 +1,121 @@
+"""Edit a queue: add a patch recorded from a work tree, refresh a patch's diff, keep series and trailers in step.
+
+Patch file first, series.yaml second, both written atomically: a crash in between leaves at most an orphan patch
+file that `patchq check` names, never a series entry without its file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import BadInput
+from .git import Repo, run_git
+from .model import PATCH_ID, PatchEntry, Status
+from .patchfile import entry_from_patch, read_patch_file, render_patch_file
+from .workspace import Workspace, series_bytes, write_atomic
+
+
+def worktree_diff(folder: Path) -> bytes:
+    """The diff of a checkout's work tree (untracked files included) against its HEAD, without touching its index."""
+    if not (folder / ".git").exists():
+        raise BadInput(f"{folder} is not a git checkout (expected the folder 'patchq apply' made)")
+    repo = Repo(folder)
+    head = repo.head()
+    if head is None:
+        raise BadInput(f"{folder} has no commits")
+    with tempfile.TemporaryDirectory(prefix="patchq-new-") as tmp:
+        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        repo.run("read-tree", "HEAD", env=env)
+        repo.run("add", "-A", ".", env=env)
+        return repo.run("diff", "--cached", "--binary", "--full-index", "--no-color", "--no-ext-diff", "HEAD",
+                        env=env).stdout
+
+
+def next_file_name(ws: Workspace, upstream: str, patch_id: str) -> str:
+    numbers = [int(m.group(1)) for e in ws.queue(upstream).entries if (m := re.match(r"^(\d{4})-", e.file))]
+    return f"{(max(numbers) + 1 if numbers else 1):04d}-{patch_id}.patch"
+
+
+def add_patch(ws: Workspace, entry: PatchEntry, diff: bytes) -> PatchEntry:
+    """Append a new annotated patch to its upstream's queue."""
+    if not PATCH_ID.match(entry.id):
+        raise BadInput(f"patch id {entry.id!r} must be lower-case letters, digits, '.', '_' or '-'")
+    ws.upstream(entry.upstream)
+    if ws.queue(entry.upstream).get(entry.id):
+        raise BadInput(f"patch {entry.id!r} already exists in queue {entry.upstream!r}")
+    if not diff.strip():
+        raise BadInput("there is nothing to record: the work tree has no changes against its HEAD")
+    if not entry.file:
+        entry = replace(entry, file=next_file_name(ws, entry.upstream, entry.id))
+    data = render_patch_file(entry, diff)
+    read_patch_file(data, source=entry.file)          # never write a patch patchq itself cannot read back
+    target = ws.queue_dir(entry.upstream) / entry.file
+    if target.exists():
+        raise BadInput(f"{ws.rel(target)} already exists")
+    write_atomic(target, data)
+    entries = [*ws.queue(entry.upstream).entries, entry]
+    write_atomic(ws.queue_dir(entry.upstream) / "series.yaml", series_bytes(ws, entry.upstream, entries))
+    return entry
+
+
+def refresh_patch(ws: Workspace, patch_ref: str, diff: bytes) -> PatchEntry:
+    """Replace one patch's diff, keeping its header, description and trailers byte for byte."""
+    entry = ws.find_patch(patch_ref)
+    path = ws.patch_path(entry)
+    current = read_patch_file(path.read_bytes(), source=ws.rel(path))
+    if not diff.strip():
+        raise BadInput(f"refusing to refresh {entry.id!r} with an empty diff")
+    data = current.with_diff(diff)
+    read_patch_file(data, source=ws.rel(path))
+    write_atomic(path, data)
+    return entry
+
+
+def commit_diff(repo: Repo, commit: str) -> bytes:
+    """The diff a single commit introduces, in the form patch files carry."""
+    return repo.run("diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-renames",
+                    f"{commit}^", commit, "--").stdout
+
+
+def set_status(ws: Workspace, patch_ref: str, status: Status) -> PatchEntry:
+    """Change a patch's status in series.yaml and in its trailer together."""
+    entry = ws.find_patch(patch_ref)
+    updated = replace(entry, status=status)
+    path = ws.patch_path(entry)
+    patch = read_patch_file(path.read_bytes(), source=ws.rel(path))
+    write_atomic(path, render_patch_file(updated, patch.diff))
+    entries = [updated if e.id == entry.id else e for e in ws.queue(entry.upstream).entries]
+    write_atomic(ws.queue_dir(entry.upstream) / "series.yaml", series_bytes(ws, entry.upstream, entries))
+    return updated
+
+
+def trailer_mismatches(ws: Workspace, entry: PatchEntry) -> list[tuple[str, str, str]]:
+    """(field, series value, trailer value) where series.yaml and the patch file's trailers disagree."""
+    path = ws.patch_path(entry)
+    patch = read_patch_file(path.read_bytes(), source=ws.rel(path))
+    from_file = entry_from_patch(patch, upstream=entry.upstream, file=entry.file, source=ws.rel(path)) \
+        if patch.trailer("Patchq-Id") else None
+    if from_file is None:
+        return [("Patchq-Id", entry.id, "(missing)")]
+    out = []
+    for name in ("id", "status", "flags", "result", "baseline", "date", "base", "notes", "supersedes", "contains"):
+        a, b = getattr(entry, name), getattr(from_file, name)
+        if a != b:
+            out.append((name, _show(a), _show(b)))
+    if entry.title and entry.title != from_file.title:
+        out.append(("title", entry.title, from_file.title))
+    return out
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return getattr(value, "value", str(value))
+
+
+def git_available() -> bool:
+    return run_git(["--version"], check=False).ok

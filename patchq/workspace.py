@@ -1,0 +1,579 @@
+"""Find a workspace and load or save `pins.lock` and `queues/<upstream>/series.yaml` without losing comments.
+
+Loading validates everything a later step relies on (full SHAs, known statuses, unique ids, existing files, no
+unknown keys) and reports the file and line of the first problem. Saving goes through a temporary file and a
+rename, so a crash leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from .errors import BadInput, EnvironmentFailure
+from .model import (FULL_SHA, PATCH_ID, UPSTREAM_NAME, ArchiveSource, PatchEntry, Queue, Stack, StackResult,
+                    Status, Upstream)
+
+LOCK_NAME = "pins.lock"
+SERIES_NAME = "series.yaml"
+STATE_DIR = ".patchq"
+MAX_YAML_BYTES = 4 * 1024 * 1024
+
+UPSTREAM_KEYS = {"url", "pin", "archive", "description"}
+ARCHIVE_KEYS = {"sha256", "url", "pypi", "subdir"}
+STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "trees", "description"}
+RESULT_KEYS = {"metric", "value", "lane", "date", "gates", "notes"}
+ENTRY_KEYS = {"id", "file", "status", "title", "why", "flags", "result", "baseline", "notes", "date", "base",
+              "supersedes", "contains", "author"}
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def load_yaml(path: Path, *, what: str) -> Any:
+    """Round-trip load with line numbers; refuses tags, oversized files and anchors that expand exponentially."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{what} not found", path=str(path)) from None
+    if len(data) > MAX_YAML_BYTES:
+        raise BadInput(f"{what} is {len(data)} bytes; more than {MAX_YAML_BYTES} is not a hand-written file",
+                       path=str(path))
+    text = data.decode("utf-8", "replace")
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.split("#", 1)[0]
+        if re.search(r"(^|[\s\[{,:-])!\S", stripped):
+            raise BadInput("YAML tags (!...) are not allowed", path=str(path), line=lineno)
+        if re.search(r"(^|[\s\[{,:-])[&*][A-Za-z0-9_]", stripped):
+            raise BadInput("YAML anchors and aliases (&x / *x) are not allowed", path=str(path), line=lineno)
+    try:
+        return _yaml().load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(f"invalid YAML: {problem}", path=str(path), line=line) from None
+
+
+def dump_yaml(data: Any) -> bytes:
+    buf = io.StringIO()
+    _yaml().dump(data, buf)
+    return buf.getvalue().encode()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _line(node: Any, key: Any = None) -> int | None:
+    """1-based line of a mapping key (or of the node) in its YAML file."""
+    try:
+        if key is not None and isinstance(node, CommentedMap):
+            return node.lc.key(key)[0] + 1
+        if key is not None and isinstance(node, CommentedSeq):
+            return node.lc.item(key)[0] + 1
+        return node.lc.line + 1
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _require_map(node: Any, what: str, path: Path, line: int | None) -> CommentedMap:
+    if node is None:
+        return CommentedMap()
+    if not isinstance(node, dict):
+        raise BadInput(f"{what} must be a mapping", path=str(path), line=line)
+    return node
+
+
+def _check_keys(node: CommentedMap, allowed: set[str], what: str, path: Path) -> None:
+    for key in node:
+        if key not in allowed:
+            close = sorted(allowed)
+            raise BadInput(f"unknown key {key!r} in {what} (known: {', '.join(close)})",
+                           path=str(path), line=_line(node, key))
+
+
+def _str(node: Any, key: str, path: Path, *, default: str = "") -> str:
+    value = node.get(key, default) if isinstance(node, dict) else default
+    if value is None:
+        return default
+    if isinstance(value, (dict, list)):
+        raise BadInput(f"{key!r} must be a single value", path=str(path), line=_line(node, key))
+    return str(value)
+
+
+def _str_list(node: Any, key: str, path: Path) -> tuple[str, ...]:
+    value = node.get(key) if isinstance(node, dict) else None
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if not isinstance(value, list) or any(isinstance(v, (dict, list)) for v in value):
+        raise BadInput(f"{key!r} must be a list of names", path=str(path), line=_line(node, key))
+    return tuple(str(v) for v in value)
+
+
+def _str_map(node: Any, key: str, path: Path) -> dict[str, str]:
+    value = node.get(key) if isinstance(node, dict) else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadInput(f"{key!r} must be a mapping", path=str(path), line=_line(node, key))
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, (dict, list)):
+            raise BadInput(f"{key}.{k} must be a single value", path=str(path), line=_line(value, k))
+        out[str(k)] = "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+    return out
+
+
+@dataclass
+class Workspace:
+    """A loaded workspace. The raw YAML documents are kept so a save rewrites only what changed."""
+
+    root: Path
+    upstreams: dict[str, Upstream]
+    stacks: dict[str, Stack]
+    queues: dict[str, Queue]
+    lock_doc: Any = field(repr=False, default=None)
+    series_docs: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK_NAME
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def queue_dir(self, upstream: str) -> Path:
+        return self.root / "queues" / upstream
+
+    def patch_path(self, entry: PatchEntry) -> Path:
+        return self.queue_dir(entry.upstream) / entry.file
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def upstream(self, name: str) -> Upstream:
+        if name not in self.upstreams:
+            raise BadInput(f"unknown upstream {name!r}{_close(name, self.upstreams)}", path=LOCK_NAME)
+        return self.upstreams[name]
+
+    def stack(self, name: str) -> Stack:
+        if name not in self.stacks:
+            raise BadInput(f"unknown stack {name!r}{_close(name, self.stacks)}", path=LOCK_NAME)
+        return self.stacks[name]
+
+    def queue(self, upstream: str) -> Queue:
+        return self.queues.get(upstream, Queue(upstream, ()))
+
+    def pin_for(self, stack: Stack, upstream: str) -> str:
+        return stack.pins.get(upstream) or self.upstream(upstream).pin
+
+    def find_patch(self, ref: str) -> PatchEntry:
+        """A patch by `id`, `upstream:id` or `status:id` (the last as written in stacks' extra lists)."""
+        upstream, _, pid = ref.rpartition(":")
+        candidates = []
+        for queue in self.queues.values():
+            for entry in queue.entries:
+                if entry.id != pid:
+                    continue
+                if upstream and upstream not in (entry.upstream, entry.status.value):
+                    continue
+                candidates.append(entry)
+        if not candidates:
+            names = [e.id for q in self.queues.values() for e in q.entries]
+            raise BadInput(f"unknown patch {ref!r}{_close(pid, names)}")
+        if len(candidates) > 1:
+            raise BadInput(f"patch id {pid!r} exists in several queues; say which: "
+                           + ", ".join(e.ref for e in candidates))
+        return candidates[0]
+
+    def stack_entries(self, stack: Stack, upstream: str, extra: tuple[str, ...] = ()) -> list[PatchEntry]:
+        """The patches a stack applies to one upstream, in order.
+
+        Included statuses come in series order; extra patches (stack extras and `--with`) are placed after their
+        `base` patch, or on top when they have none.
+        """
+        queue = self.queue(upstream)
+        chosen = [e for e in queue.entries if e.status in stack.include]
+        extras = [self.find_patch(ref) for ref in (*stack.extra, *extra)]
+        for entry in extras:
+            if entry.upstream != upstream or entry in chosen:
+                continue
+            if entry.base and any(e.id == entry.base for e in chosen):
+                position = next(i for i, e in enumerate(chosen) if e.id == entry.base) + 1
+                while position < len(chosen) and chosen[position].status != Status.PROMOTED:
+                    position += 1
+                chosen.insert(position, entry)
+            else:
+                chosen.append(entry)
+        return chosen
+
+
+def _close(name: str, known) -> str:
+    import difflib
+    near = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    if near:
+        return f" (did you mean: {', '.join(near)}?)"
+    names = sorted(known)
+    return f" (known: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})" if names else " (none defined)"
+
+
+def find_workspace(start: Path | None = None) -> Path:
+    """Walk up from `start` to the folder holding pins.lock, like git finds .git."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / LOCK_NAME).is_file():
+            return folder
+    raise BadInput(f"no {LOCK_NAME} in {here} or any parent folder; run 'patchq init' or pass --workspace")
+
+
+def load_workspace(root: Path) -> Workspace:
+    lock_path = root / LOCK_NAME
+    doc = load_yaml(lock_path, what=LOCK_NAME)
+    doc = _require_map(doc, LOCK_NAME, lock_path, 1)
+    _check_keys(doc, {"version", "upstreams", "stacks"}, LOCK_NAME, lock_path)
+    version = doc.get("version", 1)
+    if version != 1:
+        raise BadInput(f"unsupported lock version {version!r} (this patchq reads version 1)", path=str(lock_path),
+                       line=_line(doc, "version"))
+    upstreams = {}
+    up_doc = _require_map(doc.get("upstreams"), "upstreams", lock_path, _line(doc, "upstreams"))
+    for name, node in up_doc.items():
+        upstreams[str(name)] = _load_upstream(str(name), node, up_doc, lock_path)
+    stacks = {}
+    st_doc = _require_map(doc.get("stacks"), "stacks", lock_path, _line(doc, "stacks"))
+    for name, node in st_doc.items():
+        stacks[str(name)] = _load_stack(str(name), node, st_doc, lock_path, upstreams)
+    ws = Workspace(root=root, upstreams=upstreams, stacks=stacks, queues={}, lock_doc=doc)
+    for name in upstreams:
+        series = ws.queue_dir(name) / SERIES_NAME
+        if series.exists():
+            ws.series_docs[name], ws.queues[name] = _load_series(ws, name, series)
+    queues_dir = root / "queues"
+    if queues_dir.is_dir():
+        for child in sorted(queues_dir.iterdir()):
+            if child.is_dir() and child.name not in upstreams and (child / SERIES_NAME).exists():
+                raise BadInput(f"queue folder queues/{child.name}/ has no upstream of that name in {LOCK_NAME}",
+                               path=str(child / SERIES_NAME))
+    _check_stack_refs(ws)
+    return ws
+
+
+def _load_upstream(name: str, node: Any, parent: CommentedMap, path: Path) -> Upstream:
+    line = _line(parent, name)
+    if not UPSTREAM_NAME.match(name):
+        raise BadInput(f"upstream name {name!r} must be lower-case letters, digits, '.', '_' or '-'",
+                       path=str(path), line=line)
+    node = _require_map(node, f"upstream {name!r}", path, line)
+    _check_keys(node, UPSTREAM_KEYS, f"upstream {name!r}", path)
+    url = _str(node, "url", path)
+    pin = _str(node, "pin", path)
+    if not url:
+        raise BadInput(f"upstream {name!r} has no url", path=str(path), line=line)
+    if not FULL_SHA.match(pin):
+        raise BadInput(f"pin {pin!r} of upstream {name!r} is not a full 40-hex commit id "
+                       "(run 'patchq pin' to resolve a short SHA, tag or branch)", path=str(path),
+                       line=_line(node, "pin") or line)
+    archive = None
+    if node.get("archive") is not None:
+        arch = _require_map(node["archive"], "archive", path, _line(node, "archive"))
+        _check_keys(arch, ARCHIVE_KEYS, f"archive of {name!r}", path)
+        sha = _str(arch, "sha256", path)
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise BadInput(f"archive sha256 of {name!r} must be 64 hex digits", path=str(path),
+                           line=_line(arch, "sha256") or _line(node, "archive"))
+        if not (arch.get("url") or arch.get("pypi")):
+            raise BadInput(f"archive of {name!r} needs 'url' or 'pypi'", path=str(path), line=_line(node, "archive"))
+        archive = ArchiveSource(sha256=sha, url=_str(arch, "url", path) or None, pypi=_str(arch, "pypi", path) or None,
+                                subdir=_str(arch, "subdir", path) or None)
+    return Upstream(name=name, url=url, pin=pin, archive=archive, description=_str(node, "description", path))
+
+
+def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstreams: dict[str, Upstream]) -> Stack:
+    line = _line(parent, name)
+    node = _require_map(node, f"stack {name!r}", path, line)
+    _check_keys(node, STACK_KEYS, f"stack {name!r}", path)
+    names = _str_list(node, "upstreams", path)
+    pins = _str_map(node, "pins", path)
+    if not names:
+        names = tuple(pins) or tuple(upstreams)
+    for up in (*names, *pins):
+        if up not in upstreams:
+            raise BadInput(f"stack {name!r} uses unknown upstream {up!r}{_close(up, upstreams)}", path=str(path),
+                           line=_line(node, "upstreams") or _line(node, "pins") or line)
+    for up, sha in pins.items():
+        if not FULL_SHA.match(sha):
+            raise BadInput(f"pin {sha!r} of {up!r} in stack {name!r} is not a full 40-hex commit id", path=str(path),
+                           line=_line(node["pins"], up))
+    include = []
+    for raw in _str_list(node, "include", path) or ("promoted",):
+        try:
+            include.append(Status.parse(raw))
+        except ValueError as exc:
+            raise BadInput(str(exc), path=str(path), line=_line(node, "include")) from None
+    result = None
+    if node.get("result") is not None:
+        res = _require_map(node["result"], "result", path, _line(node, "result"))
+        _check_keys(res, RESULT_KEYS, f"result of stack {name!r}", path)
+        value = res.get("value")
+        try:
+            number = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            raise BadInput(f"result value {value!r} of stack {name!r} is not a number", path=str(path),
+                           line=_line(res, "value")) from None
+        result = StackResult(metric=_str(res, "metric", path), value=number, lane=_str(res, "lane", path),
+                             date=_str(res, "date", path), gates=_str_list(res, "gates", path),
+                             notes=_str(res, "notes", path))
+    trees = _str_map(node, "trees", path)
+    for up, tree in trees.items():
+        if not FULL_SHA.match(tree):
+            raise BadInput(f"recorded tree {tree!r} of {up!r} is not a full id", path=str(path),
+                           line=_line(node["trees"], up))
+    return Stack(name=name, upstreams=names, pins=pins, include=tuple(include), extra=_str_list(node, "extra", path),
+                 profile=_str_map(node, "profile", path), result=result, trees=trees,
+                 description=_str(node, "description", path))
+
+
+def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
+    doc = load_yaml(path, what=SERIES_NAME)
+    doc = _require_map(doc, SERIES_NAME, path, 1)
+    _check_keys(doc, {"patches"}, SERIES_NAME, path)
+    items = doc.get("patches") or []
+    if not isinstance(items, list):
+        raise BadInput("'patches' must be a list", path=str(path), line=_line(doc, "patches"))
+    entries: list[PatchEntry] = []
+    seen: dict[str, int | None] = {}
+    for index, node in enumerate(items):
+        line = _line(items, index)
+        node = _require_map(node, "a series entry", path, line)
+        _check_keys(node, ENTRY_KEYS, "series entry", path)
+        pid = _str(node, "id", path)
+        if not PATCH_ID.match(pid):
+            raise BadInput(f"patch id {pid!r} must be lower-case letters, digits, '.', '_' or '-'", path=str(path),
+                           line=line)
+        if pid in seen:
+            raise BadInput(f"duplicate patch id {pid!r} (first at line {seen[pid]})", path=str(path), line=line)
+        seen[pid] = line
+        file = _str(node, "file", path)
+        if not file or "/" in file or "\\" in file or file.startswith("."):
+            raise BadInput(f"file {file!r} of {pid!r} must be a plain file name inside queues/{upstream}/",
+                           path=str(path), line=_line(node, "file") or line)
+        if not (ws.queue_dir(upstream) / file).is_file():
+            raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} does not exist", path=str(path),
+                           line=_line(node, "file") or line)
+        try:
+            status = Status.parse(_str(node, "status", path, default="promoted"))
+        except ValueError as exc:
+            raise BadInput(str(exc), path=str(path), line=_line(node, "status") or line) from None
+        entries.append(PatchEntry(
+            id=pid, upstream=upstream, file=file, status=status, title=_str(node, "title", path),
+            why=_str(node, "why", path).strip("\n"), flags=_str_list(node, "flags", path),
+            result=_str(node, "result", path), baseline=_str(node, "baseline", path),
+            notes=_str_list(node, "notes", path), date=_str(node, "date", path), base=_str(node, "base", path),
+            supersedes=_str_list(node, "supersedes", path), contains=_str_list(node, "contains", path),
+            author=_str(node, "author", path)))
+    ids = {e.id for e in entries}
+    for entry in entries:
+        for ref in (entry.base, *entry.supersedes, *entry.contains):
+            if ref and ref not in ids:
+                raise BadInput(f"{entry.id!r} refers to {ref!r}, which is not in this queue", path=str(path))
+    return doc, Queue(upstream, tuple(entries))
+
+
+def _check_stack_refs(ws: Workspace) -> None:
+    for stack in ws.stacks.values():
+        for ref in stack.extra:
+            try:
+                ws.find_patch(ref)
+            except BadInput as exc:
+                raise BadInput(f"stack {stack.name!r}: {exc.message}", path=str(ws.lock_path),
+                               line=_line(ws.lock_doc["stacks"][stack.name], "extra")) from None
+
+
+# ---- writers ---------------------------------------------------------------------------------------------------
+
+def entry_to_yaml(entry: PatchEntry, into: CommentedMap | None = None) -> CommentedMap:
+    """Series metadata for one entry, updating `into` in place so comments on it survive."""
+    node = into if into is not None else CommentedMap()
+    values: dict[str, Any] = {
+        "id": entry.id, "file": entry.file, "status": entry.status.value, "title": entry.title,
+        "why": entry.why, "flags": list(entry.flags), "result": entry.result, "baseline": entry.baseline,
+        "notes": list(entry.notes), "date": entry.date, "base": entry.base,
+        "supersedes": list(entry.supersedes), "contains": list(entry.contains), "author": entry.author,
+    }
+    for key, value in values.items():
+        empty = value in ("", [], None)
+        if empty and key not in ("id", "file", "status", "title"):
+            if key in node:
+                del node[key]
+            continue
+        if isinstance(value, list):
+            seq = CommentedSeq(value)
+            seq.fa.set_flow_style()
+            if list(node.get(key) or []) != value:
+                node[key] = seq
+        elif node.get(key) != value:
+            node[key] = value
+    return node
+
+
+def series_bytes(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> bytes:
+    """series.yaml text for `entries`, reusing the existing document's comments for entries that remain."""
+    doc = ws.series_docs.get(upstream)
+    old_nodes: dict[str, CommentedMap] = {}
+    if doc is None:
+        doc = CommentedMap()
+        doc.yaml_set_start_comment(f"patchq queue for upstream {upstream!r}: order is apply order")
+    for node in doc.get("patches") or []:
+        if isinstance(node, dict) and node.get("id"):
+            old_nodes[str(node["id"])] = node
+    seq = CommentedSeq()
+    for entry in entries:
+        seq.append(entry_to_yaml(entry, old_nodes.get(entry.id)))
+    old_seq = doc.get("patches")
+    if isinstance(old_seq, CommentedSeq):
+        seq.ca.items.update({})
+    doc["patches"] = seq
+    return dump_yaml(doc)
+
+
+def set_lock_values(ws: Workspace, *, pins: dict[str, str] | None = None,
+                    stack_pins: dict[str, dict[str, str]] | None = None,
+                    trees: dict[str, dict[str, str]] | None = None) -> bytes:
+    """pins.lock text with new upstream pins, stack pins and recorded trees; everything else as it was."""
+    doc = ws.lock_doc
+    for name, sha in (pins or {}).items():
+        doc["upstreams"][name]["pin"] = sha
+    for stack, values in (stack_pins or {}).items():
+        node = doc["stacks"][stack]
+        if "pins" not in node or node["pins"] is None:
+            node["pins"] = CommentedMap()
+        for up, sha in values.items():
+            node["pins"][up] = sha
+    for stack, values in (trees or {}).items():
+        node = doc["stacks"][stack]
+        if "trees" not in node or node["trees"] is None:
+            node["trees"] = CommentedMap()
+        for up, tree in values.items():
+            node["trees"][up] = tree
+    return dump_yaml(doc)
+
+
+def new_lock_doc() -> CommentedMap:
+    doc = CommentedMap()
+    doc.yaml_set_start_comment("patchq workspace: upstreams pinned to full commits, and the stacks built on them.\n"
+                               "patchq rewrites this file (pins, recorded trees); comments and order survive.")
+    doc["version"] = 1
+    doc["upstreams"] = CommentedMap()
+    doc["stacks"] = CommentedMap()
+    return doc
+
+
+def init_workspace(root: Path) -> Path:
+    """A new empty workspace; refuses to overwrite an existing pins.lock."""
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / LOCK_NAME
+    if lock.exists():
+        raise BadInput("a workspace already exists here", path=str(lock))
+    (root / "queues").mkdir(exist_ok=True)
+    (root / "kernels").mkdir(exist_ok=True)
+    gitignore = root / ".gitignore"
+    if not gitignore.exists() or STATE_DIR not in gitignore.read_text():
+        existing = gitignore.read_text() if gitignore.exists() else ""
+        write_atomic(gitignore, (existing + ("" if existing.endswith("\n") or not existing else "\n")
+                                 + f"{STATE_DIR}/\n").encode())
+    write_atomic(lock, dump_yaml(new_lock_doc()))
+    return lock
+
+
+# ---- the workspace lock: one patchq writer at a time ---------------------------------------------------------------
+
+@contextlib.contextmanager
+def workspace_lock(root: Path, operation: str) -> Iterator[None]:
+    """Exclusive lock on the workspace; a lock left by a dead process is taken over, a live one is refused."""
+    state = root / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / "lock"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None and _alive(holder[0]):
+                raise EnvironmentFailure(f"workspace is in use by patchq pid {holder[0]} ({holder[1]}); "
+                                         "wait for it or stop it", path=str(path)) from None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)   # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()} {operation}\n")
+        break
+    else:
+        raise EnvironmentFailure("could not take the workspace lock", path=str(path))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if (_lock_holder(path) or (None,))[0] == os.getpid():
+                os.unlink(path)
+
+
+def _lock_holder(path: Path) -> tuple[int, str] | None:
+    try:
+        pid, _, op = path.read_text().strip().partition(" ")
+        return int(pid), op
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def with_entries(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> Workspace:
+    queues = dict(ws.queues)
+    queues[upstream] = Queue(upstream, tuple(entries))
+    return replace(ws, queues=queues)
