@@ -12,6 +12,7 @@ Per patch, git is asked in order: does it apply as is (clean, or offset from `-v
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from .errors import BadInput
 from .git import Repo, objects_dir, read_index_entries
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
-from .sources import ensure_mirror, prepare_checkout
+from .sources import ensure_base, prepare_checkout
 from .workspace import STATE_DIR, Workspace
 
 OFFSET_LINE = re.compile(r"^Hunk #(\d+) succeeded at (\d+)(?: \(offset (-?\d+) lines?\))?\.")
@@ -217,6 +218,28 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
     run = QueueRun(head=base)
     changes: list[tuple[LoadedPatch, list[tuple[str, str, str]]]] = []
     try:
+        at_base = index.entries()
+        snapshot = index.snapshot()
+        quick = _judge_in_one_pass(repo, index, patches)
+        replayed = None
+        if quick is not None and commit_ref is not None:
+            replayed = _replay_in_python(repo, base, patches, at_base, index.entries())
+    except BaseException:
+        index.close()
+        raise
+    if quick is not None and (commit_ref is None or replayed is not None):
+        index.close()
+        if commit_ref is None:
+            run.outcomes = quick
+            return run
+        changed_ids = {lp.entry.id for lp, _ in replayed}
+        run.outcomes = [o if o.patch_id in changed_ids else
+                        Outcome(o.patch_id, o.upstream, OutcomeKind.EMPTY, files=o.files,
+                                detail="applies but changes nothing at this base") for o in quick]
+        return _commit_run(repo, base, commit_ref, run, replayed)
+    if quick is not None:
+        index.restore(snapshot)
+    try:
         current = {k: v for k, v in index.entries().items()}
         stopped = False
         for loaded in patches:
@@ -240,13 +263,157 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
     finally:
         index.close()
     if commit_ref is not None:
-        commits = _write_commits(repo, base, commit_ref, changes)
-        run.commits = commits
-        run.head = commits[changes[-1][0].entry.id] if changes else base
-        run.outcomes = [Outcome(o.patch_id, o.upstream, o.kind, o.files, o.hunks, o.detail,
-                                commits.get(o.patch_id, ""), o.offsets) for o in run.outcomes]
-        run.tree = repo.tree_of(run.head)
+        return _commit_run(repo, base, commit_ref, run, changes)
     return run
+
+
+def _commit_run(repo: Repo, base: str, commit_ref: str, run: QueueRun, changes) -> QueueRun:
+    commits = _write_commits(repo, base, commit_ref, changes)
+    run.commits = commits
+    run.head = commits[changes[-1][0].entry.id] if changes else base
+    run.outcomes = [Outcome(o.patch_id, o.upstream, o.kind, o.files, o.hunks, o.detail,
+                            commits.get(o.patch_id, ""), o.offsets) for o in run.outcomes]
+    run.tree = repo.tree_of(run.head)
+    return run
+
+
+def _blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _replay_in_python(repo: Repo, base: str, patches: list[LoadedPatch], at_base: dict, final: dict):
+    """Each patch's resulting files, spliced in Python at the positions git just verified in its one pass.
+
+    This saves one git process per patch when a queue applies as is. git stays the judge: the replay is used only
+    if every final file it computes has exactly the blob id and mode git's own pass produced; otherwise None, and
+    the queue is applied patch by patch with git.
+    """
+    contents: dict[str, bytes] = {}
+    modes: dict[str, str] = {}
+    specs = {path: f"{base}:{path}" for path, (mode, _, stage) in at_base.items() if stage == 0}
+    blobs = repo.read_blobs(list(specs.values()))
+    for path, spec in specs.items():
+        if blobs.get(spec) is None:
+            return None
+        contents[path] = blobs[spec]
+        modes[path] = at_base[path][0]
+    changes = []
+    for loaded in patches:
+        delta = []
+        for section in loaded.patch.files:
+            if section.binary or section.rename or section.copy or section.new_mode == "120000":
+                return None
+            path = section.path
+            if section.is_deleted:
+                if path not in contents:
+                    return None
+                del contents[path]
+                delta.append(("", "", path, None))
+                continue
+            old = b"" if section.is_new else contents.get(path)
+            if old is None or (section.is_new and path in contents):
+                return None
+            new = _splice(old, section.hunks)
+            if new is None:
+                return None
+            mode = section.new_mode or modes.get(path, "100644")
+            if new != old or mode != modes.get(path) or section.is_new:
+                delta.append((mode, _blob_id(new), path, new))
+            contents[path] = new
+            modes[path] = mode
+        if delta:
+            changes.append((loaded, delta))
+    expected = {path: (mode, sha) for path, (mode, sha, stage) in final.items() if stage == 0}
+    computed = {path: (modes[path], _blob_id(data)) for path, data in contents.items()}
+    return changes if computed == expected else None
+
+
+def _splice(old: bytes, hunks) -> bytes | None:
+    """Apply exact-context hunks to a file's bytes, each at the matching position nearest to where it says."""
+    lines = old.splitlines(keepends=True)
+    shift = 0
+    for hunk in hunks:
+        pre: list[bytes] = []
+        post: list[bytes] = []
+        last = ""
+        for raw in hunk.lines:
+            tag, text = raw[:1], raw[1:]
+            if tag == b"\\":
+                for side in ((pre, post) if last == "both" else (pre,) if last == "pre" else (post,)):
+                    if side and side[-1].endswith(b"\n"):
+                        side[-1] = side[-1][:-1]
+                continue
+            line = text + b"\n"
+            if tag == b"-":
+                pre.append(line)
+                last = "pre"
+            elif tag == b"+":
+                post.append(line)
+                last = "post"
+            else:
+                pre.append(line)
+                post.append(line)
+                last = "both"
+        want = (hunk.old_start if hunk.old_count == 0 else hunk.old_start - 1) + shift
+        pos = _find_block(lines, pre, max(0, want))
+        if pos is None:
+            return None
+        lines[pos:pos + len(pre)] = post
+        shift += len(post) - len(pre)
+    return b"".join(lines)
+
+
+def _find_block(lines: list[bytes], block: list[bytes], want: int) -> int | None:
+    n, size = len(lines), len(block)
+    if size == 0:
+        return min(want, n)
+    for distance in range(0, n + 1):
+        for pos in ((want,) if distance == 0 else (want - distance, want + distance)):
+            if 0 <= pos <= n - size and lines[pos:pos + size] == block:
+                return pos
+        if want - distance < 0 and want + distance > n - size:
+            break
+    return None
+
+
+def _judge_in_one_pass(repo: Repo, index: TinyIndex, patches: list[LoadedPatch]) -> list[Outcome] | None:
+    """All patches in one `git apply --cached` process: the common case of a queue that applies as is.
+
+    git applies successive sections for the same file in order, and `-v` names each section as it checks it, so
+    offsets still map to their patch. Returns None (index untouched) when anything fails or a patch has no diff,
+    and the caller judges patch by patch.
+    """
+    if not patches or any(not lp.patch.files for lp in patches):
+        return None
+    before = index.snapshot()
+    stream = b"".join(lp.patch.diff if lp.patch.diff.endswith(b"\n") else lp.patch.diff + b"\n" for lp in patches)
+    res = repo.apply(stream, cached=True, verbose=True, env=index.env)
+    if not res.ok:
+        index.restore(before)
+        return None
+    owners = [lp for lp in patches for _ in lp.patch.files]
+    offsets: dict[int, list[str]] = {}
+    section = -1
+    current = ""
+    for line in res.stderr.splitlines():
+        m = CHECKING_LINE.match(line)
+        if m:
+            section += 1
+            current = m.group(1)
+            continue
+        m = OFFSET_LINE.match(line)
+        if m and m.group(3) and int(m.group(3)) != 0 and 0 <= section < len(owners):
+            offsets.setdefault(id(owners[section]), []).append(
+                f"{current}: hunk {m.group(1)} at line {m.group(2)} ({int(m.group(3)):+d} lines)")
+    if section + 1 != len(owners):
+        index.restore(before)
+        return None       # git's report did not line up with our sections: judge one by one
+    out = []
+    for lp in patches:
+        moved = tuple(offsets.get(id(lp), ()))
+        out.append(Outcome(lp.entry.id, lp.entry.upstream, OutcomeKind.OFFSET if moved else OutcomeKind.CLEAN,
+                           files=tuple(touched_paths(lp.patch.files)), offsets=moved))
+    return out
 
 
 def _index_delta(before: dict[str, tuple[str, str, int]], after: dict[str, tuple[str, str, int]]
@@ -283,11 +450,14 @@ def _write_commits(repo: Repo, base: str, ref: str, changes: list[tuple[LoadedPa
         message = commit_message(loaded.entry).encode()
         out.append(f"commit {ref}\nmark :{mark}\nauthor {author} {when}\ncommitter patchq <patchq@localhost> {when}\n"
                    f"data {len(message)}\n".encode() + message + b"\n")
-        for mode, sha, path in delta:
-            if mode:
-                out.append(f"M {mode} {sha} {_fi_path(path)}\n".encode())
-            else:
+        for mode, sha, path, *inline in delta:
+            if not mode:
                 out.append(f"D {_fi_path(path)}\n".encode())
+            elif inline and inline[0] is not None:
+                data = inline[0]
+                out.append(f"M {mode} inline {_fi_path(path)}\ndata {len(data)}\n".encode() + data + b"\n")
+            else:
+                out.append(f"M {mode} {sha} {_fi_path(path)}\n".encode())
         out.append(b"\n")
     marks_dir = tempfile.mkdtemp(prefix="patchq-marks-")
     try:
@@ -336,18 +506,21 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
         upstream = ws.upstream(name)
         pin = ws.pin_for(stack, name)
         patches = stack_patches(ws, stack, name, extra)
-        mirror = ensure_mirror(upstream, workspace=ws.root, need=(pin,))
+        base = ensure_base(upstream, pin, workspace=ws.root)
         ref = f"refs/patchq/stacks/{stack_name}/{name}"
-        run = run_queue(mirror, pin, patches, keep_going=keep_going, commit_ref=None if check_only else ref)
-        plans.append((name, pin, mirror, run))
+        run = run_queue(base.repo, base.commit, patches, keep_going=keep_going,
+                        commit_ref=None if check_only else ref)
+        plans.append((name, pin, base, run))
     results = []
     steps: list[str] = []
-    for name, pin, mirror, run in plans:
+    for name, pin, base, run in plans:
         checkout = ""
+        if base.note:
+            steps.append(f"{name}: {base.note}")
         if not check_only:
             dest = (into / name) if into is not None else default_checkout_dir(ws, stack_name, name)
-            made = prepare_checkout(mirror, pin, dest, reuse=into is None, force=force)
-            made.repo.run("checkout", "-q", "-f", "-B", f"patchq/{stack_name}", run.head)
+            prepare_checkout(base.repo, run.head, dest, reuse=into is None, force=force,
+                             branch=f"patchq/{stack_name}")
             checkout = str(dest)
         recorded = stack.trees.get(name, "")
         verified = None
@@ -355,7 +528,7 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
             verified = bool(recorded) and run.tree == recorded and not any(
                 o.kind == OutcomeKind.CONFLICT for o in run.outcomes)
         results.append(UpstreamApply(name, pin, checkout, tuple(run.outcomes), run.tree, run.head, verified,
-                                     recorded))
+                                     recorded, base.commit))
         steps.extend(_next_steps(ws, name, run, checkout))
     if verify and any(not r.recorded_tree for r in results):
         steps.append(f"no tree recorded for some upstreams; run 'patchq lock {stack_name}' after a clean apply")
@@ -388,8 +561,8 @@ def lock_stack(ws: Workspace, stack_name: str) -> dict[str, str]:
     for name in stack.upstreams:
         upstream = ws.upstream(name)
         pin = ws.pin_for(stack, name)
-        mirror = ensure_mirror(upstream, workspace=ws.root, need=(pin,))
-        run = run_queue(mirror, pin, stack_patches(ws, stack, name),
+        base = ensure_base(upstream, pin, workspace=ws.root)
+        run = run_queue(base.repo, base.commit, stack_patches(ws, stack, name),
                         commit_ref=f"refs/patchq/stacks/{stack_name}/{name}")
         bad = [o for o in run.outcomes if not o.kind.ok]
         if bad:

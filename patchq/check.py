@@ -41,8 +41,5 @@ def check_workspace(ws: Workspace, *, flags: bool = True) -> list[Finding]:
 
 
 def _flag_findings(ws: Workspace) -> list[Finding]:
-    try:
-        from .audit import declared_vs_found
-    except ImportError:
-        return []
+    from .audit import declared_vs_found
     return declared_vs_found(ws)

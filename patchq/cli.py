@@ -82,9 +82,14 @@ def demo(c: Context, folder: Path | None, no_apply: bool) -> None:
     if no_apply:
         return
     from .apply import apply_stack
+    from .rebuild import build_after_apply
+    from .report import render_build
     ws = load_workspace(root)
-    report = apply_stack(ws, "promoted-demo", keep_going=True, extra=("diagnostic:decode-timing", "negative-archived:mtp-spec-decode"))
-    c.emit(report, lambda: render_apply(c.console, report))
+    report = apply_stack(ws, "promoted-demo", keep_going=True,
+                         extra=("diagnostic:decode-timing", "negative-archived:mtp-spec-decode"))
+    build = build_after_apply(ws, report)
+    c.emit({"apply": report, "build": build},
+           lambda: (render_apply(c.console, report), render_build(c.console, build)))
     if not c.json:
         c.console.print(f"\ntry: cd {root} && patchq list && patchq flags promoted-demo")
 
@@ -155,12 +160,18 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
           extra: tuple[str, ...], check_only: bool, force: bool, no_build: bool) -> None:
     """Regenerate STACK: clean checkouts at the pins, queues applied in order, one outcome per patch."""
     from .apply import apply_stack
+    from .rebuild import build_after_apply
+    from .report import render_build
     ws = c.ws()
     with workspace_lock(ws.root, f"apply {stack_name}"):
         report = apply_stack(ws, stack_name, into=into.resolve() if into else None, keep_going=keep_going,
                              verify=verify, only=only, extra=extra, check_only=check_only, force=force)
-    c.emit(report, lambda: render_apply(c.console, report))
-    if not report.ok:
+        build = None
+        if not check_only:
+            build = build_after_apply(ws, report, dry_run=no_build)
+    c.emit({"apply": report, "build": build} if build else report,
+           lambda: (render_apply(c.console, report), build and render_build(c.console, build)))
+    if not report.ok or (build is not None and not build.ok):
         sys.exit(EXIT_NEEDS_YOU)
 
 
@@ -258,6 +269,199 @@ def pin(c: Context, spec: str, stack_name: str | None) -> None:
         write_atomic(ws.lock_path, data)
     c.emit({"upstream": name, "ref": ref, "pin": sha},
            lambda: c.console.print(f"{name}: {ref} → {sha}  ({mirror.subject(sha)})"))
+
+
+@cli.command()
+@click.argument("target", metavar="[STACK|ID]", required=False)
+@click.option("--fail-on", "fail_on", default="", metavar="KINDS",
+              help="Comma-separated finding kinds that make the exit code 1 ('all' for any). Kinds: "
+                   "declared-not-found, found-not-declared, profile-unread, negative-in-profile, default-mismatch, "
+                   "default-on, dynamic-name, approximate.")
+@pass_ctx
+def flags(c: Context, target: str | None, fail_on: str) -> None:
+    """Env-flag audit: which flags each patch reads, defaults, and whether a stack's profile fits them."""
+    from .audit import FINDING_KINDS, audit_stack, audit_workspace
+    from .report import render_flag_audit
+    wanted = {k.strip() for k in fail_on.split(",") if k.strip()}
+    unknown = wanted - set(FINDING_KINDS) - {"all"}
+    if unknown:
+        raise BadInput(f"unknown --fail-on kind(s): {', '.join(sorted(unknown))} (known: {', '.join(FINDING_KINDS)})")
+    ws = c.ws()
+    audit = audit_stack(ws, target) if target and target in ws.stacks else audit_workspace(ws, target)
+    c.emit(audit, lambda: render_flag_audit(c.console, audit))
+    if any("all" in wanted or f.kind in wanted for f in audit.findings):
+        sys.exit(EXIT_NEEDS_YOU)
+
+
+@cli.command()
+@click.argument("stack_name", metavar="[STACK]", required=False)
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Folder to write the bundles into (created if missing; other files in it are left alone).")
+@click.option("--upstream", "-u", "upstreams", multiple=True, help="Only these upstreams (default: all of them).")
+@click.option("--format", "fmt", type=click.Choice(["gz.b64", "patch", "mbox", "quilt"]), default="gz.b64",
+              show_default=True, help="One .patch.gz.b64, a folder of .patch files, an mbox, or a quilt series.")
+@click.option("--force", is_flag=True,
+              help="Replace files in the way even when no earlier export of this bundle wrote them.")
+@click.option("--check", "check_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Instead of exporting, verify the bundles in DIR against the workspace (STACK optional).")
+@click.option("--max-size", "max_size", type=click.IntRange(min=1), default=64 * 1024 * 1024, show_default=True,
+              help="With --check: refuse bundles that decompress to more bytes than this.")
+@pass_ctx
+def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: tuple[str, ...], fmt: str,
+           force: bool, check_dir: Path | None, max_size: int) -> None:
+    """Write deterministic bundles of STACK into DIR (one per upstream, with a manifest), or --check DIR [STACK]."""
+    from .bundle import check_export, export_stack
+    from .report import render_export, render_export_check
+    if check_dir is not None:
+        if out_dir is not None or upstreams or force:
+            raise BadInput("--check takes a folder and optionally a stack; -o, -u and --force do not apply")
+        ws = c.ws()
+        with workspace_lock(ws.root, "export --check"):
+            report = check_export(ws, check_dir, stack_name=stack_name, limit=max_size)
+        c.emit(report, lambda: render_export_check(c.console, report))
+        if not report.ok:
+            sys.exit(EXIT_NEEDS_YOU)
+        return
+    if stack_name is None or out_dir is None:
+        raise BadInput("usage: patchq export STACK -o DIR [-u UPSTREAM] [--format F]  |  patchq export --check DIR "
+                       "[STACK]")
+    ws = c.ws()
+    with workspace_lock(ws.root, f"export {stack_name}"):
+        result = export_stack(ws, stack_name, out_dir=out_dir, upstreams=upstreams, fmt=fmt, force=force)
+    c.emit(result, lambda: render_export(c.console, result))
+
+
+@cli.command()
+@click.argument("stack_name", metavar="[STACK]", required=False)
+@click.option("--onto", metavar="UPSTREAM@REF",
+              help="Where to move the queue: a full or short SHA, a tag, a branch, or 'latest'.")
+@click.option("--continue", "resume", is_flag=True, help="Go on after resolving and staging in the work tree.")
+@click.option("--skip", is_flag=True, help="Leave the stopped patch out of the new stack (it stays in the queue).")
+@click.option("--abort", is_flag=True, help="Undo the rebase: every workspace file back as it was.")
+@click.option("--dry-run", is_flag=True, help="The whole report (outcomes, breaking commits) without changing anything.")
+@click.option("--json", "json_out", is_flag=True, help="Print the report as one JSON document.")
+@pass_ctx
+def rebase(c: Context, stack_name: str | None, onto: str | None, resume: bool, skip: bool, abort: bool,
+           dry_run: bool, json_out: bool) -> None:
+    """Move STACK's queue for one upstream onto UPSTREAM@REF, with a resolution work tree on conflicts."""
+    from .rebase import abort_rebase, continue_rebase, skip_patch, start_rebase
+    from .report import render_rebase
+    actions = [name for name, on in (("--onto", onto is not None), ("--continue", resume), ("--skip", skip),
+                                     ("--abort", abort)) if on]
+    if len(actions) != 1:
+        raise BadInput("say one of --onto UPSTREAM@REF, --continue, --skip or --abort"
+                       + (f" (got {' and '.join(actions)})" if actions else ""))
+    if (dry_run or stack_name) and onto is None:
+        raise BadInput("STACK and --dry-run go with --onto")
+    c.json = c.json or json_out
+    root = c.root()
+    if onto is not None:
+        report = start_rebase(root, onto, stack_name, dry_run=dry_run)
+    elif resume:
+        report = continue_rebase(root)
+    elif skip:
+        report = skip_patch(root)
+    else:
+        report = abort_rebase(root)
+    c.emit(report, lambda: render_rebase(c.console, report))
+    if not report.ok:
+        sys.exit(EXIT_NEEDS_YOU)
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """A byte count with an optional K, M or G suffix (powers of 1024)."""
+    import re
+    m = re.fullmatch(r"\s*(\d+)\s*([KkMmGg]?)(?:i?[Bb])?\s*", str(value))
+    if not m or int(m.group(1)) <= 0:
+        raise click.BadParameter(f"{value!r} is not a size (e.g. 67108864, 64M, 1G)")
+    return int(m.group(1)) * 1024 ** " KMG".index((m.group(2) or " ").upper())
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path), metavar="PATH...")
+@click.option("--upstream", "-u", help="Put everything in this upstream's queue (default: found per patch).")
+@click.option("--status", "-s", type=STATUS_CHOICES, help="Give every imported patch this status.")
+@click.option("--map", "map_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+              help="YAML: glob or id -> status / upstream / id, per file, overriding what import infers.")
+@click.option("--dry-run", is_flag=True, help="Show the plan; write nothing.")
+@click.option("--max-size", "max_size", default="64M", show_default=True, callback=_size, metavar="N",
+              help="Refuse inputs (decompressed bundles included) larger than this.")
+@click.option("--strict", is_flag=True, help="Write nothing unless every input can be imported.")
+@pass_ctx
+def import_cmd(c: Context, paths: tuple[Path, ...], upstream: str | None, status: str | None,
+               map_file: Path | None, dry_run: bool, max_size: int, strict: bool) -> None:
+    """Import lab patch folders, bundles, quilt series and mbox files into the queues, each file accounted for."""
+    from .importer import import_paths
+    from .report import render_import
+    ws = c.ws()
+    report = import_paths(ws, paths, upstream=upstream, status=status, mapping=map_file, dry_run=dry_run,
+                          limit=max_size, strict=strict)
+    c.emit(report, lambda: render_import(c.console, report))
+    if not report.ok:
+        sys.exit(EXIT_NEEDS_YOU)
+
+
+@cli.command()
+@click.argument("stack_name", metavar="STACK")
+@click.option("--target", "-t", "targets", multiple=True, help="Build exactly these targets (default: affected ones).")
+@click.option("--dry-run", is_flag=True, help="Say what would build; build nothing.")
+@click.option("--jobs", "-j", type=int, help="Parallel jobs (default: from the recipe and this machine's memory).")
+@click.option("--launcher", help="Compiler launcher, e.g. ccache or sccache.")
+@click.option("--force", is_flag=True, help="Discard uncommitted changes in patchq's own checkouts.")
+@pass_ctx
+def build(c: Context, stack_name: str, targets: tuple[str, ...], dry_run: bool, jobs: int | None,
+          launcher: str | None, force: bool) -> None:
+    """Rebuild the native targets STACK's changes touch, cached by content."""
+    from .rebuild import build_stack
+    from .report import render_build
+    ws = c.ws()
+    with workspace_lock(ws.root, f"build {stack_name}"):
+        report = build_stack(ws, stack_name, targets=targets, dry_run=dry_run, jobs=jobs, launcher=launcher,
+                             force=force)
+    c.emit(report, lambda: render_build(c.console, report))
+    if not report.ok:
+        sys.exit(EXIT_NEEDS_YOU)
+
+
+@cli.command()
+@click.argument("stack_name", metavar="STACK", required=False)
+@click.option("--site-packages", "site", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The site-packages folder holding the installed package.")
+@click.option("--upstream", "-u", default="vllm", show_default=True, help="Which upstream's Python changes.")
+@click.option("--package", help="Installed distribution name (default: the upstream name).")
+@click.option("--expect-version", help="Installed version to require (default: the upstream's 'version' in pins.lock).")
+@click.option("--revert", is_flag=True, help="Undo the last overlay of this site-packages, byte for byte.")
+@pass_ctx
+def overlay(c: Context, stack_name: str | None, site: Path, upstream: str, package: str | None,
+            expect_version: str | None, revert: bool) -> None:
+    """Apply STACK's Python changes onto an installed package (with a backup), or --revert them."""
+    from .rebuild import overlay_stack, revert_overlay
+    from .report import render_overlay
+    ws = c.ws()
+    with workspace_lock(ws.root, "overlay"):
+        if revert:
+            result = revert_overlay(ws, site)
+        else:
+            if not stack_name:
+                raise BadInput("name the STACK to overlay (or pass --revert)")
+            result = overlay_stack(ws, stack_name, site, upstream=upstream, package=package, version=expect_version)
+    c.emit(result, lambda: render_overlay(c.console, result))
+
+
+@cli.command()
+@click.argument("stack_name", metavar="STACK")
+@click.option("--wheel", "wheel_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The upstream's binary wheel for the pin.")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--upstream", "-u", default="vllm", show_default=True)
+@pass_ctx
+def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream: str) -> None:
+    """An installable wheel for a Python-only STACK: the upstream wheel with the patched files, no compiler."""
+    from .rebuild import wheel_for_stack
+    ws = c.ws()
+    report = wheel_for_stack(ws, stack_name, wheel_path, out_dir, upstream=upstream)
+    c.emit(report, lambda: c.console.print(f"wrote {report.wheel} ({len(report.replaced)} files replaced, "
+                                           f"{len(report.deleted)} removed)"))
 
 
 def main(argv: list[str] | None = None) -> None:

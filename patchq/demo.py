@@ -210,6 +210,7 @@ def _build_vllm(path: Path) -> tuple[str, str, str]:
     _write(path, "setup.py", "from setuptools import Extension, setup\n\nsetup(name='vllm', version='0.20.1', "
            "packages=['vllm'],\n      ext_modules=[Extension('vllm._C', ['csrc/activation.c'])])\n")
     _write(path, "README.md", "# vllm (demo upstream)\n")
+    _write(path, ".gitignore", "*.so\nbuild/\n*.egg-info/\n__pycache__/\n")
     base = _commit(repo, "Initial import of the demo vLLM tree", 0)
     # upstream moves: lines inserted above the MoE code (patches touching it now apply at an offset) ...
     _edit(path, "vllm/model_executor/models/minimax_m2.py", "class MiniMaxM2MoE:",
@@ -236,6 +237,7 @@ def _build_llama(path: Path) -> str:
     repo = Repo.init(path)
     _write(path, "ggml/src/ops.c", GGML_OPS)
     _write(path, "Makefile", MAKEFILE)
+    _write(path, ".gitignore", "*.o\n*.a\n")
     _write(path, "CMakeLists.txt", "cmake_minimum_required(VERSION 3.14)\nproject(ggml C)\n"
            "add_library(ggml STATIC ggml/src/ops.c)\n")
     _write(path, "scripts/run-server.sh", "#!/bin/sh\nexec ./llama-server -m \"$MODEL\" -ngl 99\n")
@@ -343,7 +345,7 @@ def _llama_changes() -> list[_Change]:
         title="Diagnostic: log the offload setting the server starts with", why="Confirms the run recipe's env.",
         flags=("LLAMA_PROBE_NGL",), date="2026-05-13", author=AUTHOR),
         (("scripts/run-server.sh", "exec ./llama-server -m \"$MODEL\" -ngl 99\n",
-          "echo \"ngl=${LLAMA_PROBE_NGL:-99}\" >&2\nexec ./llama-server -m \"$MODEL\" -ngl \"${LLAMA_PROBE_NGL:-99}\"\n"),))
+          "echo \"ngl=${LLAMA_PROBE_NGL:-99}\" >&2\nexec ./llama-server -m \"$MODEL\" -ngl 99\n"),))
     return [gate, probe]
 
 
@@ -355,6 +357,7 @@ upstreams:
   vllm:
     url: upstreams/vllm.git   # a local path, relative to this workspace
     pin: {vllm_pin}
+    version: 0.20.1           # the package version this pin is, checked before an overlay
     description: vLLM-like Python package with a small C extension
   llama-cpp:
     url: upstreams/llama-cpp.git
@@ -454,5 +457,7 @@ Made by `patchq demo`. Try:
     patchq apply promoted-demo --with negative-archived:mtp-spec-decode --keep-going
     patchq flags promoted-demo               # which env flags the stack reads, checked against its profile
     patchq rebase --onto vllm@main --dry-run # what moving vLLM to its newest commit would do
-    patchq export promoted-demo -o repro/    # .patch.gz.b64 bundles for a reproduction folder
+    patchq export promoted-demo -u llama-cpp -o repro/   # a .patch.gz.b64 bundle for a reproduction folder
+    patchq export promoted-demo -o repro/    # refused: allreduce-bf16-accum needs a 3-way merge, which plain
+                                             # 'git apply' in a repro folder cannot do (rebase it first)
 """

@@ -139,6 +139,31 @@ class Repo:
         res = self.run("cat-file", "blob", f"{rev}:{path}", check=False)
         return res.stdout if res.ok else None
 
+    def read_blobs(self, specs: list[str]) -> dict[str, bytes | None]:
+        """Many `rev:path` contents in one `git cat-file --batch` process; None where a spec names nothing."""
+        if not specs:
+            return {}
+        unique = list(dict.fromkeys(specs))
+        if any("\n" in spec for spec in unique):
+            raise ValueError("object names cannot contain newlines")
+        raw = self.run("cat-file", "--batch", input="\n".join(unique) + "\n").stdout
+        out: dict[str, bytes | None] = {}
+        pos = 0
+        for spec in unique:
+            end = raw.index(b"\n", pos)
+            header = raw[pos:end].split()
+            pos = end + 1
+            if len(header) == 3 and header[1] == b"blob":
+                size = int(header[2])
+                out[spec] = raw[pos:pos + size]
+                pos += size + 1
+            elif len(header) == 3:
+                pos += int(header[2]) + 1
+                out[spec] = None
+            else:
+                out[spec] = None
+        return out
+
     def hash_object(self, data: bytes, *, write: bool = False) -> str:
         return self.run("hash-object", "--stdin", *(["-w"] if write else []), input=data).out.strip()
 
@@ -209,11 +234,15 @@ class Repo:
             args.append(f"-C{context}")
         return self.run(*args, "-", input=patch, env=env, check=False)
 
-    def status_porcelain(self) -> list[str]:
-        """Changed and untracked files of the work tree (ignored files do not count)."""
-        res = self.run("status", "--porcelain=v1", "-z", "--untracked-files=all")
-        entries = res.out.split("\0")
-        return [e[3:] for e in entries if len(e) > 3]
+    def status_porcelain(self, *, ignored: bool = False) -> list:
+        """Changed and untracked files of the work tree; with `ignored`, (path, is_ignored) pairs including them."""
+        args = ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"]
+        if ignored:
+            args.append("--ignored")
+        entries = [e for e in self.run(*args).out.split("\0") if len(e) > 3]
+        if ignored:
+            return [(e[3:], e.startswith("!!")) for e in entries]
+        return [e[3:] for e in entries]
 
     def unmerged_paths(self) -> list[str]:
         out = self.run("diff", "--name-only", "--diff-filter=U", "-z").out

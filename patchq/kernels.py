@@ -29,6 +29,7 @@ import os
 import platform
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import stat
@@ -79,7 +80,7 @@ class Recipe:
     target: str
     upstream: str
     inputs: tuple[str, ...]
-    command: str
+    command: str | tuple[str, ...]           # a bash script, or an argv run as is
     outputs: tuple[OutputSpec, ...]
     exclude: tuple[str, ...] = ()
     workdir: str = "."
@@ -98,6 +99,10 @@ class Recipe:
     def line_of(self, key: str) -> int | None:
         return self.lines.get(key) or self.lines.get(key.split(".")[0].split("[")[0])
 
+    @property
+    def command_text(self) -> str:
+        return self.command.strip() if isinstance(self.command, str) else shlex.join(self.command)
+
     def is_input(self, path: str) -> bool:
         """A path feeds the target when an input glob covers it and neither an exclude nor an output does."""
         return (matches_any(self.inputs, path) and not matches_any(self.exclude, path)
@@ -105,7 +110,8 @@ class Recipe:
 
 
 _RECIPE_KEYS = ("target", "upstream", "description", "inputs", "exclude", "command", "workdir", "setup",
-                "setup_args", "env", "toolchain", "requires", "outputs", "resources", "launcher", "build_by_default")
+                "setup_args", "env", "toolchain", "requires", "outputs", "kind", "resources", "launcher",
+                "build_by_default")
 _REQUIRED_KEYS = ("upstream", "inputs", "command", "outputs")
 _OUTPUT_KEYS = ("kind", "path")
 _RESOURCE_KEYS = ("jobs", "mem_per_job_gb", "swap_gb")
@@ -196,7 +202,7 @@ class _RecipeReader:
             upstream=self.text(data, "upstream"),
             inputs=self.globs(data, "inputs", required=True),
             exclude=self.globs(data, "exclude"),
-            command=self.text(data, "command"),
+            command=self.command(data),
             workdir=self.relative_path(data, "workdir", default="."),
             setup=self.text(data, "setup", default=""),
             setup_args=self.texts(data, "setup_args"),
@@ -211,8 +217,6 @@ class _RecipeReader:
             path=self.path,
             lines=dict(self.lines),
         )
-        if not recipe.command.strip():
-            raise self.fail("command", "is empty")
         return recipe
 
     def reject_unknown(self, data: dict, known: tuple[str, ...], prefix: str) -> None:
@@ -292,21 +296,43 @@ class _RecipeReader:
                                 f"unknown requirement {name!r} (known: {', '.join(CAPABILITIES)}, tool:NAME)")
         return names
 
+    def command(self, data: dict) -> str | tuple[str, ...]:
+        value = data["command"]
+        if isinstance(value, str):
+            if not value.strip():
+                raise self.fail("command", "is empty")
+            return value
+        if not isinstance(value, list):
+            raise self.fail("command", f"expected a bash script (a string) or an argv (a list), "
+                                       f"got {_type_name(value)}")
+        argv = self.texts(data, "command")
+        if not argv:
+            raise self.fail("command", "is empty")
+        return argv
+
+    def output_kind(self, data: dict, key: str, name: str) -> str:
+        kind = self.text(data, key, name=name)
+        if kind not in OUTPUT_KINDS:
+            raise self.fail(name, f"unknown output kind {kind!r} (known: {', '.join(OUTPUT_KINDS)})")
+        return kind
+
     def outputs(self, data: dict) -> tuple[OutputSpec, ...]:
+        """Each output is {kind, path}, or a bare path taking the recipe's `kind` (default: file)."""
         items = data["outputs"]
         if not isinstance(items, list) or not items:
-            raise self.fail("outputs", "expected a non-empty list of {kind, path}")
+            raise self.fail("outputs", "expected a non-empty list of paths or {kind, path}")
+        default_kind = self.output_kind(data, "kind", "kind") if "kind" in data else "file"
         specs = []
         for index, item in enumerate(items):
             name = f"outputs[{index}]"
-            if not isinstance(item, dict):
-                raise self.fail(name, f"expected a mapping with kind and path, got {_type_name(item)}")
+            if isinstance(item, str):
+                item = {"kind": default_kind, "path": item}
+            elif not isinstance(item, dict):
+                raise self.fail(name, f"expected a path or a mapping with kind and path, got {_type_name(item)}")
             self.reject_unknown(item, _OUTPUT_KEYS, name)
-            kind = self.text(item, "kind", name=f"{name}.kind")
-            if kind not in OUTPUT_KINDS:
-                raise self.fail(f"{name}.kind", f"unknown output kind {kind!r} (known: {', '.join(OUTPUT_KINDS)})")
+            kind = self.output_kind(item, "kind", f"{name}.kind") if "kind" in item else default_kind
             path = self.text(item, "path", name=f"{name}.path")
-            problem = glob_problem(path)
+            problem = glob_problem(path) or _whole_tree_problem(path)
             if problem:
                 raise self.fail(f"{name}.path", f"{path!r}: {problem}")
             specs.append(OutputSpec(kind, path))
@@ -356,6 +382,14 @@ def glob_problem(pattern: str) -> str:
     return ""
 
 
+def _whole_tree_problem(pattern: str) -> str:
+    """Outputs are deleted before each build, so an output glob must name something, not everything."""
+    first = pattern.strip("/").split("/")[0]
+    if first in ("", ".", "**") or set(first) <= set("*?"):
+        return "an output must start with a folder or file name (outputs are cleared before each build)"
+    return ""
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_glob(pattern: str) -> re.Pattern[str]:
     """`**` spans folders, `*` and `?` stay within one, and a pattern naming a folder covers all under it."""
@@ -374,17 +408,17 @@ def _segment_regex(segment: str) -> str:
     out, i = [], 0
     while i < len(segment):
         char = segment[i]
+        close = segment.find("]", i + 2) if char == "[" else -1
         if char == "*":
             out.append("[^/]*")
         elif char == "?":
             out.append("[^/]")
-        elif char == "[" and "]" in segment[i + 2:] + segment[i + 1:i + 2]:
-            end = segment.index("]", i + 2) if segment[i + 1:i + 2] == "]" else segment.index("]", i + 1)
-            inner = segment[i + 1:end]
+        elif close != -1:
+            inner = segment[i + 1:close]
             negate = inner.startswith("!")
-            inner = inner[1:] if negate else inner
-            out.append("[" + ("^" if negate else "") + inner.replace("\\", "\\\\") + "]")
-            i = end
+            out.append("[" + ("^" if negate else "") + re.escape(inner[1:] if negate else inner)
+                       .replace("\\-", "-") + "]")
+            i = close
         else:
             out.append(re.escape(char))
         i += 1
@@ -442,12 +476,14 @@ def require_inputs_at(recipe: Recipe, repo: Repo, rev: str) -> None:
 
 # ---- the environment a recipe runs in --------------------------------------------------------------------------
 
-# Sources the setup script with only its own arguments (bash keeps the caller's "$@" otherwise, which oneAPI's
-# scripts would read as options), silences its banner, then replaces itself with the build command.
-_SOURCE_THEN_RUN = ('setup_script=$0; build_command=$1; shift; '
-                    'source "$setup_script" "$@" >/dev/null '
-                    '|| { echo "patchq: sourcing $setup_script failed" >&2; exit 97; }; '
-                    'exec bash -eo pipefail -c "$build_command"')
+# Sources the setup script with only its own arguments (bash hands the caller's "$@" to a sourced script given none,
+# which oneAPI's scripts would read as options), silences its banner, then replaces itself with the build command.
+# argv: setup-script, number of setup arguments, the setup arguments, the command's argv.
+_SOURCE_THEN_EXEC = ('setup_script=$0; count=$1; shift; setup_args=("${@:1:$count}"); shift "$count"; '
+                     'build=("$@"); set -- "${setup_args[@]}"; '
+                     'source "$setup_script" >/dev/null '
+                     '|| { echo "patchq: sourcing $setup_script failed" >&2; exit 97; }; '
+                     'exec "${build[@]}"')
 
 
 def recipe_env(recipe: Recipe, env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -464,24 +500,46 @@ def setup_script(recipe: Recipe, env: Mapping[str, str]) -> str:
     return os.path.expanduser(string.Template(recipe.setup).safe_substitute(env))
 
 
-def shell_argv(recipe: Recipe, command: str, env: Mapping[str, str]) -> list[str]:
-    """argv that runs `command` in bash, after sourcing the recipe's setup script when it has one."""
+def shell_argv(recipe: Recipe, command: str | tuple[str, ...], env: Mapping[str, str]) -> list[str]:
+    """argv that runs `command` (a bash script, or an argv as is), after the recipe's setup script when it has one."""
+    argv = ["bash", "-eo", "pipefail", "-c", command] if isinstance(command, str) else list(command)
     if not recipe.setup:
-        return ["bash", "-eo", "pipefail", "-c", command]
-    return ["bash", "-c", _SOURCE_THEN_RUN, setup_script(recipe, env), command, *recipe.setup_args]
+        return argv
+    return ["bash", "-c", _SOURCE_THEN_EXEC, setup_script(recipe, env), str(len(recipe.setup_args)),
+            *recipe.setup_args, *argv]
 
 
 # ---- toolchain facts and the cache key -------------------------------------------------------------------------
 
 def probe_toolchain(recipe: Recipe, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Each fact command's output; a command that fails records its error text instead of stopping the build."""
-    build_env = recipe_env(recipe, env)
-    return {name: _run_fact(recipe, command, build_env) for name, command in sorted(recipe.toolchain.items())}
+    if not recipe.toolchain:
+        return {}
+    ready = environment_after_setup(recipe, recipe_env(recipe, env))
+    if ready is None:
+        reason = f"error: sourcing {setup_script(recipe, recipe_env(recipe, env))} failed"
+        return {name: reason for name in sorted(recipe.toolchain)}
+    return {name: _run_fact(recipe.toolchain[name], ready) for name in sorted(recipe.toolchain)}
 
 
-def _run_fact(recipe: Recipe, command: str, env: Mapping[str, str]) -> str:
+def environment_after_setup(recipe: Recipe, env: Mapping[str, str]) -> dict[str, str] | None:
+    """The variables the setup script leaves, from one sourcing (they are slow); None when sourcing fails."""
+    if not recipe.setup:
+        return dict(env)
     try:
-        proc = subprocess.run(shell_argv(recipe, command, env), env=dict(env), capture_output=True,
+        proc = subprocess.run(shell_argv(recipe, ("env", "-0"), env), env=dict(env), capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=FACT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    pairs = (item.split("=", 1) for item in proc.stdout.decode("utf-8", "surrogateescape").split("\0"))
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
+
+
+def _run_fact(command: str, env: Mapping[str, str]) -> str:
+    try:
+        proc = subprocess.run(["bash", "-eo", "pipefail", "-c", command], env=dict(env), capture_output=True,
                               stdin=subprocess.DEVNULL, timeout=FACT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return f"error: timed out after {FACT_TIMEOUT_S}s"
@@ -490,8 +548,8 @@ def _run_fact(recipe: Recipe, command: str, env: Mapping[str, str]) -> str:
     out = proc.stdout.decode("utf-8", "replace").replace("\r\n", "\n").strip()
     if proc.returncode == 0:
         return out
-    err = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-    return f"error (exit {proc.returncode}): {err[-1].strip() if err else out[-200:]}"
+    errors = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return f"error (exit {proc.returncode}): {errors[-1].strip() if errors else out[-200:]}"
 
 
 def list_inputs(recipe: Recipe, source_dir: str | Path) -> list[str]:
@@ -563,7 +621,7 @@ def missing_requirements(recipe: Recipe, env: Mapping[str, str] | None = None) -
     if script and not Path(script).is_file():
         reasons.append(f"setup script {script} not found")
     elif script and recipe.requires:
-        search_path = _path_after_setup(recipe, build_env) or search_path
+        search_path = (environment_after_setup(recipe, build_env) or {}).get("PATH") or search_path
     for name in recipe.requires:
         reason = _requirement_gap(name, search_path, build_env)
         if reason and reason not in reasons:
@@ -585,17 +643,6 @@ def _requirement_gap(name: str, search_path: str, env: Mapping[str, str]) -> str
         return "" if _has_intel_gpu() else "no Intel GPU (no /dev/dri render node of vendor 0x8086)"
     tool = name.split(":", 1)[1]
     return "" if shutil.which(tool, path=search_path) else f"{tool} not found on PATH"
-
-
-def _path_after_setup(recipe: Recipe, env: Mapping[str, str]) -> str:
-    """PATH as the setup script leaves it: where its compilers are found."""
-    argv = shell_argv(recipe, 'printf %s "$PATH"', env)
-    try:
-        proc = subprocess.run(argv, env=dict(env), capture_output=True, stdin=subprocess.DEVNULL,
-                              timeout=FACT_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else ""
 
 
 def _has_intel_gpu() -> bool:
@@ -839,10 +886,12 @@ def build_target(recipe: Recipe, source_dir: str | Path, cache_dir: str | Path, 
     """
     started = time.monotonic()
     source = Path(source_dir).resolve()
-    base = {"target": recipe.target, "upstream": recipe.upstream, "command": recipe.command}
+    base = {"target": recipe.target, "upstream": recipe.upstream, "command": recipe.command_text}
     missing = missing_requirements(recipe, env)
     if missing:
         return BuildOutcome(kind=BuildKind.SKIPPED_UNAVAILABLE, why="; ".join(missing), **base)
+    if not source.is_dir():
+        raise BadInput(f"{source} is not a folder: nothing to build {recipe.target} from")
     if not (source / recipe.workdir).is_dir():
         raise BadInput(f"workdir: {recipe.workdir!r} is not a folder of {source}", path=recipe.path,
                        line=recipe.line_of("workdir"))
@@ -852,18 +901,20 @@ def build_target(recipe: Recipe, source_dir: str | Path, cache_dir: str | Path, 
     cache.prepare()
     hit = cache.lookup(key)
     if hit is None and dry_run:
-        return BuildOutcome(kind=BuildKind.WOULD_BUILD, key=key, facts=known_facts,
-                            seconds=time.monotonic() - started, **base)
-    with cache.target_lock(recipe.target):
-        hit = hit or cache.lookup(key)
-        if hit is not None:
-            if not dry_run:
-                cache.mark_good(recipe.target, hit)
-            return BuildOutcome(kind=BuildKind.CACHED, key=key, outputs=hit.outputs, facts=known_facts,
-                                seconds=time.monotonic() - started, **base)
-        cache.sweep_staging()
-        return _run_build(recipe, source, cache, key, known_facts, started, jobs=jobs,
-                          launcher=recipe.launcher if launcher is None else launcher, env=env)
+        plan = plan_jobs(recipe.resources, jobs, cpu_count=os.cpu_count() or 1, memory=read_machine_memory())
+        return BuildOutcome(kind=BuildKind.WOULD_BUILD, key=key, facts=known_facts, jobs=plan.jobs,
+                            notes=plan.notes, seconds=time.monotonic() - started, **base)
+    if hit is None:
+        with cache.target_lock(recipe.target):
+            hit = cache.lookup(key)         # another process may have built it while we waited
+            if hit is None:
+                cache.sweep_staging()
+                return _run_build(recipe, source, cache, key, known_facts, started, jobs=jobs,
+                                  launcher=recipe.launcher if launcher is None else launcher, env=env)
+    if not dry_run:
+        cache.mark_good(recipe.target, hit)
+    return BuildOutcome(kind=BuildKind.CACHED, key=key, outputs=hit.outputs, facts=known_facts,
+                        seconds=time.monotonic() - started, **base)
 
 
 def _run_build(recipe: Recipe, source: Path, cache: BuildCache, key: str, facts: dict[str, str],
@@ -875,7 +926,7 @@ def _run_build(recipe: Recipe, source: Path, cache: BuildCache, key: str, facts:
     build_env.update({"MAX_JOBS": str(plan.jobs), "CMAKE_BUILD_PARALLEL_LEVEL": str(plan.jobs),
                       "PATCHQ_TARGET": recipe.target, "PATCHQ_BUILD_KEY": key})
     notes = plan.notes + ((launcher_note,) if launcher_note else ())
-    common = {"target": recipe.target, "upstream": recipe.upstream, "command": recipe.command, "key": key,
+    common = {"target": recipe.target, "upstream": recipe.upstream, "command": recipe.command_text, "key": key,
               "jobs": plan.jobs, "launcher": launcher if routed else "", "notes": notes, "facts": facts}
     _clear_stale_outputs(recipe, source)
     log = cache.new_log(recipe.target, key)
@@ -927,7 +978,7 @@ def _collect_outputs(recipe: Recipe, source: Path) -> tuple[list[tuple[OutputSpe
 
 def _log_header(recipe: Recipe, key: str, jobs: int, facts: Mapping[str, str], env: Mapping[str, str]) -> str:
     lines = [f"# patchq build {recipe.target} ({recipe.upstream}) key {key}",
-             f"# command: {recipe.command.strip()}",
+             f"# command: {recipe.command_text}",
              f"# setup: {setup_script(recipe, env) or '-'} {' '.join(recipe.setup_args)}".rstrip(),
              f"# jobs: {jobs}"]
     lines += [f"# fact {name}: {value.splitlines()[0] if value else ''}" for name, value in facts.items()]
@@ -969,16 +1020,15 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 
 def _exit_reason(returncode: int) -> str:
-    if returncode < 0:
-        name = _signal_name(-returncode)
-        return f"killed by {name}" + (" (out of memory?)" if -returncode == signal.SIGKILL else "")
-    if returncode > 128 and _signal_name(returncode - 128) != "":
-        name = _signal_name(returncode - 128)
-        return f"exit {returncode}: a step was killed by {name}" + (
-            " (out of memory?)" if returncode - 128 == signal.SIGKILL else "")
+    """A one-line cause; a SIGKILL is usually the kernel's OOM killer on these builds."""
     if returncode == 97:
         return "exit 97: sourcing the setup script failed"
-    return f"exit {returncode}"
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    name = _signal_name(signum) if signum else ""
+    if not name:
+        return f"exit {returncode}"
+    oom = " (out of memory?)" if signum == signal.SIGKILL else ""
+    return f"killed by {name}{oom}" if returncode < 0 else f"exit {returncode}: a step was killed by {name}{oom}"
 
 
 def _signal_name(number: int) -> str:

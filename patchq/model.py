@@ -68,6 +68,7 @@ class Upstream:
     pin: str                        # full 40-hex commit
     archive: ArchiveSource | None = None
     description: str = ""
+    version: str = ""               # the package version the pin is (for overlay onto an installed package)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class UpstreamApply:
     head: str = ""
     verified: bool | None = None    # None: not asked; True/False: tree equals the recorded one
     recorded_tree: str = ""
+    base: str = ""                  # the commit the queue went onto (the pin, or an archive commit for it)
 
     @property
     def stopped(self) -> bool:

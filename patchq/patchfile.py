@@ -154,9 +154,12 @@ def _unquote(raw: bytes) -> str:
 
 def _path_token(line: bytes, prefix: bytes) -> str:
     rest = line[len(prefix):].rstrip(b"\r\n")
-    if b"\t" in rest and not rest.startswith(b'"'):
+    if rest.startswith(b'"'):                 # git may add a tab after a quoted name with spaces
+        quoted = re.match(rb'^"(?:[^"\\]|\\.)*"', rest)
+        return _unquote(quoted.group(0) if quoted else rest)
+    if b"\t" in rest:
         rest = rest.split(b"\t", 1)[0]          # diff -u puts a timestamp after a tab
-    return _unquote(rest.strip() if not rest.startswith(b'"') else rest)
+    return _unquote(rest.strip())
 
 
 def check_safe_path(path: str, *, source: str, line: int) -> None:
@@ -215,7 +218,7 @@ def _parse_git_section(lines: list[bytes], i: int, source: str, where) -> tuple[
     rename = copy = binary = False
     is_new = is_deleted = False
     # a/X b/Y from the diff --git line, used when no ---/+++ follow (mode-only changes, binary, renames)
-    m = re.match(rb'^diff --git (\S+|"[^"]*") (\S+|"[^"]*")$', header.rstrip(b"\r"))
+    m = re.match(rb'^diff --git ("(?:[^"\\]|\\.)*"|\S+) ("(?:[^"\\]|\\.)*"|\S+)$', header.rstrip(b"\r"))
     git_a = git_b = None
     if m:
         git_a = _strip_prefix(_unquote(m.group(1)), prefix_expected=True)

@@ -8,13 +8,17 @@ and cleaned rather than cloned again — unless someone edited it, in which case
 from __future__ import annotations
 
 import hashlib
+import json
+import lzma
 import os
+import re
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +27,12 @@ from .git import GitError, Repo, run_git
 from .model import FULL_SHA, ArchiveSource, Upstream
 
 OWNER_MARK = "patchq-checkout"   # file inside a checkout's .git naming the mirror it came from
+MOVING_MARK = "patchq-moving"      # present inside a checkout's .git only while patchq moves it to a new result
 ARCHIVE_IDENT = {"GIT_AUTHOR_NAME": "patchq archive", "GIT_AUTHOR_EMAIL": "archive@patchq",
                  "GIT_COMMITTER_NAME": "patchq archive", "GIT_COMMITTER_EMAIL": "archive@patchq",
                  "GIT_AUTHOR_DATE": "1970-01-01T00:00:00+0000", "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+0000"}
 MAX_ARCHIVE_MEMBER = 512 * 1024 * 1024
+DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def cache_root() -> Path:
@@ -49,18 +55,43 @@ def _resolve_url(url: str, workspace: Path | None) -> str:
     return str(path)
 
 
+@dataclass(frozen=True)
+class Base:
+    """The commit a queue is applied to: the pin itself, or the archive's commit standing in for it."""
+
+    repo: Repo
+    commit: str
+    pin: str
+    note: str = ""
+
+
+def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) -> Base:
+    """The mirror and the commit to apply on for `pin`.
+
+    When git hosting cannot be reached and the upstream has an archive source (a release sdist), the archive's
+    deterministic commit stands in for the pin, and the returned note says so.
+    """
+    url = _resolve_url(upstream.url, workspace)
+    if upstream.archive is not None and not _url_reachable(url):
+        repo = ensure_mirror(upstream, workspace=workspace)
+        if repo.has_commit(pin):
+            return Base(repo, pin, pin)
+        commit = import_archive(upstream, repo)
+        source = upstream.archive.pypi or upstream.archive.url
+        return Base(repo, commit, pin, f"{upstream.url} is out of reach: using {source} (sha256 "
+                                       f"{upstream.archive.sha256[:12]}) as commit {commit[:12]} for pin {pin[:12]}")
+    return Base(ensure_mirror(upstream, workspace=workspace, need=(pin,)), pin, pin)
+
+
 def ensure_mirror(upstream: Upstream, *, workspace: Path | None = None, need: tuple[str, ...] = (),
                   refresh: bool = False) -> Repo:
-    """The cached bare mirror of `upstream`, holding every commit in `need` (fetched or built when missing)."""
+    """The cached bare mirror of `upstream`, holding every commit in `need` (fetched when missing)."""
     path = mirror_path(upstream)
     url = _resolve_url(upstream.url, workspace)
     if not (path / "HEAD").exists():
         _clone_mirror(upstream, url, path)
     repo = Repo(path)
     missing = [sha for sha in need if not repo.has_commit(sha)]
-    if upstream.archive is not None and missing:
-        archive_commit = import_archive(upstream, repo)
-        missing = [sha for sha in missing if sha != archive_commit]
     if refresh or missing:
         _fetch(upstream, url, repo)
         still = [sha for sha in missing if not repo.has_commit(sha)]
@@ -84,7 +115,12 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
                                          f"{exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}",
                                          hint="check the url in pins.lock, or give the upstream an archive source"
                                          ) from None
-        os.replace(tmp / "m.git", path)
+        try:
+            os.replace(tmp / "m.git", path)
+        except OSError:
+            if not (path / "HEAD").exists():
+                raise
+            # another patchq process made the same mirror meanwhile: use its copy, drop ours
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -136,7 +172,7 @@ def archive_file(upstream: Upstream) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".dl.", dir=folder))
     try:
         if archive.pypi:
-            _pip_download_sdist(archive.pypi, tmp)
+            _download_sdist(archive.pypi, archive.sha256, tmp)
         elif archive.url and "://" not in archive.url:
             src = Path(archive.url).expanduser()
             if not src.exists():
@@ -159,12 +195,47 @@ def archive_file(upstream: Upstream) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _pip_download_sdist(requirement: str, dest: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                           "--no-build-isolation", "-d", str(dest), requirement], capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise EnvironmentFailure(f"pip could not download the sdist {requirement}: {last}")
+def _download_sdist(requirement: str, sha256: str, dest: Path) -> None:
+    """Fetch the sdist of `name==version` whose sha256 is the pinned one, from the package index.
+
+    `pip download` cannot be used: it runs the sdist's build backend to read its metadata (vLLM's setup.py imports
+    torch), which fails, and would execute code before the archive is verified. The index's JSON listing (PEP 691)
+    names every file with its sha256, so the pinned file is picked by hash and nothing from it runs.
+    """
+    name, sep, version = requirement.partition("==")
+    if not sep or not name.strip() or not version.strip():
+        raise BadInput(f"archive pypi {requirement!r} must be 'name==version'", path="pins.lock")
+    project = re.sub(r"[-_.]+", "-", name.strip()).lower()
+    index = (os.environ.get("PATCHQ_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
+    listing_url = f"{index}/{project}/"
+    request = urllib.request.Request(listing_url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            listing = json.load(response)
+    except (OSError, ValueError) as exc:
+        raise EnvironmentFailure(f"cannot read the package index at {listing_url}: {exc}") from None
+    sdists = [f for f in listing.get("files", []) if _is_sdist_of(f.get("filename", ""), project, version.strip())]
+    chosen = next((f for f in sdists if f.get("hashes", {}).get("sha256") == sha256), None)
+    if chosen is None:
+        found = ", ".join(f"{f['filename']} sha256 {f.get('hashes', {}).get('sha256', '?')}" for f in sdists)
+        raise BadInput(f"no sdist of {requirement} on {index} has sha256 {sha256}"
+                       + (f" (the index has: {found})" if found else " (the index lists no sdist of that version)"),
+                       path="pins.lock")
+    url = urllib.parse.urljoin(listing_url, chosen["url"])
+    target = dest / Path(urllib.parse.urlparse(url).path).name
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, open(target, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except OSError as exc:
+        raise EnvironmentFailure(f"cannot download {url}: {exc}") from None
+
+
+def _is_sdist_of(filename: str, project: str, version: str) -> bool:
+    for ext in (".tar.gz", ".zip"):
+        if filename.endswith(ext):
+            dist, _, found = filename[: -len(ext)].rpartition("-")
+            return found == version and re.sub(r"[-_.]+", "-", dist).lower() == project
+    return False
 
 
 def _sha256(path: Path) -> str:
@@ -208,6 +279,15 @@ def commit_folder(repo: Repo, folder: Path, message: str) -> str:
 def extract_archive(path: Path, dest: Path) -> Path:
     """Extract a tarball or zip safely (no absolute paths, `..`, links out, devices); returns the single top folder."""
     dest.mkdir(parents=True)
+    try:
+        _extract_members(path, dest)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as exc:
+        raise BadInput(f"corrupt or unreadable archive: {exc}".splitlines()[0], path=str(path)) from None
+    entries = list(dest.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+
+
+def _extract_members(path: Path, dest: Path) -> None:
     name = path.name
     if name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")):
         with tarfile.open(path) as tar:
@@ -222,11 +302,11 @@ def extract_archive(path: Path, dest: Path) -> Path:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 _check_member(info.filename, path)
+                if info.file_size > MAX_ARCHIVE_MEMBER:
+                    raise BadInput(f"archive member {info.filename!r} is too large", path=str(path))
             zf.extractall(dest)
     else:
         raise BadInput("unknown archive type (expected .tar.gz, .tgz, .tar.bz2, .tar.xz or .zip)", path=str(path))
-    entries = list(dest.iterdir())
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
 
 
 def _check_member(member: str, archive: Path) -> None:
@@ -243,27 +323,44 @@ class Checkout:
     created: bool
 
 
-def prepare_checkout(mirror: Repo, pin: str, dest: Path, *, reuse: bool, force: bool = False) -> Checkout:
-    """A work tree at `pin` in `dest`: reuse a clean patchq checkout, else create one (never overwrite others)."""
+def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, force: bool = False,
+                     branch: str | None = None) -> Checkout:
+    """A work tree at `commit` (on `branch` when given) in `dest`.
+
+    A clean checkout patchq made before is moved in place — one `git checkout`, which rewrites only the files that
+    differ. Anything else is created fresh beside `dest` and renamed into place; a folder patchq did not make, or
+    one with uncommitted changes, is never overwritten.
+    """
     mark = dest / ".git" / OWNER_MARK
+    target = ["-B", branch, commit] if branch else ["--detach", commit]
     if dest.exists() and any(dest.iterdir()):
         if not (reuse and mark.is_file()):
             raise BadInput(f"{dest} exists and is not empty; patchq never overwrites a folder it did not make "
                            "(choose a new --into folder)")
         repo = Repo(dest)
-        dirty = repo.status_porcelain()
-        if dirty and not force:
-            raise BadInput(f"checkout {dest} has uncommitted changes ({', '.join(dirty[:3])}"
-                           f"{', ...' if len(dirty) > 3 else ''}); commit or save them, or pass --force to discard")
-        repo.run("checkout", "-q", "-f", "--detach", pin)
-        repo.run("clean", "-q", "-fdx")
+        moving = dest / ".git" / MOVING_MARK
+        interrupted = moving.is_file()      # a run died while moving it: its half-done state is patchq's own
+        if interrupted:
+            for stale in (dest / ".git").rglob("*.lock"):
+                stale.unlink(missing_ok=True)
+        # Ignored files (build outputs) are kept: they are not the user's edits, and they let builds be incremental.
+        changed = repo.status_porcelain()
+        if changed and not force and not interrupted:
+            raise BadInput(f"checkout {dest} has uncommitted changes ({', '.join(changed[:3])}"
+                           f"{', ...' if len(changed) > 3 else ''}); commit or save them, or pass --force to discard")
+        moving.write_text(f"{os.getpid()}\n")
+        repo.run("checkout", "-q", "-f", *target)
+        if changed:
+            repo.run("clean", "-q", "-fd")
+        moving.unlink()
         return Checkout(repo, created=False)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         run_git(["clone", "--quiet", "--shared", "--no-checkout", str(mirror.path), str(tmp / "c")])
         repo = Repo(tmp / "c")
-        repo.run("checkout", "-q", "--detach", pin)
+        repo.config("core.untrackedCache", "true")
+        repo.run("checkout", "-q", *target)
         (tmp / "c" / ".git" / OWNER_MARK).write_text(str(mirror.path) + "\n")
         if dest.exists():
             dest.rmdir()

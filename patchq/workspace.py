@@ -28,8 +28,9 @@ LOCK_NAME = "pins.lock"
 SERIES_NAME = "series.yaml"
 STATE_DIR = ".patchq"
 MAX_YAML_BYTES = 4 * 1024 * 1024
+MAX_YAML_DEPTH = 64
 
-UPSTREAM_KEYS = {"url", "pin", "archive", "description"}
+UPSTREAM_KEYS = {"url", "pin", "archive", "description", "version"}
 ARCHIVE_KEYS = {"sha256", "url", "pypi", "subdir"}
 STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "trees", "description"}
 RESULT_KEYS = {"metric", "value", "lane", "date", "gates", "notes"}
@@ -55,19 +56,37 @@ def load_yaml(path: Path, *, what: str) -> Any:
         raise BadInput(f"{what} is {len(data)} bytes; more than {MAX_YAML_BYTES} is not a hand-written file",
                        path=str(path))
     text = data.decode("utf-8", "replace")
-    for lineno, line in enumerate(text.splitlines(), 1):
-        stripped = line.split("#", 1)[0]
-        if re.search(r"(^|[\s\[{,:-])!\S", stripped):
-            raise BadInput("YAML tags (!...) are not allowed", path=str(path), line=lineno)
-        if re.search(r"(^|[\s\[{,:-])[&*][A-Za-z0-9_]", stripped):
-            raise BadInput("YAML anchors and aliases (&x / *x) are not allowed", path=str(path), line=lineno)
     try:
+        _refuse_unsafe_tokens(text, path)
         return _yaml().load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"invalid YAML: {problem}", path=str(path), line=line) from None
+
+
+def _refuse_unsafe_tokens(text: str, path: Path) -> None:
+    """Scan (never construct) the document: tags, anchors/aliases and deep nesting are refused before loading.
+
+    The scanner sees what YAML sees, so an anchor named `&.x`, one after a quoted '#', or `*word*` inside a plain
+    sentence are all judged correctly; nesting is bounded because the loader recurses once per level.
+    """
+    depth = 0
+    for token in _yaml().scan(text):
+        kind = type(token).__name__
+        line = token.start_mark.line + 1
+        if kind == "TagToken":
+            raise BadInput("YAML tags (!...) are not allowed", path=str(path), line=line)
+        if kind in ("AnchorToken", "AliasToken"):
+            raise BadInput("YAML anchors and aliases (&x / *x) are not allowed", path=str(path), line=line)
+        if kind in ("BlockMappingStartToken", "BlockSequenceStartToken", "FlowMappingStartToken",
+                    "FlowSequenceStartToken"):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise BadInput(f"YAML nested more than {MAX_YAML_DEPTH} levels deep", path=str(path), line=line)
+        elif kind in ("BlockEndToken", "FlowMappingEndToken", "FlowSequenceEndToken"):
+            depth -= 1
 
 
 def dump_yaml(data: Any) -> bytes:
@@ -323,7 +342,8 @@ def _load_upstream(name: str, node: Any, parent: CommentedMap, path: Path) -> Up
             raise BadInput(f"archive of {name!r} needs 'url' or 'pypi'", path=str(path), line=_line(node, "archive"))
         archive = ArchiveSource(sha256=sha, url=_str(arch, "url", path) or None, pypi=_str(arch, "pypi", path) or None,
                                 subdir=_str(arch, "subdir", path) or None)
-    return Upstream(name=name, url=url, pin=pin, archive=archive, description=_str(node, "description", path))
+    return Upstream(name=name, url=url, pin=pin, archive=archive, description=_str(node, "description", path),
+                    version=_str(node, "version", path))
 
 
 def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstreams: dict[str, Upstream]) -> Stack:

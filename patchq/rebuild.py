@@ -1,0 +1,190 @@
+"""Rebuild what a stack touches: affected native targets per patch and per stack, their builds, and the
+Python-only routes (an overlay onto an installed package, a repacked wheel) that need no compiler.
+
+This module joins the workspace and `apply` results to `kernels.py` (recipes, cache, builds) and `overlay.py`
+(site-packages, wheels); both of those work on explicit inputs and know nothing about stacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .apply import apply_stack
+from .errors import BadInput, NeedsYou
+from .git import Repo
+from .kernels import BuildOutcome, affected_targets, build_target, load_recipes, targets_to_build
+from .model import ApplyReport, OutcomeKind, UpstreamApply
+from .overlay import OverlayResult, overlay_apply, overlay_revert, python_changes_between, repack_wheel
+from .patchfile import touched_paths
+from .sources import cache_root, ensure_base
+from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class PatchTargets:
+    upstream: str
+    patch_id: str
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    stack: str
+    per_patch: tuple[PatchTargets, ...]
+    affected: dict[str, tuple[str, ...]]      # target -> changed paths of the stack that feed it
+    builds: tuple[BuildOutcome, ...]
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not any(b.failed for b in self.builds)
+
+
+def build_cache_dir() -> Path:
+    return cache_root() / "builds"
+
+
+def _recipes(ws: Workspace):
+    folder = ws.root / "kernels"
+    return load_recipes(folder) if folder.is_dir() else {}
+
+
+def targets_per_patch(ws: Workspace, report: ApplyReport) -> tuple[PatchTargets, ...]:
+    """Which recipes each applied patch feeds, from the paths the patch touches."""
+    recipes = _recipes(ws)
+    out = []
+    for up in report.upstreams:
+        for outcome in up.outcomes:
+            if not outcome.kind.applied:
+                continue
+            entry = ws.queue(up.upstream).get(outcome.patch_id)
+            if entry is None:
+                continue
+            from .apply import load_patch
+            paths = touched_paths(load_patch(ws, entry).patch.files)
+            out.append(PatchTargets(up.upstream, outcome.patch_id,
+                                    tuple(affected_targets(recipes, up.upstream, paths))))
+    return tuple(out)
+
+
+def _changed(up: UpstreamApply) -> list[str]:
+    if not up.checkout or not up.head or up.head == up.base:
+        return []
+    return Repo(up.checkout).changed_paths(up.base, up.head)
+
+
+def build_after_apply(ws: Workspace, report: ApplyReport, *, targets: tuple[str, ...] = (), dry_run: bool = False,
+                      jobs: int | None = None, launcher: str | None = None) -> BuildReport:
+    """Build the targets the applied stack touches, each in its upstream's checkout, through the content cache."""
+    recipes = _recipes(ws)
+    unknown = [t for t in targets if t not in recipes]
+    if unknown:
+        raise BadInput(f"unknown build target(s) {', '.join(unknown)} (recipes: {', '.join(sorted(recipes)) or 'none'})")
+    affected: dict[str, tuple[str, ...]] = {}
+    checkout_of: dict[str, str] = {}
+    for up in report.upstreams:
+        if any(o.kind == OutcomeKind.NOT_REACHED for o in up.outcomes):
+            continue   # the queue stopped early: the checkout is not the stack
+        for target, paths in affected_targets(recipes, up.upstream, _changed(up)).items():
+            affected[target] = paths
+        checkout_of[up.upstream] = up.checkout
+    builds = []
+    for target in targets_to_build(recipes, affected, targets):
+        recipe = recipes[target]
+        source = checkout_of.get(recipe.upstream)
+        if not source:
+            raise BadInput(f"target {target!r} builds from upstream {recipe.upstream!r}, which stack "
+                           f"{report.stack!r} does not use (or which stopped on a conflict)", path=recipe.path)
+        builds.append(build_target(recipe, source, build_cache_dir(), dry_run=dry_run, jobs=jobs, launcher=launcher))
+    return BuildReport(report.stack, targets_per_patch(ws, report), affected, tuple(builds), dry_run)
+
+
+def build_stack(ws: Workspace, stack_name: str, *, targets: tuple[str, ...] = (), dry_run: bool = False,
+                jobs: int | None = None, launcher: str | None = None, force: bool = False) -> BuildReport:
+    """Regenerate the stack's checkouts (cheap when they are current), then build what it touches."""
+    report = apply_stack(ws, stack_name, force=force)
+    if not report.ok:
+        bad = next(o for u in report.upstreams for o in u.outcomes if not o.kind.ok)
+        raise NeedsYou(f"stack {stack_name!r} does not apply ({bad.upstream}:{bad.patch_id} is {bad.kind.value}); "
+                       "fix it with 'patchq apply' before building")
+    return build_after_apply(ws, report, targets=targets, dry_run=dry_run, jobs=jobs, launcher=launcher)
+
+
+# ---- Python-only routes ------------------------------------------------------------------------------------------
+
+def _stack_python_changes(ws: Workspace, stack_name: str, upstream: str):
+    stack = ws.stack(stack_name)
+    if upstream not in stack.upstreams:
+        raise BadInput(f"stack {stack_name!r} does not use upstream {upstream!r} (it uses {', '.join(stack.upstreams)})")
+    report = apply_stack(ws, stack_name, only=(upstream,), check_only=False)
+    up = report.upstreams[0]
+    if up.stopped:
+        bad = next(o for o in up.outcomes if not o.kind.ok)
+        raise NeedsYou(f"{upstream}:{bad.patch_id} does not apply; nothing to overlay until it does")
+    base = ensure_base(ws.upstream(upstream), up.pin, workspace=ws.root)
+    return python_changes_between(base.repo, base.commit, up.head)
+
+
+def expected_version(ws: Workspace, upstream: str, override: str | None) -> str:
+    """The package version an installed copy must have: --expect-version, the upstream's `version`, or its sdist."""
+    if override:
+        return override
+    up = ws.upstream(upstream)
+    if up.version:
+        return up.version
+    if up.archive and up.archive.pypi and "==" in up.archive.pypi:
+        return up.archive.pypi.split("==", 1)[1]
+    raise BadInput(f"upstream {upstream!r} has no 'version' in pins.lock; pass --expect-version",
+                   path=str(ws.lock_path))
+
+
+def overlay_backup_dir(ws: Workspace, site_packages: Path) -> Path:
+    key = hashlib.sha256(str(site_packages.resolve()).encode()).hexdigest()[:16]
+    return ws.state_dir / "overlay" / key
+
+
+@dataclass(frozen=True)
+class OverlayReport:
+    stack: str
+    upstream: str
+    result: OverlayResult
+    skipped_native: tuple[str, ...] = ()
+
+
+def overlay_stack(ws: Workspace, stack_name: str, site_packages: Path, *, upstream: str, package: str | None,
+                  version: str | None) -> OverlayReport:
+    changes = _stack_python_changes(ws, stack_name, upstream)
+    if not changes.diff:
+        raise BadInput(f"stack {stack_name!r} changes no Python file of {upstream!r}; nothing to overlay")
+    result = overlay_apply(site_packages, changes.diff, package=package or upstream,
+                           expected_version=expected_version(ws, upstream, version),
+                           backup_root=overlay_backup_dir(ws, site_packages))
+    return OverlayReport(stack_name, upstream, result, changes.other_paths)
+
+
+def revert_overlay(ws: Workspace, site_packages: Path) -> OverlayResult:
+    return overlay_revert(site_packages, overlay_backup_dir(ws, site_packages))
+
+
+@dataclass(frozen=True)
+class WheelReport:
+    stack: str
+    upstream: str
+    wheel: str
+    replaced: tuple[str, ...]
+    deleted: tuple[str, ...]
+    skipped_native: tuple[str, ...]
+
+
+def wheel_for_stack(ws: Workspace, stack_name: str, wheel: Path, out_dir: Path, *, upstream: str) -> WheelReport:
+    """The upstream's binary wheel with the stack's Python files replaced: an installable wheel, no compiler."""
+    changes = _stack_python_changes(ws, stack_name, upstream)
+    if changes.other_paths:
+        raise NeedsYou(f"stack {stack_name!r} also changes non-Python files of {upstream!r} "
+                       f"({', '.join(changes.other_paths[:3])}); a repacked wheel would not contain them — "
+                       "build it with 'patchq build' instead")
+    built = repack_wheel(wheel, changes.replacements, out_dir, deletions=changes.deletions)
+    return WheelReport(stack_name, upstream, str(built), tuple(sorted(changes.replacements)), changes.deletions,
+                       changes.other_paths)
