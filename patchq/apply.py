@@ -92,11 +92,19 @@ class TinyIndex:
 def check_symlink_ancestors(repo: Repo, base: str, patches: list[LoadedPatch]) -> None:
     """Refuse a patch that writes below a path that is a symlink at the base: the write would leave the tree."""
     parents: dict[str, LoadedPatch] = {}
+    created: dict[str, LoadedPatch] = {}          # symlinks that earlier patches of the queue create
     for loaded in patches:
         for path in touched_paths(loaded.patch.files):
             parts = path.split("/")
             for depth in range(1, len(parts)):
-                parents.setdefault("/".join(parts[:depth]), loaded)
+                parent = "/".join(parts[:depth])
+                if parent in created:
+                    raise BadInput(f"patch {loaded.entry.id!r} writes below {parent!r}, a symlink that patch "
+                                   f"{created[parent].entry.id!r} creates", path=loaded.source)
+                parents.setdefault(parent, loaded)
+        for section in loaded.patch.files:
+            if section.new_mode == "120000" and section.new_path:
+                created[section.new_path] = loaded
     if not parents:
         return
     listing = repo.run("ls-tree", "-z", "--full-tree", base, "--", *parents).out

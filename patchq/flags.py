@@ -241,6 +241,7 @@ _COMPARISONS: dict[type, Callable[[object, object], object]] = {
     ast.Gt: operator.gt, ast.GtE: operator.ge}
 _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                 ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_PY_MENTIONS_ENV = re.compile(r"environ|getenv|putenv|envs")
 _UNBOUND_MEANING = {"os": "os", "environ": "environ", "getenv": "getenv", "envs": "envs"}
 
 
@@ -248,7 +249,7 @@ _UNBOUND_MEANING = {"os": "os", "environ": "environ", "getenv": "getenv", "envs"
 class _Binding:
     """What one statement binds a name to: an import's meaning, a parameter, or an assigned value to judge later."""
 
-    kind: str                      # "os" "environ" "getenv" "putenv" "envs" "vllm" "envs_value" "param" "assigned" "other"
+    kind: str                      # os environ getenv putenv envs vllm envs_value param assigned other
     node: ast.AST | None = None    # the assigned value, for "assigned"
     detail: str = ""               # the attribute name, for "envs_value"
 
@@ -335,6 +336,8 @@ class _Accessor:
 
 
 def _python_reads(path: str, text: str) -> list[_Found]:
+    if not _PY_MENTIONS_ENV.search(text):
+        return []  # every Python idiom names one of these; skipping the parse keeps big files cheap
     tree = _parse_python(text)
     if tree is None:
         tree = _salvage_python(text)
@@ -359,6 +362,7 @@ class _PythonFile:
     def __init__(self, path: str, text: str, tree: ast.Module) -> None:
         self.path = path
         self.text = text
+        self.segments = _Segments(text)
         self.parents: dict[ast.AST, ast.AST] = {}
         self.scope_of: dict[ast.AST, _Scope] = {}
         self.module_scope = _Scope(None, "module", tree)
@@ -527,21 +531,16 @@ class _PythonFile:
         return self.source(node), _UNKNOWN
 
     def source(self, node: ast.AST) -> str:
-        try:
-            segment = ast.get_source_segment(self.text, node)
-        except (ValueError, IndexError, TypeError):
-            segment = None
-        return _squash(segment) if segment else ""
+        return _squash(self.segments.of(node))
 
     # -- finding reads ----------------------------------------------------------------------------------------------
 
     def reads(self) -> list[_Found]:
         cores = [core for node, scope in self.scope_of.items() for core in self._cores_at(node, scope)]
         accessors = self._accessors(cores)
-        found: list[tuple[_Found, _Core | None]] = [(self._found_for(core), core) for core in cores]
-        found += [(item, None) for item in self._accessor_calls(accessors)]
+        found = [self._found_for(core) for core in cores] + self._accessor_calls(accessors)
         registry, merged = self._registry_entries(found)
-        return [item for item, core in found if id(item) not in merged] + registry
+        return [item for item in found if id(item) not in merged] + registry
 
     def _cores_at(self, node: ast.AST, scope: _Scope) -> list[_Core]:
         if isinstance(node, ast.Call):
@@ -848,14 +847,14 @@ class _PythonFile:
         branch = accessor.choice.body if value else accessor.choice.orelse
         return self.literal(branch, accessor.core.scope)
 
-    def _registry_entries(self, found: list[tuple[_Found, _Core | None]]) -> tuple[list[_Found], set[int]]:
+    def _registry_entries(self, found: list[_Found]) -> tuple[list[_Found], set[int]]:
         """vLLM's envs.py: `environment_variables = {"VLLM_X": lambda: ..., }` entries, named by their keys.
 
         The read inside an entry that reads the key's own variable is folded into the entry (it lends its default),
         so the registry does not report each variable twice."""
         entries: list[_Found] = []
         merged: set[int] = set()
-        for target, table in self._registry_tables():
+        for table in self._registry_tables():
             for key, value in zip(table.keys, table.values):
                 if not (isinstance(key, ast.Constant) and isinstance(key.value, str) and _ENV_NAME.match(key.value)):
                     continue
@@ -865,7 +864,7 @@ class _PythonFile:
                 entries.append(self._registry_found(key, value, inner))
         return entries, merged
 
-    def _registry_tables(self) -> Iterator[tuple[str, ast.Dict]]:
+    def _registry_tables(self) -> Iterator[ast.Dict]:
         for statement in self.module_scope.node.body:  # type: ignore[union-attr]
             if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
                 target, value = statement.targets[0], statement.value
@@ -874,7 +873,7 @@ class _PythonFile:
             else:
                 continue
             if isinstance(target, ast.Name) and isinstance(value, ast.Dict) and self._is_registry(target.id, value):
-                yield target.id, value
+                yield value
 
     def _is_registry(self, name: str, table: ast.Dict) -> bool:
         if name == "environment_variables":
@@ -887,9 +886,9 @@ class _PythonFile:
                         return True
         return False
 
-    def _entry_read(self, name: str, value: ast.AST, found: list[tuple[_Found, _Core | None]]) -> _Found | None:
+    def _entry_read(self, name: str, value: ast.AST, found: list[_Found]) -> _Found | None:
         first, last = _line(value), getattr(value, "end_lineno", None) or _line(value)
-        for item, _core in found:
+        for item in found:
             if item.read.name == name and first <= item.read.line <= last and item.first >= first:
                 return item
         return None
@@ -916,6 +915,32 @@ class _PythonFile:
                     text, _ = self.literal(_argument(node, 1, "default"), self.module_scope)
                     return text
         return None
+
+
+class _Segments:
+    """Source text of nodes. ast.get_source_segment splits the whole file on every call; this splits it once."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = text.split("\n")
+        self._encoded: dict[int, bytes] = {}
+
+    def _cut(self, line: int, start: int | None, end: int | None) -> str:
+        """Part of a line between two UTF-8 byte columns (ast's columns count bytes)."""
+        text = self._lines[line]
+        if text.isascii():
+            return text[start:end]
+        encoded = self._encoded.setdefault(line, text.encode("utf-8"))
+        return encoded[start:end].decode("utf-8", "replace")
+
+    def of(self, node: ast.AST) -> str:
+        first, last = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+        start, end = getattr(node, "col_offset", None), getattr(node, "end_col_offset", None)
+        if None in (first, last, start, end) or not 1 <= first <= last <= len(self._lines):
+            return ""
+        if first == last:
+            return self._cut(first - 1, start, end)
+        middle = self._lines[first:last - 1]
+        return "\n".join([self._cut(first - 1, start, None), *middle, self._cut(last - 1, None, end)])
 
 
 def _final_on(sim: _Sim) -> bool | None:
@@ -993,10 +1018,9 @@ def _inside(node: ast.AST, ancestor: ast.AST, parents: dict[ast.AST, ast.AST]) -
 
 
 def _argument(call: ast.Call, index: int, keyword: str) -> ast.AST | None:
-    if len(call.args) > index and not any(isinstance(a, ast.Starred) for a in call.args[:index + 1]):
-        return call.args[index]
-    if len(call.args) > index and isinstance(call.args[index], ast.Starred):
-        return call.args[index]
+    """A call's argument by position or keyword; after a `*args` the position is unknowable."""
+    if index < len(call.args):
+        return None if any(isinstance(a, ast.Starred) for a in call.args[:index]) else call.args[index]
     for item in call.keywords:
         if item.arg == keyword:
             return item.value
@@ -1140,7 +1164,8 @@ _PY_READ_START = re.compile(
 _PY_PRESENCE = re.compile(r"(['\"])[^'\"\n]*\1\s+(?:not\s+)?in\s+(?:[A-Za-z_]\w*\s*\.\s*)*environ\b")
 _PY_WRAPPER_BEFORE = re.compile(r"(?<![\w.])(?:int|float|bool|str)\s*\(\s*\Z")
 _PY_METHOD_AFTER = re.compile(r"\s*\.\s*(?:lower|upper|strip|lstrip|rstrip|casefold)\s*\(\s*\)")
-_PY_COMPARE_AFTER = re.compile(r"\s*(?:==|!=|not\s+in\b|in\b|is\s+not\b|is\b)\s*")
+_PY_COMPARE_AFTER = re.compile(r"\s*(?:==|!=|>=|<=|>|<|not\s+in\b|in\b|is\s+not\b|is\b)\s*")
+_CLOSING_PAREN = re.compile(r"\s*\)")
 _BRACKET = re.compile(r"[()\[\]{}]")
 _PY_HEADER = re.compile(r"(?:if|elif|while|for|with|def|class|try|except|else|finally|async)\b")
 
@@ -1226,7 +1251,7 @@ def _parse_unit(source: str, line: int) -> list[ast.stmt] | None:
 def _read_snippets(text: str, code: str, start: int, end: int, lines: _Lines) -> list[ast.stmt]:
     """Cut each env read (with its int()/.lower()/== context) out of a line that does not parse, and parse that."""
     statements = []
-    spans = [_widen_read(text, code, m.start(), m.end(), start, end)
+    spans = [_widen_read(code, m.start(), m.end(), start, end)
              for m in _PY_READ_START.finditer(code, start, end)]
     spans += [(m.start(), m.end(), m.start(), m.end()) for m in _PY_PRESENCE.finditer(code, start, end)]
     for wide_start, wide_end, core_start, core_end in spans:
@@ -1240,15 +1265,15 @@ def _read_snippets(text: str, code: str, start: int, end: int, lines: _Lines) ->
     return statements
 
 
-def _widen_read(text: str, code: str, start: int, opener: int, lo: int, hi: int) -> tuple[int, int, int, int]:
+def _widen_read(code: str, start: int, opener: int, lo: int, hi: int) -> tuple[int, int, int, int]:
+    """(wide start, wide end, core start, core end): the read plus the int()/.lower()/== around it."""
     close = _balanced_end(code, opener, hi)
     if close is None:
         return start, start, start, start
-    core = (start, close)
     wide_start, wide_end = start, close
     while True:
         before = _PY_WRAPPER_BEFORE.search(code, lo, wide_start)
-        after = re.compile(r"\s*\)").match(code, wide_end, hi)
+        after = _CLOSING_PAREN.match(code, wide_end, hi)
         if before is None or after is None:
             break
         wide_start, wide_end = before.start(), after.end()
@@ -1259,7 +1284,7 @@ def _widen_read(text: str, code: str, start: int, opener: int, lo: int, hi: int)
         operand_end = _operand_end(code, compare.end(), hi)
         if operand_end is not None:
             wide_end = operand_end
-    return wide_start, wide_end, core[0], core[1]
+    return wide_start, wide_end, start, close
 
 
 def _balanced_end(code: str, opener: int, hi: int) -> int | None:
@@ -1587,7 +1612,7 @@ class _CSource:
             return _CContext(FlagIdiom.TRUTHY, start, end, default_on=False)
         return None
 
-    # -- accessor functions ------------------------------------------------------------------------------------------------
+    # -- accessor functions -----------------------------------------------------------------------------------------
 
     def _accessors(self) -> dict[str, _CAccessor]:
         """Functions of this file that pass a parameter to getenv (llama.cpp's `get_sycl_env(name, default)`)."""
@@ -1838,6 +1863,8 @@ def _unique_by_line(found: list[_Found]) -> list[_Found]:
 
 
 def _c_reads(path: str, text: str) -> list[_Found]:
+    if "getenv" not in text and "setenv" not in text and not any(name in text for name in _C_KNOWN_ACCESSORS):
+        return []
     return _CSource(path, text).reads()
 
 
@@ -1878,6 +1905,16 @@ class _Expansion:
     word: str
 
 
+@dataclass(frozen=True)
+class _Assignment:
+    """`NAME=value` as one shell word: where it is and the value as written."""
+
+    name: str
+    start: int
+    end: int
+    value: str
+
+
 def _shell_reads(path: str, text: str) -> list[_Found]:
     return _ShellScript(path, text).reads()
 
@@ -1893,11 +1930,12 @@ class _ShellScript:
         self.is_dotenv = PurePosixPath(path.replace("\\", "/")).name.lower().endswith(".env")
         self.commands = _shell_commands(text, self.states)
         self.expansions = list(self._expansions())
+        self.wrapping = [e for e in self.expansions if "$" in e.word]
 
     def reads(self) -> list[_Found]:
         sets, assigned = self._sets()
         assigned |= {e.name for e in self.expansions if e.op in (":=", "=")}
-        found = [self._set_found(name, position, value) for name, position, value in sets]
+        found = [self._set_found(assignment) for assignment in sets]
         found += [self._read_found(e) for e in self.expansions
                   if self._reported(e, assigned) and not self._inside_own_expansion(e)]
         return found
@@ -1905,7 +1943,7 @@ class _ShellScript:
     def _inside_own_expansion(self, expansion: _Expansion) -> bool:
         """`${TP:+--tp $TP}`: the inner $TP is part of the outer read of TP."""
         return any(other.name == expansion.name and other.start < expansion.start and expansion.end <= other.end
-                   for other in self.expansions if other is not expansion)
+                   for other in self.wrapping)
 
     # -- reads -------------------------------------------------------------------------------------------------------
 
@@ -2002,10 +2040,10 @@ class _ShellScript:
 
     # -- sets ----------------------------------------------------------------------------------------------------------
 
-    def _sets(self) -> tuple[list[tuple[str, int, str]], set[str]]:
-        """(name, offset, value) of each export / prefix / env assignment, and every name the script assigns."""
-        sets: list[tuple[str, int, str]] = []
-        plain: list[tuple[str, int, str]] = []
+    def _sets(self) -> tuple[list[_Assignment], set[str]]:
+        """Each export / prefix / env assignment (and exported plain one), and every name the script assigns."""
+        sets: list[_Assignment] = []
+        plain: list[_Assignment] = []
         assigned: set[str] = set()
         exported: set[str] = set()
         allexport_from: int | None = None
@@ -2022,22 +2060,21 @@ class _ShellScript:
             plain += new_plain
             assigned |= new_assigned
             exported |= new_exported
-        for name, position, value in plain:
-            if self.is_dotenv or name in exported or (allexport_from is not None and position > allexport_from):
-                sets.append((name, position, value))
-        return [s for s in sets if not _is_shell_special(s[0])], assigned
+        for assignment in plain:
+            if self.is_dotenv or assignment.name in exported or (
+                    allexport_from is not None and assignment.start > allexport_from):
+                sets.append(assignment)
+        return [a for a in sets if not _is_shell_special(a.name)], assigned
 
-    def _set_found(self, name: str, position: int, value: str) -> _Found:
-        literal = _unquote(value)
+    def _set_found(self, assignment: _Assignment) -> _Found:
+        literal = _unquote(assignment.value)
         on = _boolean_word(literal) if "$" not in literal and "`" not in literal else None
-        line = self.lines.of(position)
-        end = _line_end(self.text, position)
-        read = FlagRead(name=name, path=self.path, line=line, language="shell", default=literal,
+        line = self.lines.of(assignment.start)
+        read = FlagRead(name=assignment.name, path=self.path, line=line, language="shell", default=literal,
                         idiom=FlagIdiom.SET, default_on=on,
-                        expression=_squash(self.text[position:position + len(name) + 1 + len(value)] or
-                                           self.text[position:end]))
-        return _located(read, line, self.lines.of(position + len(name) + len(value)),
-                        position - self.lines.start(line))
+                        expression=_squash(self.text[assignment.start:assignment.end]))
+        return _located(read, line, self.lines.of(max(assignment.start, assignment.end - 1)),
+                        assignment.start - self.lines.start(line))
 
 
 def _decided(value: object) -> bool | None:
@@ -2070,7 +2107,7 @@ def _shell_brace_end(text: str, start: int) -> int | None:
         if char == "\\":
             index += 2
             continue
-        if char == "'" :
+        if char == "'":
             close = text.find("'", index + 1, limit)
             index = limit if close < 0 else close + 1
             continue
@@ -2082,8 +2119,6 @@ def _shell_brace_end(text: str, start: int) -> int | None:
             depth -= 1
             if depth == 0:
                 return index
-        if char == "\n" and depth == 1 and index > start and text[start:index].strip() == "":
-            return None
         index += 1
     return None
 
@@ -2153,7 +2188,8 @@ def _shell_states(text: str) -> str:
             heredoc = _SHELL_HEREDOC.match(text, index)
             if heredoc:
                 delimiter = heredoc.group(3) or heredoc.group(4)
-                literal = bool(heredoc.group(2)) or text[heredoc.start() + 2:heredoc.end()].lstrip("- \t").startswith("\\")
+                operand = text[heredoc.start() + 2:heredoc.end()].lstrip("- \t")
+                literal = bool(heredoc.group(2)) or operand.startswith("\\")
                 pending.append((delimiter, heredoc.group(1) == "-", literal))
         elif char == "\n" and pending:
             index = _heredoc_bodies(text, index + 1, pending, states)
@@ -2223,13 +2259,13 @@ def _without_keywords(text: str, words: list[tuple[int, int]]) -> list[tuple[int
 
 
 def _command_assignments(text: str, words: list[tuple[int, int]]
-                         ) -> tuple[list[tuple[str, int, str]], list[tuple[str, int, str]], set[str], set[str]]:
+                         ) -> tuple[list[_Assignment], list[_Assignment], set[str], set[str]]:
     """(sets, plain assignments, names assigned, names exported) of one simple command."""
     raw = [text[s:e] for s, e in words]
     head = raw[0]
-    assignments = [(m.group(1), s, m.group(3)) for (s, _), word in zip(words, raw)
+    assignments = [_Assignment(m.group(1), s, e, m.group(3)) for (s, e), word in zip(words, raw)
                    if (m := _SHELL_ASSIGN.match(word))]
-    names = {name for name, _, _ in assignments}
+    names = {a.name for a in assignments}
     if head in ("export", "declare", "typeset", "readonly", "local"):
         options = "".join(w[1:] for w in raw[1:] if w.startswith("-"))
         exporting = head == "export" or "x" in options

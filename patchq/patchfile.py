@@ -252,8 +252,12 @@ def _parse_git_section(lines: list[bytes], i: int, source: str, where) -> tuple[
             binary = True
         elif ext.startswith((b"similarity index", b"dissimilarity index")) or ext == b"":
             pass
-        elif binary and re.match(rb"^(literal|delta) \d+$|^[A-Za-z]", ext):
-            pass  # base85 lines of a binary patch
+        elif binary and re.match(rb"^(literal|delta) \d+$", ext):
+            pass
+        elif binary and _is_base85_line(ext):
+            pass  # data lines of a binary patch
+        elif binary:
+            raise BadInput("corrupt binary patch data", path=source, line=where(i))
         else:
             raise BadInput(f"unexpected line in diff header: {ext[:60].decode('utf-8', 'replace')!r}",
                            path=source, line=where(i))
@@ -282,6 +286,18 @@ def _parse_git_section(lines: list[bytes], i: int, source: str, where) -> tuple[
     return i, section
 
 
+BASE85 = re.compile(rb"^[0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]+$")
+
+
+def _is_base85_line(line: bytes) -> bool:
+    """A binary patch data line: a length letter (A-Z 1-26, a-z 27-52), then 5 base85 characters per 4 bytes."""
+    first = line[:1]
+    if not first.isalpha() or not BASE85.match(line[1:]):
+        return False
+    size = first[0] - ord("A") + 1 if first.isupper() else first[0] - ord("a") + 27
+    return len(line) - 1 == 5 * ((size + 3) // 4)
+
+
 def _parse_plain_section(lines: list[bytes], i: int, source: str, where) -> tuple[int, FileDiff]:
     start = i
     a = _path_token(lines[i], b"--- ")
@@ -308,6 +324,7 @@ def _parse_hunks(lines: list[bytes], i: int, source: str, where) -> tuple[int, t
         i += 1
         body: list[bytes] = []
         old_seen = new_seen = 0
+        ended = _NewlineMarkers(source, where)
         while i < n and (old_seen < old_count or new_seen < new_count):
             raw = lines[i]
             tag = raw[:1]
@@ -318,20 +335,45 @@ def _parse_hunks(lines: list[bytes], i: int, source: str, where) -> tuple[int, t
                 old_seen += 1
             elif tag == b"+":
                 new_seen += 1
-            elif tag == b"\\":
-                pass
-            else:
+            elif tag != b"\\":
                 break
+            ended.take(b" " if raw in (b"", b"\r") else tag, i)
             body.append(raw if raw not in (b"", b"\r") else b" " + raw)
             i += 1
         if old_seen != old_count or new_seen != new_count:
             raise BadInput(f"hunk header says -{old_count} +{new_count} lines but the hunk has "
                            f"-{old_seen} +{new_seen}", path=source, line=where(header_idx))
         while i < n and lines[i].startswith(b"\\"):
+            ended.take(b"\\", i)
             body.append(lines[i])
             i += 1
+        if i < n and lines[i][:1] in (b"+", b"-") and not (
+                lines[i].startswith(b"--- ") and i + 1 < n and lines[i + 1].startswith(b"+++ ")):
+            raise BadInput(f"hunk header says -{old_count} +{new_count} lines but more diff lines follow it "
+                           "(they would be silently dropped)", path=source, line=where(header_idx))
         hunks.append(Hunk(old_start, old_count, new_start, new_count, header_idx + 1, tuple(body)))
     return i, tuple(hunks)
+
+
+class _NewlineMarkers:
+    """`\\ No newline at end of file` may only follow a diff line, once, and ends that side of the file."""
+
+    def __init__(self, source: str, where) -> None:
+        self.source, self.where = source, where
+        self.prev = b""
+        self.old_ended = self.new_ended = False
+
+    def take(self, tag: bytes, idx: int) -> None:
+        if tag == b"\\":
+            if self.prev not in (b" ", b"-", b"+"):
+                raise BadInput("misplaced no-newline marker ('\\ No newline at end of file' must follow a diff line)",
+                               path=self.source, line=self.where(idx))
+            self.old_ended = self.old_ended or self.prev in (b" ", b"-")
+            self.new_ended = self.new_ended or self.prev in (b" ", b"+")
+        elif (tag in (b" ", b"-") and self.old_ended) or (tag in (b" ", b"+") and self.new_ended):
+            raise BadInput("diff line after a no-newline marker (the file already ended there)",
+                           path=self.source, line=self.where(idx))
+        self.prev = tag
 
 
 def _check_sections(files: list[FileDiff], source: str, where) -> None:
@@ -339,8 +381,9 @@ def _check_sections(files: list[FileDiff], source: str, where) -> None:
     symlinks: set[str] = set()
     for section in files:
         line = section.start_line
-        for p in section.paths:
-            check_safe_path(p, source=source, line=line + where(0) - 1)
+        for p in (section.old_path, section.new_path):
+            if p is not None:
+                check_safe_path(p, source=source, line=line + where(0) - 1)
         for mode in (section.old_mode, section.new_mode):
             if mode and mode not in ("100644", "100755", "120000", "160000", "040000"):
                 raise BadInput(f"file mode {mode} of {section.path!r} is not allowed (setuid, setgid or unknown)",
@@ -419,6 +462,10 @@ def read_patch_file(data: bytes, *, source: str) -> PatchFile:
     else:
         tail = b""
     files = parse_diff(diff, source=source, line_offset=start)
+    empty_binary = re.search(rb"^Binary files .* differ\r?$", diff, re.M)
+    if empty_binary:
+        raise BadInput("binary change without its content ('Binary files ... differ'); make the patch with "
+                       "'git diff --binary'", path=source, line=start + diff[:empty_binary.start()].count(b"\n") + 1)
     author, date, subject, description, trailers = _parse_head(head, source)
     return PatchFile(author, date, subject, description, tuple(trailers), head, diff, tail, files, start)
 

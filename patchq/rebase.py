@@ -1023,6 +1023,7 @@ def commit_diffs(repo: Repo, base: str, head: str) -> dict[str, bytes]:
 def _swap_in(root: Path, paths: RebasePaths, state: RebaseState) -> None:
     for number, entry in enumerate(state.swap):
         target = root / entry["path"]
+        _drop_temp_files(target)
         if _file_sha(target) != entry["new_sha"]:
             write_atomic(target, (paths.dir / entry["new"]).read_bytes())
         if number == 0:
@@ -1034,6 +1035,7 @@ def _swap_out(root: Path, paths: RebasePaths, state: RebaseState) -> None:
     """Undo a swap, finished or not: every file back to its old bytes, files and folders it created removed."""
     for entry in reversed(state.swap):
         target = root / entry["path"]
+        _drop_temp_files(target)
         if entry["old_sha"] is None:
             with contextlib.suppress(FileNotFoundError):
                 target.unlink()
@@ -1042,6 +1044,14 @@ def _swap_out(root: Path, paths: RebasePaths, state: RebaseState) -> None:
                     (root / folder).rmdir()
         elif _file_sha(target) != entry["old_sha"]:
             write_atomic(target, (paths.dir / entry["old"]).read_bytes())
+
+
+def _drop_temp_files(target: Path) -> None:
+    """Remove what a write_atomic of `target` killed before its rename left beside it (`.NAME.*.tmp`)."""
+    if target.parent.is_dir():
+        for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def _cleanup(paths: RebasePaths, state: RebaseState) -> None:

@@ -8,9 +8,11 @@ rename, so a crash leaves either the old or the new file, never half of one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import re
+import signal
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -95,6 +97,22 @@ def dump_yaml(data: Any) -> bytes:
     return buf.getvalue().encode()
 
 
+TEST_KILL_ENV = "PATCHQ_TEST_KILL_AFTER_WRITES"   # test hook only: SIGKILL this process at file operation N
+_file_operations = [0]
+
+
+def _test_kill_point() -> None:
+    """Crash-safety tests set PATCHQ_TEST_KILL_AFTER_WRITES=N: the process dies like `kill -9` at the N-th point.
+
+    Each write_atomic has two points: its temporary file written (not yet renamed) and the rename done.
+    """
+    limit = os.environ.get(TEST_KILL_ENV)
+    if limit:
+        _file_operations[0] += 1
+        if _file_operations[0] == int(limit):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write through a temporary file in the same folder and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +126,9 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.chmod(tmp, path.stat().st_mode & 0o777)
         else:
             os.chmod(tmp, 0o644)
+        _test_kill_point()
         os.replace(tmp, path)
+        _test_kill_point()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -326,6 +346,9 @@ def _load_upstream(name: str, node: Any, parent: CommentedMap, path: Path) -> Up
     pin = _str(node, "pin", path)
     if not url:
         raise BadInput(f"upstream {name!r} has no url", path=str(path), line=line)
+    if url.startswith("-"):
+        raise BadInput(f"url {url!r} of upstream {name!r} starts with '-' (git would read it as an option)",
+                       path=str(path), line=_line(node, "url") or line)
     if not FULL_SHA.match(pin):
         raise BadInput(f"pin {pin!r} of upstream {name!r} is not a full 40-hex commit id "
                        "(run 'patchq pin' to resolve a short SHA, tag or branch)", path=str(path),
@@ -418,6 +441,10 @@ def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
         if not (ws.queue_dir(upstream) / file).is_file():
             raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} does not exist", path=str(path),
                            line=_line(node, "file") or line)
+        inside = ws.root.resolve() / "queues" / upstream
+        if (ws.queue_dir(upstream) / file).resolve().parent != inside:
+            raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} is a link to a file outside queues/"
+                           f"{upstream}/", path=str(path), line=_line(node, "file") or line)
         try:
             status = Status.parse(_str(node, "status", path, default="promoted"))
         except ValueError as exc:
@@ -547,32 +574,41 @@ def init_workspace(root: Path) -> Path:
 
 @contextlib.contextmanager
 def workspace_lock(root: Path, operation: str) -> Iterator[None]:
-    """Exclusive lock on the workspace; a lock left by a dead process is taken over, a live one is refused."""
+    """Exclusive lock on the workspace; a lock left by a dead process is taken over, a live one is refused.
+
+    The lock is an `flock` on `.patchq/lock`, which the kernel drops when its process dies however it dies, so
+    a stale lock is never mistaken for a live one (or the reverse, when a pid is reused) and two processes that
+    find the same stale file cannot both take it. The file names the holder's pid for the error message.
+    """
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     path = state / "lock"
-    for _ in range(2):
+    for _ in range(100):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             holder = _lock_holder(path)
-            if holder is not None and _alive(holder[0]):
-                raise EnvironmentFailure(f"workspace is in use by patchq pid {holder[0]} ({holder[1]}); "
-                                         "wait for it or stop it", path=str(path)) from None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)   # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()} {operation}\n")
-        break
+            who = f"patchq pid {holder[0]} ({holder[1]})" if holder else "another patchq process"
+            raise EnvironmentFailure(f"workspace is in use by {who}; wait for it or stop it", path=str(path)) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)      # the holder we waited on removed the file meanwhile: lock the new one
     else:
         raise EnvironmentFailure("could not take the workspace lock", path=str(path))
     try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {operation}\n".encode(), 0)
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):
-            if (_lock_holder(path) or (None,))[0] == os.getpid():
-                os.unlink(path)
+            os.unlink(path)
+        os.close(fd)
 
 
 def _lock_holder(path: Path) -> tuple[int, str] | None:
@@ -581,16 +617,6 @@ def _lock_holder(path: Path) -> tuple[int, str] | None:
         return int(pid), op
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def with_entries(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> Workspace:
