@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 
 from . import __version__
-from .errors import EXIT_NEEDS_YOU, BadInput, PatchqError
+from .errors import EXIT_ENVIRONMENT, EXIT_NEEDS_YOU, BadInput, PatchqError, describe_os_error
 from .model import PatchEntry, Status
 from .report import render_apply, render_entries, render_entry, render_findings, to_json
 from .workspace import Workspace, find_workspace, load_workspace, workspace_lock
@@ -316,7 +316,7 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
         if out_dir is not None or upstreams or force:
             raise BadInput("--check takes a folder and optionally a stack; -o, -u and --force do not apply")
         ws = c.ws()
-        with workspace_lock(ws.root, "export --check"):
+        with workspace_lock(ws.root, "export --check", shared=True):
             report = check_export(ws, check_dir, stack_name=stack_name, limit=max_size)
         c.emit(report, lambda: render_export_check(c.console, report))
         if not report.ok:
@@ -326,7 +326,7 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
         raise BadInput("usage: patchq export STACK -o DIR [-u UPSTREAM] [--format F]  |  patchq export --check DIR "
                        "[STACK]")
     ws = c.ws()
-    with workspace_lock(ws.root, f"export {stack_name}"):
+    with workspace_lock(ws.root, f"export {stack_name}", shared=True):
         result = export_stack(ws, stack_name, out_dir=out_dir, upstreams=upstreams, fmt=fmt, force=force)
     c.emit(result, lambda: render_export(c.console, result))
 
@@ -486,6 +486,9 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as exc:   # the machine refused a file operation: disk full, read-only, permissions
+        click.echo(f"error: {describe_os_error(exc)}", err=True)
+        sys.exit(EXIT_ENVIRONMENT)
     except Exception as exc:  # a bug in patchq: say so plainly, keep the traceback for those who ask
         if os.environ.get("PATCHQ_DEBUG"):
             traceback.print_exc()

@@ -7,6 +7,8 @@ workspace locked).
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_NEEDS_YOU = 1
 EXIT_BAD_INPUT = 2
@@ -53,3 +55,20 @@ class EnvironmentFailure(PatchqError):
     """Something outside patchq failed: git is missing, a fetch failed, the workspace is locked."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+OS_ERROR_ADVICE = {
+    errno.ENOSPC: "no space left on device; free some space and run the command again",
+    errno.EDQUOT: "disk quota exceeded; free some space and run the command again",
+    errno.EFBIG: "file too large for this file system or process limit (ulimit -f)",
+    errno.EROFS: "read-only file system; patchq needs to write here",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a refused file operation: the file, the cause, and what to do; nothing half-written stays."""
+    cause = OS_ERROR_ADVICE.get(exc.errno or 0, exc.strerror or str(exc))
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{cause} (the workspace keeps its previous state)"

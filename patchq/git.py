@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -25,12 +26,34 @@ PATCHQ_IDENT = {"GIT_COMMITTER_NAME": "patchq", "GIT_COMMITTER_EMAIL": "patchq@l
                 "GIT_AUTHOR_NAME": "patchq", "GIT_AUTHOR_EMAIL": "patchq@localhost"}
 
 
+MACHINE_FAILURES = ("No space left on device", "Disk quota exceeded", "Read-only file system", "File too large",
+                    "Permission denied")   # git's stderr lines that name the real cause when the machine refused
+
+
+SIGNAL_CAUSES = {signal.SIGXFSZ: "File too large (the process file-size limit, ulimit -f, was reached)",
+                 signal.SIGKILL: "killed from outside (out of memory, or kill -9)"}
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 class GitError(EnvironmentFailure):
     """git exited non-zero where patchq expected success."""
 
     def __init__(self, args: list[str], returncode: int, stderr: str, cwd: str | None = None) -> None:
-        first = next((ln for ln in stderr.strip().splitlines() if ln.strip()), "no message")
-        super().__init__(f"git {' '.join(args[:3])} failed (exit {returncode}): {first}")
+        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        machine = [ln for ln in lines if any(m in ln for m in MACHINE_FAILURES)]
+        first = (machine or lines or ["no message"])[0]
+        if returncode < 0:
+            how = f"was killed by {_signal_name(-returncode)}"
+            first = SIGNAL_CAUSES.get(-returncode, first if lines else "")
+        else:
+            how = f"failed (exit {returncode})"
+        super().__init__(f"git {' '.join(args[:3])} {how}" + (f": {first}" if first else ""))
         self.args_list = args
         self.returncode = returncode
         self.stderr = stderr

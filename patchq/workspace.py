@@ -8,6 +8,7 @@ rename, so a crash leaves either the old or the new file, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
 import os
@@ -573,20 +574,43 @@ def init_workspace(root: Path) -> Path:
 # ---- the workspace lock: one patchq writer at a time ---------------------------------------------------------------
 
 @contextlib.contextmanager
-def workspace_lock(root: Path, operation: str) -> Iterator[None]:
-    """Exclusive lock on the workspace; a lock left by a dead process is taken over, a live one is refused.
+def workspace_lock(root: Path, operation: str, *, shared: bool = False) -> Iterator[None]:
+    """Lock the workspace: exclusive for commands that write it, shared for those that only read it consistently.
 
     The lock is an `flock` on `.patchq/lock`, which the kernel drops when its process dies however it dies, so
     a stale lock is never mistaken for a live one (or the reverse, when a pid is reused) and two processes that
-    find the same stale file cannot both take it. The file names the holder's pid for the error message.
+    find the same stale file cannot both take it. A writer names its pid in the file for the error message and
+    removes the file when done. A reader on a workspace it cannot write (read-only file system) reads unlocked:
+    nobody can change that workspace under it.
     """
     state = root / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
     path = state / "lock"
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        fd = _locked(path, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    except OSError as exc:
+        if shared and exc.errno in (errno.EROFS, errno.EACCES):
+            yield
+            return
+        raise
+    try:
+        os.ftruncate(fd, 0)           # a reader clears what a killed writer left; a writer names itself
+        if not shared:
+            os.pwrite(fd, f"{os.getpid()} {operation}\n".encode(), 0)
+        yield
+    finally:
+        if not shared:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        os.close(fd)
+
+
+def _locked(path: Path, mode: int) -> int:
+    """An fd of the current lock file holding `mode`, or the error naming who holds it the other way."""
     for _ in range(100):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             holder = _lock_holder(path)
@@ -597,18 +621,9 @@ def workspace_lock(root: Path, operation: str) -> Iterator[None]:
         except FileNotFoundError:
             same = False
         if same:
-            break
+            return fd
         os.close(fd)      # the holder we waited on removed the file meanwhile: lock the new one
-    else:
-        raise EnvironmentFailure("could not take the workspace lock", path=str(path))
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {operation}\n".encode(), 0)
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        os.close(fd)
+    raise EnvironmentFailure("could not take the workspace lock", path=str(path))
 
 
 def _lock_holder(path: Path) -> tuple[int, str] | None:

@@ -152,3 +152,39 @@ def test_processes_creating_one_mirror_at_once_all_succeed(make_upstream, tmp_pa
     assert subprocess.run(["git", "cat-file", "-e", sha], cwd=mirror).returncode == 0
     leftovers = [p.name for p in mirror.parent.iterdir() if p != mirror]
     assert leftovers == []
+
+
+READ_HOLD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from patchq.workspace import workspace_lock
+    with workspace_lock(Path(sys.argv[1]), "export s", shared=True):
+        print("reading", flush=True)
+        time.sleep(float(sys.argv[2]))
+""")
+
+
+def test_readers_share_the_workspace_and_writers_wait_for_them(lab, pyupstream, patchq, tmp_path):
+    """Exports read together; a writer is refused while one reads; a reader is refused while a writer writes."""
+    root = _workspace(lab, pyupstream)
+    reader = subprocess.Popen([sys.executable, "-c", READ_HOLD, str(root), "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        second = patchq("-w", str(root), "export", "s", "-o", str(tmp_path / "out"))
+        assert second.code == 0, second.err                              # two readers at once
+        writer = patchq("-w", str(root), "status", "triple", "diagnostic")
+        assert writer.code == 3 and "workspace is in use by another patchq process" in writer.err, writer.err
+    finally:
+        reader.kill()
+        reader.wait()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(root), "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = patchq("-w", str(root), "export", "s", "-o", str(tmp_path / "out2"))
+        assert refused.code == 3 and f"in use by patchq pid {holder.pid} (apply s)" in refused.err, refused.err
+        assert not (tmp_path / "out2").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    after = patchq("-w", str(root), "status", "triple", "diagnostic")       # both holders gone: the writer goes
+    assert after.code == 0, after.err
