@@ -12,12 +12,14 @@ and nothing reaches the workspace until the whole result has been staged and loa
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import email.errors
 import email.header
 import email.utils
 import fnmatch
+import json
 import os
 import re
 import shutil
@@ -31,6 +33,7 @@ from typing import Iterable, Sequence
 from .apply import LoadedPatch, TinyIndex, classify_patch, run_queue
 from .bundle import (DEFAULT_LIMIT, Manifest, decode_b64, decode_gz_b64, gunzip_bounded, read_bundle, read_manifest,
                      sha256_hex)
+from .crashtest import file_operation
 from .errors import BadInput, PatchqError
 from .git import Repo, run_git
 from .model import PATCH_ID, Outcome, OutcomeKind, PatchEntry, Status
@@ -1345,6 +1348,7 @@ def import_paths(ws: Workspace, paths: Sequence[Path | str], *, upstream: str | 
     if dry_run:
         return _run(ws, inputs, upstream, forced_status, rules, limit, dry_run=True, strict=strict)
     with workspace_lock(ws.root, "import"):
+        recover_interrupted_import(ws.root)
         fresh = load_workspace(ws.root)
         return _run(fresh, inputs, upstream, forced_status, rules, limit, dry_run=False, strict=strict)
 
@@ -1979,35 +1983,74 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
+IMPORT_JOURNAL = "import-journal.json"
+
+
 def _move_in(ws: Workspace, staged: dict[str, Path], staged_series: dict[str, Path]) -> None:
-    created: list[Path] = []
-    made_dirs: list[Path] = []
-    old_series: dict[Path, bytes | None] = {}
+    """Move the staged files in, under a journal that lets a later import undo a move a kill interrupted.
+
+    The journal (in `.patchq/`) names every file about to be created, every folder about to be made and the old
+    bytes of every series.yaml about to be replaced; it is removed once all moves are done. Until then the import
+    is not committed: an error here undoes it at once, and `kill -9` leaves the journal for the next import.
+    """
+    made_dirs: list[str] = []
+    for rel in staged:
+        for parent in reversed(Path(rel).parents):
+            if str(parent) not in (".", "") and not (ws.root / parent).exists() and str(parent) not in made_dirs:
+                made_dirs.append(str(parent))
+    old_series = {}
+    for name in staged_series:
+        target = ws.queue_dir(name) / SERIES_NAME
+        old_series[str(target.relative_to(ws.root))] = (
+            base64.b64encode(target.read_bytes()).decode() if target.exists() else None)
+    journal = {"created": sorted(staged), "made_dirs": made_dirs, "old_series": old_series}
+    journal_path = ws.root / STATE_DIR / IMPORT_JOURNAL
+    write_atomic(journal_path, json.dumps(journal, indent=1, sort_keys=True).encode())
     try:
         for rel, source in staged.items():
             target = ws.root / rel
-            missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
             target.parent.mkdir(parents=True, exist_ok=True)
-            made_dirs.extend(reversed(missing))
             if target.exists():
                 raise BadInput(f"{rel} appeared while importing; import never overwrites a file", path=rel)
             os.replace(source, target)
-            created.append(target)
+            file_operation()
         for name, source in staged_series.items():
-            target = ws.queue_dir(name) / SERIES_NAME
-            old_series[target] = target.read_bytes() if target.exists() else None
-            os.replace(source, target)
+            os.replace(source, ws.queue_dir(name) / SERIES_NAME)
+            file_operation()
     except BaseException:
-        for target, data in old_series.items():
-            if data is None:
-                with contextlib.suppress(FileNotFoundError):
-                    target.unlink()
-            else:
-                write_atomic(target, data)
-        for target in created:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
-        for folder in reversed(made_dirs):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _undo_import(ws.root, journal)
         raise
+    journal_path.unlink()                      # the commit point: the import is complete
+
+
+def _undo_import(root: Path, journal: dict) -> None:
+    for rel, data in journal["old_series"].items():
+        if data is None:
+            with contextlib.suppress(FileNotFoundError):
+                (root / rel).unlink()
+        elif (root / rel).read_bytes() != base64.b64decode(data):
+            write_atomic(root / rel, base64.b64decode(data))
+    for rel in journal["created"]:
+        with contextlib.suppress(FileNotFoundError):
+            (root / rel).unlink()
+    for rel in reversed(journal["made_dirs"]):
+        with contextlib.suppress(OSError):
+            (root / rel).rmdir()
+    with contextlib.suppress(FileNotFoundError):
+        (root / STATE_DIR / IMPORT_JOURNAL).unlink()
+
+
+def recover_interrupted_import(root: Path) -> bool:
+    """Undo an import that was killed while moving its files in: the workspace goes back to before it."""
+    path = root / STATE_DIR / IMPORT_JOURNAL
+    try:
+        journal = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(journal, dict) or not {"created", "made_dirs", "old_series"} <= set(journal):
+            raise ValueError("not an import journal")
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"unreadable journal of an interrupted import ({exc}); inspect and remove it",
+                       path=str(path)) from None
+    _undo_import(root, journal)
+    return True

@@ -45,6 +45,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
+from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .git import Repo
 
@@ -778,7 +779,9 @@ class BuildCache:
             records = [_copy_output(source_dir, staging, spec, rel) for spec, rel in produced]
             _write_json_atomic(staging / "meta.json", {**meta, "key": key, "outputs": records})
             try:
+                file_operation()
                 os.rename(staging, self.objects / key)
+                file_operation()
             except OSError:
                 if self.lookup(key) is None:    # not a concurrent twin that got there first
                     raise
@@ -825,7 +828,9 @@ def _read_json(path: Path) -> dict | None:
 def _write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    file_operation()
     os.replace(tmp, path)
+    file_operation()
 
 
 def _utc_stamp() -> str:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure, NeedsYou
 from .git import GitError, Repo, run_git
 
@@ -475,6 +476,7 @@ def _drop_pycache(site: Path, touched: list[str]) -> None:
 
 
 def _apply_diff(site: Path, diff: bytes, strip: int) -> None:
+    file_operation()
     run_git(["apply", f"-p{strip}", "--whitespace=nowarn", "-"], cwd=site, input=diff, env=_outside_any_repo(site))
 
 
@@ -523,7 +525,9 @@ def _restore_entry(target: Path, copy: Path, entry: Mapping[str, Any]) -> None:
     shutil.copyfile(copy, staging)
     os.chmod(staging, entry["mode"])
     os.utime(staging, ns=(entry["mtime_ns"], entry["mtime_ns"]))
+    file_operation()
     os.replace(staging, target)
+    file_operation()
 
 
 def _unrestored(site: Path, backup: Path, journal: Mapping[str, Any]) -> list[str]:
@@ -559,7 +563,9 @@ def _write_journal(backup: Path, journal: Mapping[str, Any]) -> None:
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
+    file_operation()
     os.replace(staging, path)
+    file_operation()
 
 
 def _sha256(path: Path) -> str:

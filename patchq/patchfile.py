@@ -210,6 +210,14 @@ def parse_diff(diff: bytes, *, source: str = "<diff>", line_offset: int = 0) -> 
     return tuple(files)
 
 
+def _mode(raw: bytes, source: str, line: int) -> str:
+    """A file mode from a diff header: six octal digits (which modes are allowed is decided later)."""
+    if not re.fullmatch(rb"[0-7]{6}", raw):
+        raise BadInput(f"malformed file mode {raw[:20].decode('utf-8', 'replace')!r} in diff header",
+                       path=source, line=line)
+    return raw.decode()
+
+
 def _parse_git_section(lines: list[bytes], i: int, source: str, where) -> tuple[int, FileDiff]:
     start = i
     header = lines[i]
@@ -228,13 +236,13 @@ def _parse_git_section(lines: list[bytes], i: int, source: str, where) -> tuple[
     while i < n and not lines[i].startswith((b"diff --git ", b"@@ ", b"--- ")):
         ext = lines[i].rstrip(b"\r")
         if ext.startswith(b"new file mode "):
-            is_new, new_mode = True, ext[14:].decode()
+            is_new, new_mode = True, _mode(ext[14:], source, where(i))
         elif ext.startswith(b"deleted file mode "):
-            is_deleted, old_mode = True, ext[18:].decode()
+            is_deleted, old_mode = True, _mode(ext[18:], source, where(i))
         elif ext.startswith(b"old mode "):
-            old_mode = ext[9:].decode()
+            old_mode = _mode(ext[9:], source, where(i))
         elif ext.startswith(b"new mode "):
-            new_mode = ext[9:].decode()
+            new_mode = _mode(ext[9:], source, where(i))
         elif ext.startswith((b"rename from ", b"copy from ")):
             rename = ext.startswith(b"rename")
             copy = not rename

@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .git import GitError, Repo, run_git
 from .model import FULL_SHA, ArchiveSource, Upstream
@@ -333,6 +334,9 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
     """
     mark = dest / ".git" / OWNER_MARK
     target = ["-B", branch, commit] if branch else ["--detach", commit]
+    if reuse and dest.parent.is_dir():   # patchq's own folder: half-made checkouts of killed runs go (lock is held)
+        for stale in dest.parent.glob(f".{dest.name}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
     if dest.exists() and any(dest.iterdir()):
         if not (reuse and mark.is_file()):
             raise BadInput(f"{dest} exists and is not empty; patchq never overwrites a folder it did not make "
@@ -349,22 +353,28 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             raise BadInput(f"checkout {dest} has uncommitted changes ({', '.join(changed[:3])}"
                            f"{', ...' if len(changed) > 3 else ''}); commit or save them, or pass --force to discard")
         moving.write_text(f"{os.getpid()}\n")
+        file_operation()
         repo.run("checkout", "-q", "-f", *target)
+        file_operation()
         if changed:
             repo.run("clean", "-q", "-fd")
+            file_operation()
         moving.unlink()
         return Checkout(repo, created=False)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         run_git(["clone", "--quiet", "--shared", "--no-checkout", str(mirror.path), str(tmp / "c")])
+        file_operation()
         repo = Repo(tmp / "c")
         repo.config("core.untrackedCache", "true")
         repo.run("checkout", "-q", *target)
+        file_operation()
         (tmp / "c" / ".git" / OWNER_MARK).write_text(str(mirror.path) + "\n")
         if dest.exists():
             dest.rmdir()
         os.replace(tmp / "c", dest)
+        file_operation()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Checkout(Repo(dest), created=True)

@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from .crashtest import TEST_KILL_ENV, file_operation  # noqa: F401  (tests import the name here)
 from .errors import BadInput, EnvironmentFailure
 from .model import (FULL_SHA, PATCH_ID, UPSTREAM_NAME, ArchiveSource, PatchEntry, Queue, Stack, StackResult,
                     Status, Upstream)
@@ -98,22 +99,6 @@ def dump_yaml(data: Any) -> bytes:
     return buf.getvalue().encode()
 
 
-TEST_KILL_ENV = "PATCHQ_TEST_KILL_AFTER_WRITES"   # test hook only: SIGKILL this process at file operation N
-_file_operations = [0]
-
-
-def _test_kill_point() -> None:
-    """Crash-safety tests set PATCHQ_TEST_KILL_AFTER_WRITES=N: the process dies like `kill -9` at the N-th point.
-
-    Each write_atomic has two points: its temporary file written (not yet renamed) and the rename done.
-    """
-    limit = os.environ.get(TEST_KILL_ENV)
-    if limit:
-        _file_operations[0] += 1
-        if _file_operations[0] == int(limit):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Write through a temporary file in the same folder and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,9 +112,9 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.chmod(tmp, path.stat().st_mode & 0o777)
         else:
             os.chmod(tmp, 0o644)
-        _test_kill_point()
+        file_operation()
         os.replace(tmp, path)
-        _test_kill_point()
+        file_operation()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

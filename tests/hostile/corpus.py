@@ -200,6 +200,12 @@ def format_cases() -> list[Case]:
         Case("format-malformed-index", "patch",
              (patch_file(b"diff --git a/README.md b/README.md\nindex ;rm -rf /..zz\n--- a/README.md\n"
                          b"+++ b/README.md\n@@ -1 +1 @@\n-demo\n+pwned\n"),), r"malformed 'index'"),
+        Case("format-mode-not-octal", "patch",            # found by the long fuzz run (benchmarks/fuzz_long.py)
+             (patch_file(b"diff --git a/run.sh b/run.sh\nold mode \x8000755\nnew mode 104755\n"),),
+             r"malformed file mode"),
+        Case("format-new-file-mode-not-octal", "patch",
+             (patch_file(b"diff --git a/lnk b/lnk\nnew file mode \x8020000\nindex 0000000..3333333\n--- /dev/null\n"
+                         b"+++ b/lnk\n@@ -0,0 +1 @@\n+..\n\\ No newline at end of file\n"),), r"malformed file mode"),
         Case("format-minus-without-plus", "patch",
              (patch_file(b"diff --git a/README.md b/README.md\n--- a/README.md\n@@ -1 +1 @@\n-demo\n+pwned\n"),),
              r"without a following '\+\+\+'"),
