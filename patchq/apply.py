@@ -24,7 +24,7 @@ from .errors import BadInput
 from .git import Repo, objects_dir, read_index_entries
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
-from .sources import ensure_base, prepare_checkout
+from .sources import ensure_base, prepare_checkout, start_dirty_check
 from .workspace import STATE_DIR, Workspace
 
 OFFSET_LINE = re.compile(r"^Hunk #(\d+) succeeded at (\d+)(?: \(offset (-?\d+) lines?\))?\.")
@@ -509,37 +509,45 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
     if into is not None and into.exists() and any(into.iterdir()):
         raise BadInput(f"--into {into} exists and is not empty; patchq never writes into a folder it did not make")
     upstreams = [u for u in stack.upstreams if not only or u in only]
-    plans = []
-    for name in upstreams:
-        upstream = ws.upstream(name)
-        pin = ws.pin_for(stack, name)
-        patches = stack_patches(ws, stack, name, extra)
-        base = ensure_base(upstream, pin, workspace=ws.root)
-        ref = f"refs/patchq/stacks/{stack_name}/{name}"
-        run = run_queue(base.repo, base.commit, patches, keep_going=keep_going,
-                        commit_ref=None if check_only else ref)
-        plans.append((name, pin, base, run))
-    results = []
-    steps: list[str] = []
-    for name, pin, base, run in plans:
-        checkout = ""
-        if base.note:
-            steps.append(f"{name}: {base.note}")
-        if not check_only:
-            dest = (into / name) if into is not None else default_checkout_dir(ws, stack_name, name)
-            prepare_checkout(base.repo, run.head, dest, reuse=into is None, force=force,
-                             branch=f"patchq/{stack_name}")
-            checkout = str(dest)
-        recorded = stack.trees.get(name, "")
-        verified = None
-        if verify:
-            verified = bool(recorded) and run.tree == recorded and not any(
-                o.kind == OutcomeKind.CONFLICT for o in run.outcomes)
-        results.append(UpstreamApply(name, pin, checkout, tuple(run.outcomes), run.tree, run.head, verified,
-                                     recorded, base.commit))
-        steps.extend(_next_steps(ws, name, run, checkout))
-    if verify and any(not r.recorded_tree for r in results):
-        steps.append(f"no tree recorded for some upstreams; run 'patchq lock {stack_name}' after a clean apply")
+    # patchq's own checkouts are checked for local edits while the queues are judged in the mirrors
+    dirty = {} if check_only or into is not None else {
+        name: start_dirty_check(default_checkout_dir(ws, stack_name, name)) for name in upstreams}
+    try:
+        plans = []
+        for name in upstreams:
+            upstream = ws.upstream(name)
+            pin = ws.pin_for(stack, name)
+            patches = stack_patches(ws, stack, name, extra)
+            base = ensure_base(upstream, pin, workspace=ws.root)
+            ref = f"refs/patchq/stacks/{stack_name}/{name}"
+            run = run_queue(base.repo, base.commit, patches, keep_going=keep_going,
+                            commit_ref=None if check_only else ref)
+            plans.append((name, pin, base, run))
+        results = []
+        steps: list[str] = []
+        for name, pin, base, run in plans:
+            checkout = ""
+            if base.note:
+                steps.append(f"{name}: {base.note}")
+            if not check_only:
+                dest = (into / name) if into is not None else default_checkout_dir(ws, stack_name, name)
+                prepare_checkout(base.repo, run.head, dest, reuse=into is None, force=force,
+                                 branch=f"patchq/{stack_name}", dirty=dirty.pop(name, None))
+                checkout = str(dest)
+            recorded = stack.trees.get(name, "")
+            verified = None
+            if verify:
+                verified = bool(recorded) and run.tree == recorded and not any(
+                    o.kind == OutcomeKind.CONFLICT for o in run.outcomes)
+            results.append(UpstreamApply(name, pin, checkout, tuple(run.outcomes), run.tree, run.head, verified,
+                                         recorded, base.commit))
+            steps.extend(_next_steps(ws, name, run, checkout))
+        if verify and any(not r.recorded_tree for r in results):
+            steps.append(f"no tree recorded for some upstreams; run 'patchq lock {stack_name}' after a clean apply")
+    finally:
+        for pending in dirty.values():
+            if pending is not None:
+                pending.cancel()
     return ApplyReport(stack_name, tuple(results), check_only, tuple(steps))
 
 

@@ -102,6 +102,34 @@ def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | st
     return result
 
 
+class Pending:
+    """A git process started in the background; `result()` waits for it (used to overlap independent git work)."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        if shutil.which("git") is None:
+            raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
+        self.args, self.cwd, self.finished = args, cwd, False
+        self.proc = subprocess.Popen(["git", *args], cwd=str(cwd), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_base_env(None))
+
+    def result(self, *, check: bool = True) -> GitResult:
+        out, err = self.proc.communicate()
+        self.finished = True
+        result = GitResult(self.proc.returncode, out, err.decode("utf-8", "replace"))
+        if check and self.proc.returncode != 0:
+            raise GitError(self.args, self.proc.returncode, result.stderr, str(self.cwd))
+        return result
+
+    def cancel(self) -> None:
+        """Stop it if it still runs, and reap it (when the caller no longer needs the answer)."""
+        if self.finished:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+        self.finished = True
+
+
 class Repo:
     """A git repository (bare or with a work tree) and the git operations patchq performs on it."""
 
@@ -257,9 +285,19 @@ class Repo:
             args.append(f"-C{context}")
         return self.run(*args, "-", input=patch, env=env, check=False)
 
+    STATUS_ARGS = ("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+
+    def start_status(self) -> Pending:
+        """`status_porcelain()` started in the background; read it with `parse_status(pending.result().out)`."""
+        return Pending(list(self.STATUS_ARGS), self.path)
+
+    @staticmethod
+    def parse_status(out: str) -> list[str]:
+        return [e[3:] for e in out.split("\0") if len(e) > 3]
+
     def status_porcelain(self, *, ignored: bool = False) -> list:
         """Changed and untracked files of the work tree; with `ignored`, (path, is_ignored) pairs including them."""
-        args = ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"]
+        args = list(self.STATUS_ARGS)
         if ignored:
             args.append("--ignored")
         entries = [e for e in self.run(*args).out.split("\0") if len(e) > 3]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
-from .git import GitError, Repo, run_git
+from .git import GitError, Pending, Repo, run_git
 from .model import FULL_SHA, ArchiveSource, Upstream
 
 OWNER_MARK = "patchq-checkout"   # file inside a checkout's .git naming the mirror it came from
@@ -324,8 +324,15 @@ class Checkout:
     created: bool
 
 
+def start_dirty_check(dest: Path) -> Pending | None:
+    """Start `git status` of a reusable patchq checkout early, so it runs while the queue is judged elsewhere."""
+    if (dest / ".git" / OWNER_MARK).is_file() and not (dest / ".git" / MOVING_MARK).exists():
+        return Repo(dest).start_status()
+    return None
+
+
 def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, force: bool = False,
-                     branch: str | None = None) -> Checkout:
+                     branch: str | None = None, dirty: Pending | None = None) -> Checkout:
     """A work tree at `commit` (on `branch` when given) in `dest`.
 
     A clean checkout patchq made before is moved in place — one `git checkout`, which rewrites only the files that
@@ -348,7 +355,12 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             for stale in (dest / ".git").rglob("*.lock"):
                 stale.unlink(missing_ok=True)
         # Ignored files (build outputs) are kept: they are not the user's edits, and they let builds be incremental.
-        changed = repo.status_porcelain()
+        if dirty is not None and not interrupted:
+            changed = Repo.parse_status(dirty.result().out)     # started before the queue was judged
+        else:
+            if dirty is not None:
+                dirty.cancel()
+            changed = repo.status_porcelain()
         if changed and not force and not interrupted:
             raise BadInput(f"checkout {dest} has uncommitted changes ({', '.join(changed[:3])}"
                            f"{', ...' if len(changed) > 3 else ''}); commit or save them, or pass --force to discard")
@@ -361,6 +373,8 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             file_operation()
         moving.unlink()
         return Checkout(repo, created=False)
+    if dirty is not None:
+        dirty.cancel()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:

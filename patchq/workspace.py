@@ -8,6 +8,7 @@ rename, so a crash leaves either the old or the new file, never half of one.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import fcntl
 import io
@@ -68,6 +69,31 @@ def load_yaml(path: Path, *, what: str) -> Any:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"invalid YAML: {problem}", path=str(path), line=line) from None
+    except TypeError:            # a mapping or list used as a mapping key: legal YAML, never a patchq file
+        raise BadInput("invalid YAML for patchq: a mapping or list is used as a key", path=str(path),
+                       line=_first_line(text, re.compile(r"^\s*\?(\s|$)"))) from None
+    except ValueError as exc:    # a value YAML resolves but cannot build, like the date 2026-02-30
+        raise BadInput(f"invalid value: {exc} (quote it to keep it as text)", path=str(path),
+                       line=_first_line(text, BAD_DATE, _not_a_date)) from None
+
+
+BAD_DATE = re.compile(r"(?<![\w.-])(\d{4})-(\d\d?)-(\d\d?)(?![\w.-])")
+
+
+def _not_a_date(match: re.Match) -> bool:
+    try:
+        datetime.date(*(int(g) for g in match.groups()))
+    except ValueError:
+        return True
+    return False
+
+
+def _first_line(text: str, pattern: re.Pattern, accept=lambda m: True) -> int | None:
+    """The 1-based line where `pattern` first matches (and `accept` agrees), to point a person at it."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if any(accept(m) for m in pattern.finditer(line)):
+            return number
+    return None
 
 
 def _refuse_unsafe_tokens(text: str, path: Path) -> None:

@@ -40,15 +40,33 @@ def leftovers(root: Path) -> list[str]:
 
 
 def run(args: list[str], env: dict | None = None, kill_after: float | None = None) -> tuple[int, str]:
+    """Run patchq in its own process group; after a kill -9 of patchq alone, wait for the git processes it had
+    started to end on their own (as they would on a user's machine) before anyone looks at the files."""
     proc = subprocess.Popen([sys.executable, "-m", "patchq", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, **(env or {})), text=True)
+                            env=dict(os.environ, **(env or {})), text=True, start_new_session=True)
     if kill_after is not None:
         try:
             proc.wait(timeout=kill_after)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
+    deadline = time.monotonic() + 60
+    while _alive_in_group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return proc.returncode, err
+
+
+def _alive_in_group(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies do not count: some container inits never reap them)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
 
 
 def explains(code: int, err: str) -> bool:

@@ -357,6 +357,10 @@ def lock_cases() -> list[Case]:
         Case("lock-not-a-mapping", "lock", (b"- just\n- a list\n",), r"must be a mapping"),
         Case("lock-unknown-key", "lock", (lock_text(extra="    hooks: rm -rf /\n"),), r"unknown key"),
         Case("lock-nul-byte", "lock", (lock_text(extra="    description: a\0b\n"),), r"invalid YAML"),
+        Case("lock-mapping-as-key", "lock",              # found by the long fuzz run (benchmarks/fuzz_long.py)
+             (b"version: 1\nupstreams:\n  up:\n    url: UPSTREAM_URL\n    pin: " + PIN_A.encode()
+              + b"\n? stacks:\n  s:\n    upstreams: [up]\n",), r"mapping or list is used as a key"),
+        Case("lock-impossible-date", "lock", (lock_text(extra="    date: 2026-02-30\n"),), r"day is out of range"),
         Case("lock-huge", "lock", (lock_text() + b"#" * (4 << 20),), r"not a hand-written file"),
         Case("lock-invalid-utf8-structure", "lock", (b"version: 1\nupstreams: [\xff\xfe\n",), r"invalid YAML"),
     ]
