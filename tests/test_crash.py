@@ -106,6 +106,33 @@ def kill_points(template: Path, tmp_path: Path, args_for, judge) -> int:
     return tried
 
 
+def kill_pairs(attempt, judge) -> tuple[int, int]:
+    """Like kill_points, for commands whose state is two folders (workspace and cache, workspace and site-packages).
+
+    `attempt(name, env, kill_after)` makes fresh copies, runs the command and returns (a, b, code, stderr);
+    `judge(a, b)` checks the pair after a kill. Returns (kill points tried, of which hook points).
+    """
+    tried, n = 0, 0
+    start = time.monotonic()
+    while True:
+        n += 1
+        a, b, code, err = attempt(f"hook-{n}", {TEST_KILL_ENV: str(n)}, None)
+        if code != -signal.SIGKILL:
+            assert code == 0, err
+            break
+        tried += 1
+        judge(a, b)
+        shutil.rmtree(a), shutil.rmtree(b)
+    hooks = tried
+    duration = (time.monotonic() - start) / n
+    for k in range(1, DELAYS + 1):
+        a, b, code, err = attempt(f"delay-{k}", {}, max(0.05, duration * k / (DELAYS + 1)))
+        tried += 1
+        judge(a, b)
+        shutil.rmtree(a), shutil.rmtree(b)
+    return tried, hooks
+
+
 KILL_POINTS_TRIED: dict[str, int] = {}
 
 
@@ -269,25 +296,9 @@ def test_kill_build_anywhere(tmp_path):
         assert _cache_state(cache) == (want_key, [])
         assert not list((cache / "builds" / "objects").glob(".tmp-*"))   # the staging a kill left is swept
 
-    tried, n = 0, 0
-    start = time.monotonic()
-    while True:
-        n += 1
-        ws, cache, code, err = attempt(f"hook-{n}", {TEST_KILL_ENV: str(n)})
-        if code != -signal.SIGKILL:
-            assert code == 0, err
-            break
-        tried += 1
-        judge(ws, cache)
-        shutil.rmtree(ws), shutil.rmtree(cache)
-    duration = (time.monotonic() - start) / n
-    for k in range(1, DELAYS + 1):
-        ws, cache, code, err = attempt(f"delay-{k}", {}, kill_after=max(0.05, duration * k / (DELAYS + 1)))
-        tried += 1
-        judge(ws, cache)
-        shutil.rmtree(ws), shutil.rmtree(cache)
+    tried, hooks = kill_pairs(attempt, judge)
     KILL_POINTS_TRIED["build"] = tried
-    assert n > 2                                                 # the hook really met the cache's file operations
+    assert hooks > 2                                                 # the hook really met the cache's file operations
 
 
 def test_kill_overlay_anywhere(tmp_path):
@@ -326,25 +337,9 @@ def test_kill_overlay_anywhere(tmp_path):
         assert code == 0, err
         assert _tree_hashes(site) == before
 
-    tried, n = 0, 0
-    start = time.monotonic()
-    while True:
-        n += 1
-        ws, site, code, err = attempt(f"hook-{n}", {TEST_KILL_ENV: str(n)})
-        if code != -signal.SIGKILL:
-            assert code == 0, err
-            break
-        tried += 1
-        judge(ws, site)
-        shutil.rmtree(ws), shutil.rmtree(site)
-    duration = (time.monotonic() - start) / n
-    for k in range(1, DELAYS + 1):
-        ws, site, code, err = attempt(f"delay-{k}", kill_after=max(0.05, duration * k / (DELAYS + 1)))
-        tried += 1
-        judge(ws, site)
-        shutil.rmtree(ws), shutil.rmtree(site)
+    tried, hooks = kill_pairs(attempt, judge)
     KILL_POINTS_TRIED["overlay"] = tried
-    assert n > 2
+    assert hooks > 2
 
 
 def test_report_kill_points():
