@@ -25,7 +25,7 @@ from pathlib import Path
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .git import GitError, Pending, Repo, run_git
-from .model import FULL_SHA, ArchiveSource, Upstream
+from .model import FULL_SHA, Upstream
 
 OWNER_MARK = "patchq-checkout"   # file inside a checkout's .git naming the mirror it came from
 MOVING_MARK = "patchq-moving"      # present inside a checkout's .git only while patchq moves it to a new result

@@ -14,7 +14,6 @@ import fcntl
 import io
 import os
 import re
-import signal
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from .crashtest import TEST_KILL_ENV, file_operation  # noqa: F401  (tests import the name here)
+from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .model import (FULL_SHA, PATCH_ID, UPSTREAM_NAME, ArchiveSource, PatchEntry, Queue, Stack, StackResult,
                     Status, Upstream)

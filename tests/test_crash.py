@@ -22,7 +22,7 @@ import pytest
 
 from conftest import MODEL_PY
 from patchq.demo import build_demo
-from patchq.workspace import TEST_KILL_ENV
+from patchq.crashtest import TEST_KILL_ENV
 from test_hostile import snapshot
 from test_rebuild import _installed_vllm, _tree_hashes
 
