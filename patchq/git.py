@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import shutil
 import subprocess
@@ -34,6 +35,9 @@ SIGNAL_CAUSES = {signal.SIGXFSZ: "File too large (the process file-size limit, u
                  signal.SIGKILL: "killed from outside (out of memory, or kill -9)"}
 
 
+_STALE_LOCK = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -53,6 +57,10 @@ class GitError(EnvironmentFailure):
             first = SIGNAL_CAUSES.get(-returncode, first if lines else "")
         else:
             how = f"failed (exit {returncode})"
+        stale = _STALE_LOCK.search(stderr)
+        if stale and not machine:
+            first = (f"{stale.group(1)} exists: another git is running there, or one was killed and left it; "
+                     "if no git runs in that repository, delete that file and run again")
         super().__init__(f"git {' '.join(args[:3])} {how}" + (f": {first}" if first else ""))
         self.args_list = args
         self.returncode = returncode
@@ -94,12 +102,30 @@ def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | st
     if shutil.which("git") is None:
         raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
     data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
-    proc = subprocess.run(["git", *args], cwd=str(cwd) if cwd else None, input=data, capture_output=True,
-                          env=_base_env(env))
-    result = GitResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+    proc = subprocess.Popen(["git", *args], cwd=str(cwd) if cwd else None, env=_base_env(env),
+                            stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = proc.communicate(data)
+    except BaseException:        # Ctrl-C or SIGTERM of patchq: let git remove its lock files before going
+        _stop(proc)
+        raise
+    result = GitResult(proc.returncode, stdout, stderr.decode("utf-8", "replace"))
     if check and proc.returncode != 0:
         raise GitError(list(args), proc.returncode, result.stderr, str(cwd) if cwd else None)
     return result
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End a git process the way git expects: SIGTERM first, so it deletes its `*.lock` files (a SIGKILL would
+    leave `index.lock` behind and the next git in that repository would refuse to run)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class Pending:
@@ -124,8 +150,7 @@ class Pending:
         """Stop it if it still runs, and reap it (when the caller no longer needs the answer)."""
         if self.finished:
             return
-        if self.proc.poll() is None:
-            self.proc.kill()
+        _stop(self.proc)
         self.proc.communicate()
         self.finished = True
 
@@ -285,7 +310,9 @@ class Repo:
             args.append(f"-C{context}")
         return self.run(*args, "-", input=patch, env=env, check=False)
 
-    STATUS_ARGS = ("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+    # --no-optional-locks: status would otherwise take index.lock to save refreshed stat data, and a status
+    # cancelled or killed mid-way must not leave a lock behind in the checkout.
+    STATUS_ARGS = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
 
     def start_status(self) -> Pending:
         """`status_porcelain()` started in the background; read it with `parse_status(pending.result().out)`."""

@@ -25,6 +25,22 @@ def user_files(root: Path) -> dict[str, bytes]:
             if p.is_file() and ".patchq" not in p.relative_to(root).parts}
 
 
+def wait_for_a_child(pid: int, timeout: float = 60.0) -> bool:
+    """Wait until `pid` has started a child process (patchq runs git): proof that it is past start-up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue
+                if int(fields[1]) == pid:
+                    return True
+        time.sleep(0.01)
+    return False
+
+
 def ok(res):
     assert res.code == 0, f"exit {res.code}\nstdout: {res.out}\nstderr: {res.err}"
     return res
@@ -347,12 +363,10 @@ def test_a_killed_apply_leaves_nothing_half_written_and_the_next_run_starts_clea
     # Ctrl-C: the same, and patchq says it was interrupted
     proc = subprocess.Popen([sys.executable, "-m", "patchq", "--workspace", str(lab.root), "apply", "s"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
-    time.sleep(0.8)
-    interrupted = proc.poll() is None
-    proc.send_signal(signal.SIGINT)
+    assert wait_for_a_child(proc.pid), "patchq apply never started git"
+    proc.send_signal(signal.SIGINT)     # mid-run, not during interpreter start-up (where Python itself dies of it)
     _, err = proc.communicate()
-    if interrupted and proc.returncode != 0:
-        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, (proc.returncode, err)
     assert user_files(lab.root) == before
     assert killed_mid_run >= 3
     final = patchq("--json", "--workspace", str(lab.root), "apply", "s")
