@@ -9,6 +9,8 @@ is counted, not guessed.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -405,3 +407,74 @@ def test_shipped_recipes_load_and_route_changes_to_the_right_targets():
     assert routed("vllm-xpu-kernels", "csrc/xpu/attention.cpp") == {"vllm-xpu-kernels"}
     unavailable = missing_requirements(xpu, {"PATH": "/nonexistent"})
     assert unavailable and "not found" in unavailable[0]
+
+
+# ---- a CUDA target, with the real nvcc where the machine has one ---------------------------------------------------
+
+SCALE_CU = """\
+#define FACTOR 7
+
+__global__ void scale(int *x, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= FACTOR;
+}
+"""
+
+CUDA_RECIPE = """\
+upstream: cudademo
+description: one CUDA kernel compiled by nvcc to PTX and to an object (no GPU needed to compile)
+inputs: [kernels/]
+command: |
+  echo cuda >> "$BUILD_COUNTER"
+  mkdir -p build
+  nvcc -ptx kernels/scale.cu -o build/scale.ptx
+  nvcc -c kernels/scale.cu -o build/scale.o
+outputs:
+  - {kind: extension, path: build/scale.ptx}
+  - {kind: extension, path: build/scale.o}
+toolchain:
+  nvcc: nvcc --version | sed -n '$p'
+requires: [cuda]
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").is_file()),
+                    reason="no CUDA compiler (nvcc) on this machine")
+def test_cuda_kernel_is_compiled_by_nvcc_and_rebuilt_only_when_its_source_changes(make_upstream, tmp_path):
+    up = make_upstream("cudademo")
+    up.write("kernels/scale.cu", SCALE_CU).write("cudademo/__init__.py", "SCALE = 7\n")
+    pin = up.commit("cudademo 1.0")
+    checkout = tmp_path / "checkout"
+    run_git(["clone", "-q", str(up.path), str(checkout)])
+    counter = tmp_path / "counter"
+    counter.write_text("")
+    cuda_bin = os.path.dirname(shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc")
+    env = dict(os.environ, PATH=cuda_bin + os.pathsep + os.environ["PATH"], BUILD_COUNTER=str(counter))
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "cuda.yaml").write_text(CUDA_RECIPE)
+    recipe = load_recipe(tmp_path / "kernels" / "cuda.yaml")
+    assert missing_requirements(recipe, env) == ()
+
+    first = build_target(recipe, checkout, tmp_path / "cache", env=env)
+    assert first.kind == BuildKind.BUILT, first.log_tail
+    assert first.facts["nvcc"].startswith("Build cuda_")
+    ptx = Path(first.outputs[0]).read_text()
+    assert ".entry _Z5scalePii" in ptx and re.search(r"mul\.lo\.s32\s+%r\d+, %r\d+, 7;", ptx)
+    assert Path(first.outputs[1]).stat().st_size > 0
+    assert build_target(recipe, checkout, tmp_path / "cache", env=env).kind == BuildKind.CACHED
+
+    repo = Repo(checkout)                       # a Python-only patch: not an input, no nvcc run
+    (checkout / "cudademo" / "__init__.py").write_text("SCALE = 9\n")
+    repo.run("commit", "-qam", "python only")
+    assert affected_targets({"cuda": recipe}, "cudademo", repo.changed_paths(pin, "HEAD")) == {}
+    assert build_target(recipe, checkout, tmp_path / "cache", env=env).kind == BuildKind.CACHED
+
+    (checkout / "kernels" / "scale.cu").write_text(SCALE_CU.replace("FACTOR 7", "FACTOR 9"))
+    repo.run("commit", "-qam", "scale by 9")
+    assert affected_targets({"cuda": recipe}, "cudademo", repo.changed_paths(pin, "HEAD")) == \
+        {"cuda": ("kernels/scale.cu",)}
+    second = build_target(recipe, checkout, tmp_path / "cache", env=env)
+    assert second.kind == BuildKind.BUILT and second.key != first.key
+    assert re.search(r"mul\.lo\.s32\s+%r\d+, %r\d+, 9;", Path(second.outputs[0]).read_text())
+    assert Path(first.outputs[0]).read_text() == ptx        # the earlier build is still in the cache
+    assert counter.read_text().split() == ["cuda", "cuda"]
