@@ -164,10 +164,54 @@ def manifest_seed() -> bytes:
                      "file": "0001-fast.patch", "sha256": "f" * 64}]}, indent=1).encode()
 
 
+def same_document(fast, exact, where: str = "doc") -> None:
+    """`fast` (fastyaml) is the document `exact` (ruamel round trip) in every way patchq can see: values, their
+    types (str subclasses aside), key order, and the line and column of every node, key and item."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    if isinstance(exact, CommentedMap):
+        assert isinstance(fast, CommentedMap), where
+        assert list(fast) == list(exact), where
+        assert (fast.lc.line, fast.lc.col) == (exact.lc.line, exact.lc.col), where
+        assert fast.fa.flow_style() == exact.fa.flow_style(), where
+        for key in exact:
+            assert fast.lc.key(key) == exact.lc.key(key), f"{where}.{key}"
+            if exact[key] is not None:    # where an empty value "is" differs (libyaml: after the colon); unused
+                assert fast.lc.value(key) == exact.lc.value(key), f"{where}.{key}"
+            same_document(fast[key], exact[key], f"{where}.{key}")
+    elif isinstance(exact, CommentedSeq):
+        assert isinstance(fast, CommentedSeq) and len(fast) == len(exact), where
+        assert (fast.lc.line, fast.lc.col) == (exact.lc.line, exact.lc.col), where
+        assert fast.fa.flow_style() == exact.fa.flow_style(), where
+        for index, item in enumerate(exact):
+            assert fast.lc.item(index) == exact.lc.item(index), f"{where}[{index}]"
+            same_document(fast[index], item, f"{where}[{index}]")
+    elif isinstance(exact, str):
+        assert isinstance(fast, str) and str(fast) == str(exact), where
+    else:
+        assert type(fast) is type(exact) and fast == exact and str(fast) == str(exact), where
+
+
+def yaml_fast_path_property(data: bytes) -> None:
+    """The libyaml fast path answers only when it agrees with ruamel's loader, and never where ruamel refuses."""
+    from patchq import fastyaml
+    from patchq.workspace import MAX_YAML_DEPTH, _guarded_yaml
+    text = data.decode("utf-8", "replace")
+    fast = fastyaml.load(text, max_depth=MAX_YAML_DEPTH)
+    try:
+        exact = _guarded_yaml(Path("fuzz.yaml")).load(text)
+    except Exception as exc:        # what the exact loader refuses, the fast path must not accept
+        assert fast is None, f"fast path accepted what ruamel refuses ({type(exc).__name__}: {exc})"
+        return
+    if fast is not None:
+        same_document(fast, exact)
+
+
 PROPERTIES = {
     "patch-reader": (patch_reader_property, lambda: mutated(patch_seeds(), DIFF_TOKENS)),
     "bundle-reader": (bundle_reader_property, lambda: mutated(bundle_seeds(), DIFF_TOKENS + [b"=", b"A", b"\x1f\x8b"])),
     "pins.lock": (lock_loader_property, lambda: mutated([LOCK, *_corpus("lock")[:12]], YAML_TOKENS)),
     "series.yaml": (series_loader_property, lambda: mutated([SERIES, *_corpus("series")], YAML_TOKENS)),
     "manifest": (manifest_property, lambda: mutated([manifest_seed()], JSON_TOKENS)),
+    "yaml-fast-path": (yaml_fast_path_property,
+                       lambda: mutated([LOCK, SERIES, *_corpus("lock")[:12], *_corpus("series")], YAML_TOKENS)),
 }
