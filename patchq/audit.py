@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .apply import LoadedPatch, load_patch, run_queue
-from .flags import read_flag_reads, reads_in_lines
+from .flags import reads_in_lines
 from .git import Repo
 from .model import FlagRead, Finding, Stack, Status
 from .patchfile import parse_diff

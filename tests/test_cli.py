@@ -15,6 +15,7 @@ import pytest
 from patchq.git import Repo
 from patchq.model import Status
 from patchq.workspace import load_workspace
+from procs import processes
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -29,14 +30,8 @@ def wait_for_a_child(pid: int, timeout: float = 60.0) -> bool:
     """Wait until `pid` has started a child process (patchq runs git): proof that it is past start-up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except (OSError, IndexError):
-                    continue
-                if int(fields[1]) == pid:
-                    return True
+        if any(p.ppid == pid for p in processes()):
+            return True
         time.sleep(0.01)
     return False
 

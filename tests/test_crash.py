@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from conftest import MODEL_PY
-from patchq.demo import build_demo
 from patchq.crashtest import TEST_KILL_ENV
+from patchq.demo import build_demo
+from procs import processes
 from test_hostile import snapshot
 from test_rebuild import _installed_vllm, _tree_hashes
 
@@ -58,15 +59,7 @@ def run(args: list[str], env: dict | None = None, kill_after: float | None = Non
 
 def _alive_in_group(pgid: int) -> bool:
     """Whether a process of the group still runs (zombies do not count: some container inits never reap them)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-    return False
+    return any(p.pgid == pgid and p.state != "Z" for p in processes())
 
 
 def explains(code: int, err: str) -> bool:
