@@ -25,7 +25,7 @@ from .git import Repo, read_index_entries
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
 from .sources import ensure_base, prepare_checkout, start_dirty_check
-from .workspace import STATE_DIR, Workspace
+from .workspace import STATE_DIR, Workspace, check_requires
 
 OFFSET_LINE = re.compile(r"^Hunk #(\d+) succeeded at (\d+)(?: \(offset (-?\d+) lines?\))?\.")
 CHECKING_LINE = re.compile(r"^Checking patch (.+?)\.\.\.$")
@@ -484,7 +484,9 @@ def _write_commits(repo: Repo, base: str, ref: str, changes: list[tuple[LoadedPa
 # ---- stacks -----------------------------------------------------------------------------------------------------
 
 def stack_patches(ws: Workspace, stack: Stack, upstream: str, extra: tuple[str, ...] = ()) -> list[LoadedPatch]:
-    return [load_patch(ws, entry) for entry in ws.stack_entries(stack, upstream, extra)]
+    entries = ws.stack_entries(stack, upstream, extra)
+    check_requires(ws, stack.name, upstream, entries)
+    return [load_patch(ws, entry) for entry in entries]
 
 
 def default_checkout_dir(ws: Workspace, stack: str, upstream: str) -> Path:
@@ -509,6 +511,8 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
     if into is not None and into.exists() and any(into.iterdir()):
         raise BadInput(f"--into {into} exists and is not empty; patchq never writes into a folder it did not make")
     upstreams = [u for u in stack.upstreams if not only or u in only]
+    for name in upstreams:              # a patch without the patches it sits on: refused before any checkout
+        check_requires(ws, stack_name, name, ws.stack_entries(stack, name, extra))
     # patchq's own checkouts are checked for local edits while the queues are judged in the mirrors
     dirty = {} if check_only or into is not None else {
         name: start_dirty_check(default_checkout_dir(ws, stack_name, name)) for name in upstreams}

@@ -8,7 +8,7 @@ parse, orphan patch files, and declared env flags that differ from the flags fou
 from __future__ import annotations
 
 from .errors import PatchqError
-from .model import Finding
+from .model import Finding, Status
 from .patchfile import read_patch_file
 from .queue import trailer_mismatches
 from .workspace import SERIES_NAME, Workspace
@@ -31,6 +31,7 @@ def check_workspace(ws: Workspace, *, flags: bool = True) -> list[Finding]:
                 findings.append(Finding("trailer-mismatch",
                                         f"{entry.id}: {field_name} is {series_value!r} in {SERIES_NAME} but "
                                         f"{trailer_value!r} in the patch trailers", rel))
+        findings.extend(_requires_findings(ws, upstream))
         for path in sorted(folder.glob("*.patch")):
             if path.name not in listed:
                 findings.append(Finding("orphan", f"{path.name} is not listed in {SERIES_NAME}", ws.rel(path),
@@ -38,6 +39,23 @@ def check_workspace(ws: Workspace, *, flags: bool = True) -> list[Finding]:
     if flags:
         findings.extend(_flag_findings(ws))
     return findings
+
+
+def _requires_findings(ws: Workspace, upstream: str) -> list[Finding]:
+    """Requirements listed after the patch that needs them; salvaged patches marked promoted."""
+    out = []
+    queue = ws.queue(upstream)
+    position = {e.id: i for i, e in enumerate(queue.entries)}
+    series = f"queues/{upstream}/{SERIES_NAME}"
+    for index, entry in enumerate(queue.entries):
+        for need in entry.requires:
+            if position.get(need, -1) > index:
+                out.append(Finding("requires-order", f"{entry.id} requires {need}, which comes after it in the "
+                                                     "queue: move it up", series))
+        if entry.salvaged and entry.status == Status.PROMOTED:
+            out.append(Finding("salvaged-promoted", f"{entry.id} was salvaged from a damaged bundle "
+                                                    f"({entry.salvaged}) and can never be promoted", series))
+    return out
 
 
 def _flag_findings(ws: Workspace) -> list[Finding]:

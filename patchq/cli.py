@@ -127,8 +127,11 @@ def show(c: Context, patch_ref: str) -> None:
     ws = c.ws()
     entry = ws.find_patch(patch_ref)
     stacks = [s.name for s in ws.stacks.values() if entry in ws.stack_entries(s, entry.upstream)]
-    extra = {"stacks": ", ".join(stacks)}
-    c.emit({"patch": entry, "stacks": stacks}, lambda: render_entry(c.console, entry, extra))
+    from .workspace import required_by
+    needed_by = required_by(ws.queue(entry.upstream), entry.id)
+    extra = {"required-by": ", ".join(needed_by), "stacks": ", ".join(stacks)}
+    c.emit({"patch": entry, "stacks": stacks, "required_by": needed_by},
+           lambda: render_entry(c.console, entry, extra))
 
 
 @cli.command()

@@ -115,6 +115,8 @@ class PatchEntry:
     supersedes: tuple[str, ...] = ()
     contains: tuple[str, ...] = ()
     author: str = ""                # "Name <email>" of the From: header
+    requires: tuple[str, ...] = ()  # ids in the same queue this patch is cut on top of (they apply first)
+    salvaged: str = ""              # what was lost when import salvaged it from a damaged bundle ("" = whole)
 
     @property
     def ref(self) -> str:

@@ -28,8 +28,10 @@ TRAILERS: tuple[tuple[str, str], ...] = (
     ("Patchq-Notes", "notes"),
     ("Patchq-Supersedes", "supersedes"),
     ("Patchq-Contains", "contains"),
+    ("Patchq-Requires", "requires"),
+    ("Patchq-Salvaged", "salvaged"),
 )
-LIST_FIELDS = {"flags", "notes", "supersedes", "contains"}
+LIST_FIELDS = {"flags", "notes", "supersedes", "contains", "requires"}
 DEFAULT_AUTHOR = "patchq <patchq@localhost>"
 EPOCH_DATE = "Thu, 1 Jan 1970 00:00:00 +0000"
 HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")

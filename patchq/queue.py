@@ -84,6 +84,9 @@ def commit_diff(repo: Repo, commit: str) -> bytes:
 def set_status(ws: Workspace, patch_ref: str, status: Status) -> PatchEntry:
     """Change a patch's status in series.yaml and in its trailer together."""
     entry = ws.find_patch(patch_ref)
+    if status == Status.PROMOTED and entry.salvaged:
+        raise BadInput(f"{entry.ref} was salvaged from a damaged bundle ({entry.salvaged}); a salvaged patch can "
+                       "never be promoted: import the undamaged bundle instead", path=ws.rel(ws.patch_path(entry)))
     updated = replace(entry, status=status)
     path = ws.patch_path(entry)
     patch = read_patch_file(path.read_bytes(), source=ws.rel(path))
@@ -102,7 +105,8 @@ def trailer_mismatches(ws: Workspace, entry: PatchEntry) -> list[tuple[str, str,
     if from_file is None:
         return [("Patchq-Id", entry.id, "(missing)")]
     out = []
-    for name in ("id", "status", "flags", "result", "baseline", "date", "base", "notes", "supersedes", "contains"):
+    for name in ("id", "status", "flags", "result", "baseline", "date", "base", "notes", "supersedes", "contains",
+                 "requires", "salvaged"):
         a, b = getattr(entry, name), getattr(from_file, name)
         if a != b:
             out.append((name, _show(a), _show(b)))

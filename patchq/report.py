@@ -115,7 +115,8 @@ def render_entry(console: Console, entry: PatchEntry, extra: dict[str, str]) -> 
     rows = [("file", f"queues/{entry.upstream}/{entry.file}"), ("why", entry.why), ("flags", ", ".join(entry.flags)),
             ("result", entry.result), ("baseline", entry.baseline), ("date", entry.date), ("base", entry.base),
             ("notes", ", ".join(entry.notes)), ("supersedes", ", ".join(entry.supersedes)),
-            ("contains", ", ".join(entry.contains)), ("author", entry.author), *extra.items()]
+            ("contains", ", ".join(entry.contains)), ("requires", ", ".join(entry.requires)),
+            ("salvaged", entry.salvaged), ("author", entry.author), *extra.items()]
     for key, value in rows:
         if value:
             console.print(f"  [dim]{key:>10}[/dim]  {value}")

@@ -41,7 +41,7 @@ ARCHIVE_KEYS = {"sha256", "url", "pypi", "subdir"}
 STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "trees", "description"}
 RESULT_KEYS = {"metric", "value", "lane", "date", "gates", "notes"}
 ENTRY_KEYS = {"id", "file", "status", "title", "why", "flags", "result", "baseline", "notes", "date", "base",
-              "supersedes", "contains", "author"}
+              "supersedes", "contains", "author", "requires", "salvaged"}
 
 
 def _yaml() -> YAML:
@@ -301,8 +301,8 @@ class Workspace:
     def stack_entries(self, stack: Stack, upstream: str, extra: tuple[str, ...] = ()) -> list[PatchEntry]:
         """The patches a stack applies to one upstream, in order.
 
-        Included statuses come in series order; extra patches (stack extras and `--with`) are placed after their
-        `base` patch, or on top when they have none.
+        Included statuses come in series order; extra patches (stack extras and `--with`) go before the first
+        patch that requires them, else after their `base` patch, else on top.
         """
         queue = self.queue(upstream)
         chosen = [e for e in queue.entries if e.status in stack.include]
@@ -310,7 +310,10 @@ class Workspace:
         for entry in extras:
             if entry.upstream != upstream or entry in chosen:
                 continue
-            if entry.base and any(e.id == entry.base for e in chosen):
+            needed = [i for i, e in enumerate(chosen) if entry.id in e.requires]
+            if needed:                  # a patch the stack's own patches require goes in before them
+                chosen.insert(needed[0], entry)
+            elif entry.base and any(e.id == entry.base for e in chosen):
                 position = next(i for i, e in enumerate(chosen) if e.id == entry.base) + 1
                 while position < len(chosen) and chosen[position].status != Status.PROMOTED:
                     position += 1
@@ -318,6 +321,25 @@ class Workspace:
             else:
                 chosen.append(entry)
         return chosen
+
+
+def required_by(queue: Queue, patch_id: str) -> list[str]:
+    """Ids of the entries of `queue` that list `patch_id` in their `requires`."""
+    return [e.id for e in queue.entries if patch_id in e.requires]
+
+
+def check_requires(ws: Workspace, stack_name: str, upstream: str, entries: list[PatchEntry]) -> None:
+    """Refuse (bad input) a stack that applies a patch without a patch it requires, or after it."""
+    position = {e.id: i for i, e in enumerate(entries)}
+    for index, entry in enumerate(entries):
+        for need in entry.requires:
+            if need not in position:
+                raise BadInput(f"stack {stack_name!r} applies {upstream}:{entry.id} but not {upstream}:{need}, "
+                               f"which it requires (add {need} to the stack or leave {entry.id} out)",
+                               path=LOCK_NAME)
+            if position[need] > index:
+                raise BadInput(f"stack {stack_name!r} applies {upstream}:{entry.id} before {upstream}:{need}, "
+                               "which it requires", path=LOCK_NAME)
 
 
 def _close(name: str, known) -> str:
@@ -490,13 +512,41 @@ def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
             result=_str(node, "result", path), baseline=_str(node, "baseline", path),
             notes=_str_list(node, "notes", path), date=_str(node, "date", path), base=_str(node, "base", path),
             supersedes=_str_list(node, "supersedes", path), contains=_str_list(node, "contains", path),
-            author=_str(node, "author", path)))
+            author=_str(node, "author", path), requires=_str_list(node, "requires", path),
+            salvaged=_str(node, "salvaged", path)))
     ids = {e.id for e in entries}
     for entry in entries:
-        for ref in (entry.base, *entry.supersedes, *entry.contains):
+        for ref in (entry.base, *entry.supersedes, *entry.contains, *entry.requires):
             if ref and ref not in ids:
-                raise BadInput(f"{entry.id!r} refers to {ref!r}, which is not in this queue", path=str(path))
+                raise BadInput(f"{entry.id!r} refers to {ref!r}, which is not in this queue", path=str(path),
+                               line=seen[entry.id])
+    cycle = requires_cycle(entries)
+    if cycle:
+        raise BadInput(f"requires form a cycle: {' -> '.join(cycle)}", path=str(path), line=seen[cycle[0]])
     return doc, Queue(upstream, tuple(entries))
+
+
+def requires_cycle(entries: list[PatchEntry] | tuple[PatchEntry, ...]) -> list[str]:
+    """A cycle among `requires` (as ids, first repeated last), or [] when there is none: such a queue can't apply."""
+    needs = {e.id: e.requires for e in entries}
+    state: dict[str, int] = {}          # 1: on the current path, 2: done
+    for start in needs:
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(needs[start])]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif not state.get(nxt) and nxt in needs:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(needs[nxt]))
+    return []
 
 
 def _check_stack_refs(ws: Workspace) -> None:
@@ -519,6 +569,7 @@ def entry_to_yaml(entry: PatchEntry, into: CommentedMap | None = None) -> Commen
         "why": entry.why, "flags": list(entry.flags), "result": entry.result, "baseline": entry.baseline,
         "notes": list(entry.notes), "date": entry.date, "base": entry.base,
         "supersedes": list(entry.supersedes), "contains": list(entry.contains), "author": entry.author,
+        "requires": list(entry.requires), "salvaged": entry.salvaged,
     }
     for key, value in values.items():
         empty = value in ("", [], None)
