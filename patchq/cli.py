@@ -501,5 +501,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
+# --- command modules (each registers its commands on import) ---
+from . import cmd_capture  # noqa: E402,F401
+
+
 if __name__ == "__main__":
     main()

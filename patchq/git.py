@@ -208,6 +208,41 @@ class Repo:
     def ls_tree_paths(self, rev: str) -> list[str]:
         return self.run("ls-tree", "-r", "-z", "--name-only", rev).out.split("\0")[:-1]
 
+    def ls_tree_entries(self, rev: str) -> list[tuple[str, str, str]]:
+        """(mode, object id, path) of every file of `rev`'s tree, recursively (submodules as mode 160000)."""
+        out = []
+        for record in self.run("ls-tree", "-r", "-z", "--full-tree", rev).out.split("\0"):
+            if record:
+                meta, _, path = record.partition("\t")
+                mode, _, sha = meta.split(" ")
+                out.append((mode, sha, path))
+        return out
+
+    def ignored_files(self) -> list[str]:
+        """Untracked files the work tree's ignore rules exclude, relative to `self.path`."""
+        return self.run("ls-files", "-z", "--others", "--ignored", "--exclude-standard").out.split("\0")[:-1]
+
+    def write_blobs(self, blobs: list[bytes]) -> list[str]:
+        """Store contents as blobs; their ids in the same order."""
+        return [self.hash_object(data, write=True) for data in blobs]
+
+    def update_index(self, records: list[tuple[str, str, str]], env: Mapping[str, str]) -> None:
+        """Set (mode, blob id, path) entries in the index `env` names."""
+        listing = "".join(f"{mode} {sha}\t{path}\0" for mode, sha, path in records)
+        self.run("update-index", "-z", "--index-info", input=listing.encode("utf-8", "surrogateescape"), env=env)
+
+    def diff_paths(self, old: str, new: str, paths: list[str]) -> bytes:
+        """The binary-safe diff of `paths` between two trees, with output settings pinned against user config."""
+        out, paths = [], sorted(paths)
+        for start in range(0, len(paths), 500):        # in slices: a command line has a length limit
+            out.append(self.run("-c", "diff.noprefix=false", "--literal-pathspecs", "diff", "--src-prefix=a/",
+                                "--dst-prefix=b/", "--no-ext-diff", "--no-color", "--full-index", "--binary",
+                                "--no-renames", old, new, "--", *paths[start:start + 500]).stdout)
+        return b"".join(out)
+
+    def delete_ref(self, ref: str) -> None:
+        self.run("update-ref", "-d", ref, check=False)
+
     def path_exists(self, rev: str, path: str) -> bool:
         return self.run("cat-file", "-e", f"{rev}:{path}", check=False).ok
 

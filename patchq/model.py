@@ -94,6 +94,7 @@ class Stack:
     result: StackResult | None = None
     trees: dict[str, str] = field(default_factory=dict)    # upstream -> tree id after a clean apply
     description: str = ""
+    patches: tuple[str, ...] = ()                   # an explicit selection ("id" or "upstream:id") instead of include
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ MAX_YAML_DEPTH = 64
 
 UPSTREAM_KEYS = {"url", "pin", "archive", "description", "version"}
 ARCHIVE_KEYS = {"sha256", "url", "pypi", "subdir"}
-STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "trees", "description"}
+STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "trees", "description", "patches"}
 RESULT_KEYS = {"metric", "value", "lane", "date", "gates", "notes"}
 ENTRY_KEYS = {"id", "file", "status", "title", "why", "flags", "result", "baseline", "notes", "date", "base",
               "supersedes", "contains", "author", "requires", "salvaged"}
@@ -305,7 +305,11 @@ class Workspace:
         patch that requires them, else after their `base` patch, else on top.
         """
         queue = self.queue(upstream)
-        chosen = [e for e in queue.entries if e.status in stack.include]
+        if stack.patches:       # an explicit list selects; the series still decides the order
+            listed = {(e.upstream, e.id) for e in (self.find_patch(ref) for ref in stack.patches)}
+            chosen = [e for e in queue.entries if (e.upstream, e.id) in listed]
+        else:
+            chosen = [e for e in queue.entries if e.status in stack.include]
         extras = [self.find_patch(ref) for ref in (*stack.extra, *extra)]
         for entry in extras:
             if entry.upstream != upstream or entry in chosen:
@@ -466,9 +470,16 @@ def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstream
         if not FULL_SHA.match(tree):
             raise BadInput(f"recorded tree {tree!r} of {up!r} is not a full id", path=str(path),
                            line=_line(node["trees"], up))
+    patches = _str_list(node, "patches", path)
+    if patches and (node.get("include") is not None or node.get("extra") is not None):
+        raise BadInput(f"stack {name!r} lists its 'patches' and also selects by 'include'/'extra'; keep one of the two",
+                       path=str(path), line=_line(node, "patches"))
+    if "patches" in node and not patches:
+        raise BadInput(f"stack {name!r} has an empty 'patches' list (leave the key out to select by status)",
+                       path=str(path), line=_line(node, "patches"))
     return Stack(name=name, upstreams=names, pins=pins, include=tuple(include), extra=_str_list(node, "extra", path),
                  profile=_str_map(node, "profile", path), result=result, trees=trees,
-                 description=_str(node, "description", path))
+                 description=_str(node, "description", path), patches=patches)
 
 
 def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
@@ -551,6 +562,15 @@ def requires_cycle(entries: list[PatchEntry] | tuple[PatchEntry, ...]) -> list[s
 
 def _check_stack_refs(ws: Workspace) -> None:
     for stack in ws.stacks.values():
+        for ref in stack.patches:
+            where = _line(ws.lock_doc["stacks"][stack.name], "patches")
+            try:
+                entry = ws.find_patch(ref)
+            except BadInput as exc:
+                raise BadInput(f"stack {stack.name!r}: {exc.message}", path=str(ws.lock_path), line=where) from None
+            if entry.upstream not in stack.upstreams:
+                raise BadInput(f"stack {stack.name!r} lists {entry.ref}, but {entry.upstream!r} is not one of its "
+                               f"upstreams ({', '.join(stack.upstreams)})", path=str(ws.lock_path), line=where)
         for ref in stack.extra:
             try:
                 ws.find_patch(ref)
@@ -636,6 +656,52 @@ def set_lock_values(ws: Workspace, *, pins: dict[str, str] | None = None,
         for up, tree in values.items():
             node["trees"][up] = tree
     return dump_yaml(doc)
+
+
+def set_stack_patches(ws: Workspace, stack_name: str, upstream: str, refs: list[str], tree: str) -> bytes:
+    """pins.lock text where `stack_name` applies exactly `refs` to `upstream` (the stack is made when missing).
+
+    Everything else in the file stays as written, comments included. A stack that selected by status goes on
+    applying what it applied to its other upstreams: those patches are listed too, since `patches` replaces
+    `include` and `extra` for the whole stack. The result tree of `upstream` is recorded for `apply --verify`.
+    """
+    doc = ws.lock_doc = _editable(ws.lock_doc, ws.lock_path, LOCK_NAME)
+    if doc.get("stacks") is None:
+        doc["stacks"] = CommentedMap()
+    node = doc["stacks"].get(stack_name)
+    others: list[str] = []
+    if node is None:
+        node = doc["stacks"][stack_name] = CommentedMap()
+        node["upstreams"] = _flow([upstream])
+    else:
+        stack = ws.stack(stack_name)
+        if upstream not in stack.upstreams:
+            node["upstreams"] = _flow([*stack.upstreams, upstream])
+        if stack.patches:
+            others = [r for r in stack.patches if ws.find_patch(r).upstream != upstream]
+        else:
+            others = [patch_ref(ws, e) for name in stack.upstreams if name != upstream
+                      for e in ws.stack_entries(stack, name)]
+        for key in ("include", "extra"):
+            if key in node:
+                del node[key]
+    node["patches"] = _flow([*others, *refs])
+    if node.get("trees") is None:
+        node["trees"] = CommentedMap()
+    node["trees"][upstream] = tree
+    return dump_yaml(doc)
+
+
+def patch_ref(ws: Workspace, entry: PatchEntry) -> str:
+    """How a stack names a patch: its id, or `upstream:id` when another queue has the same id."""
+    clash = any(e.id == entry.id for name, q in ws.queues.items() if name != entry.upstream for e in q.entries)
+    return entry.ref if clash else entry.id
+
+
+def _flow(items: list[str]) -> CommentedSeq:
+    seq = CommentedSeq(items)
+    seq.fa.set_flow_style()
+    return seq
 
 
 def new_lock_doc() -> CommentedMap:

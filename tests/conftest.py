@@ -124,6 +124,9 @@ class Lab:
             for key in ("include", "extra"):
                 if key in opts:
                     node[key] = list(opts[key])
+            if "patches" in opts:
+                node["patches"] = CommentedSeq(opts["patches"])
+                node["patches"].fa.set_flow_style()
             for key in ("profile", "pins", "trees", "result"):
                 if key in opts:
                     node[key] = dict(opts[key])
