@@ -137,6 +137,8 @@ def _describe_installed(source: Path, live: LiveTree) -> None:
             record = (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
+        if f"{name}/" not in record:          # most of a venv's distributions: no need to parse their RECORD
+            continue
         rows = [row for row in csv.reader(io.StringIO(record)) if row]
         if not any(row[0].startswith(f"{name}/") for row in rows):
             continue

@@ -244,6 +244,35 @@ def test_capture_without_decompose_writes_one_snapshot(tinylab, patchq):
     assert "return x * 3;" in (checkout / "csrc/kernel.c").read_text()     # unseen files stay as at the pin
 
 
+def test_updating_a_status_selected_stack_keeps_its_other_upstreams(installed, lab, make_upstream, patchq):
+    up, pin, diffs, _, package = installed
+    other = make_upstream("other")
+    other.write("main.c", "int main(void) { return 0; }\n")
+    other_pin = other.commit("other 1.0")
+    lab.upstream("other", other, other_pin)
+    lab.patch("other", "other-fix", other.diff(other_pin, [("main.c", "return 0;", "return 1;")]))
+    lab.upstream("tiny", up, pin)
+    for name in APPLIED:
+        lab.patch("tiny", name, diffs[name])
+    lab.stack("lab-best", ["other", "tiny"], include=["promoted"])
+    root = lab.save()
+    lock = root / "pins.lock"
+    lock.write_text(lock.read_text().replace("  lab-best:\n", "  # the stack that gave 89 tok/s\n  lab-best:\n"))
+    res = patchq("--json", "capture", "tiny", "--from", str(package), "--decompose", "--stack", "lab-best",
+                 "--id", "hand-edit", cwd=root)
+    assert res.code == 0, res.err
+    text = lock.read_text()
+    assert "# the stack that gave 89 tok/s\n  lab-best:" in text and "include" not in text
+    assert "patches: [other-fix, fast-step, sched-batch, env-flags, hand-edit]" in text
+    tree = json.loads(res.out)["result_tree"]
+    res = patchq("--json", "apply", "lab-best", cwd=root)
+    assert res.code == 0, res.err + res.out
+    ups = {u["upstream"]: u for u in json.loads(res.out)["apply"]["upstreams"]}
+    assert {name: [o["patch_id"] for o in u["outcomes"]] for name, u in ups.items()} == {
+        "other": ["other-fix"], "tiny": [*APPLIED, "hand-edit"]}
+    assert ups["tiny"]["tree"] == tree
+
+
 def test_refuses_a_stack_that_does_not_reproduce_the_captured_files(tinylab):
     """verify_reproduction is the gate before any write: the queue patches alone lack the hand edit."""
     from patchq.apply import load_patch
@@ -318,11 +347,12 @@ def test_git_checkout_counts_git_ignored_files(make_upstream, lab, patchq, tmp_p
     (checkout / "build").mkdir()
     (checkout / "build" / "out.txt").write_text("generated\n")
     (checkout / "python" / "tinypkg" / "engine.py").write_text(ENGINE + "\nLIVE = 1\n")
-    res = patchq("--json", "capture", "tiny", "--from", str(checkout), "--dry-run", cwd=root)
+    res = patchq("capture", "tiny", "--from", str(checkout), "--dry-run", cwd=root)      # the table
     assert res.code == 0, res.err
-    report = json.loads(res.out)
-    assert report["kind"] == "git checkout" and report["ignored"] == {"git-ignored": 1}
-    assert report["changed"] == ["python/tinypkg/engine.py"] and report["new"] == []
+    lines = [" ".join(line.replace("│", " ").split()) for line in res.out.splitlines()]
+    assert any("(git checkout)" in line and "mapped onto the repository root" in line for line in lines), res.out
+    assert "captured 1 (1 changed, 0 new)" in lines and "ignored 1 (1 git-ignored)" in lines, res.out
+    assert "written nothing (dry run)" in lines and any(line.startswith("result tree ") for line in lines)
 
 
 def test_bad_input_is_one_line_exit_2(tinylab, patchq, tmp_path, capsys, monkeypatch):
