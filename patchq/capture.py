@@ -417,7 +417,7 @@ def _attribute(ws: Workspace, repo: Repo, base: str, target: str, entries, visib
                 saved = fh.read()
             failed = next((lp for lp in loaded if not repo.apply(lp.patch.diff, cached=True, env=env).ok), None)
             after = repo.write_tree(env) if failed is None else current
-            reason = ""
+            reason, shown = "", []
             if failed is not None:
                 reason = ("does not apply on the pin with the patches attributed before it"
                           + (f" (its requirement {failed.entry.id} does not)" if failed.entry.id != entry.id else ""))
@@ -437,9 +437,7 @@ def _attribute(ws: Workspace, repo: Repo, base: str, target: str, entries, visib
             for lp in loaded:
                 done.add(lp.entry.id)
                 loaded_in.append(lp)
-            attributed.extend(Attributed(lp.entry.id, tuple(p for p in repo.changed_paths(current, after)
-                                                            if p in visible and p in _paths(lp)))
-                              for lp in loaded)
+            attributed.extend(Attributed(lp.entry.id, tuple(p for p in shown if p in _paths(lp))) for lp in loaded)
             current = after
     return current, loaded_in, attributed, skipped
 
