@@ -447,16 +447,16 @@ def _paths(loaded: LoadedPatch) -> set[str]:
 
 
 def _requirements(entries, patch_id: str) -> set[str]:
-    """Every patch `patch_id` requires, transitively (the `requires` series field, where this patchq has it)."""
+    """Every patch `patch_id` requires (the `requires` series field), transitively."""
     by_id = {e.id: e for e in entries}
     out: set[str] = set()
-    todo = list(getattr(by_id.get(patch_id), "requires", ()) or ())
+    todo = list(by_id[patch_id].requires) if patch_id in by_id else []
     while todo:
         need = todo.pop()
         if need in out or need not in by_id:
             continue
         out.add(need)
-        todo.extend(getattr(by_id[need], "requires", ()) or ())
+        todo.extend(by_id[need].requires)
     return out
 
 

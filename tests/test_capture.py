@@ -273,6 +273,32 @@ def test_updating_a_status_selected_stack_keeps_its_other_upstreams(installed, l
     assert ups["tiny"]["tree"] == tree
 
 
+def test_a_patch_is_attributed_with_the_patch_it_requires(make_upstream, lab, patchq, tmp_path):
+    """B rewrites the lines A adds: A alone is not in the live tree, B alone does not apply; together they are."""
+    up, pin = _tiny_source(make_upstream)
+    a = up.diff(pin, [("python/tinypkg/sched.py", "BATCH_2 = 16\n", "BATCH_2 = 16\nBATCH_2X = 32\n")])
+    scratch = tmp_path / "chain"
+    run_git(["clone", "-q", str(up.path), str(scratch)])
+    run_git(["apply", "-"], cwd=scratch, input=a)
+    Repo(scratch).run("commit", "-qam", "a")
+    sched = scratch / "python/tinypkg/sched.py"
+    sched.write_text(sched.read_text().replace("BATCH_2X = 32\n", "BATCH_2X = 64\n"))
+    b = Repo(scratch).run("diff", "--full-index", "HEAD").stdout  # B, cut on top of A
+    assert b"-BATCH_2X = 32" in b
+    (scratch / "python/tinypkg/engine.py").write_text(ENGINE + "\nHAND = 1\n")
+    lab.upstream("tiny", up, pin)
+    lab.patch("tiny", "wider-batch", a)
+    lab.patch("tiny", "wider-batch-2", b, requires=("wider-batch",))
+    root = lab.save()
+    res = patchq("--json", "capture", "tiny", "--from", str(scratch), "--decompose", "--stack", "chain",
+                 "--id", "hand", cwd=root)
+    assert res.code == 0, res.err
+    report = json.loads(res.out)
+    assert [x["patch"] for x in report["attributed"]] == ["wider-batch", "wider-batch-2"]
+    assert report["residual_files"] == ["python/tinypkg/engine.py"]
+    assert "patches: [wider-batch, wider-batch-2, hand]" in (root / "pins.lock").read_text()
+
+
 def test_refuses_a_stack_that_does_not_reproduce_the_captured_files(tinylab):
     """verify_reproduction is the gate before any write: the queue patches alone lack the hand edit."""
     from patchq.apply import load_patch
