@@ -24,7 +24,9 @@ from .errors import BadInput
 from .git import Repo, read_index_entries
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
-from .sources import ensure_base, prepare_checkout, start_dirty_check
+from .checkout import (SAVED_PREFIX, LocalWork, is_patchq_checkout, local_work, record_applied, save_local_work,
+                       start_local_commits)
+from .sources import MOVING_MARK, ensure_base, prepare_checkout, start_dirty_check
 from .workspace import STATE_DIR, Workspace, check_requires
 
 OFFSET_LINE = re.compile(r"^Hunk #(\d+) succeeded at (\d+)(?: \(offset (-?\d+) lines?\))?\.")
@@ -495,7 +497,7 @@ def default_checkout_dir(ws: Workspace, stack: str, upstream: str) -> Path:
 
 def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, keep_going: bool = False,
                 verify: bool = False, only: tuple[str, ...] = (), extra: tuple[str, ...] = (),
-                check_only: bool = False, force: bool = False) -> ApplyReport:
+                check_only: bool = False, force: bool = False, upto: str | None = None) -> ApplyReport:
     """Regenerate a stack: for each upstream, its pinned base, the queue judged and committed, a checkout moved there.
 
     Every queue of the stack is judged before any checkout is touched, so a bad patch in the second upstream does
@@ -513,30 +515,40 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
     upstreams = [u for u in stack.upstreams if not only or u in only]
     for name in upstreams:              # a patch without the patches it sits on: refused before any checkout
         check_requires(ws, stack_name, name, ws.stack_entries(stack, name, extra))
-    # patchq's own checkouts are checked for local edits while the queues are judged in the mirrors
+    upto_entry = _upto_entry(ws, stack, upstreams, upto, extra) if upto else None
+    # patchq's own checkouts are checked for local edits and commits while the queues are judged in the mirrors
     dirty = {} if check_only or into is not None else {
         name: start_dirty_check(default_checkout_dir(ws, stack_name, name)) for name in upstreams}
+    commits = {} if check_only or into is not None else {
+        name: start_local_commits(default_checkout_dir(ws, stack_name, name)) for name in upstreams}
     try:
         plans = []
         for name in upstreams:
             upstream = ws.upstream(name)
             pin = ws.pin_for(stack, name)
             patches = stack_patches(ws, stack, name, extra)
+            if upto_entry is not None and upto_entry.upstream == name:
+                patches = patches[:next(i for i, lp in enumerate(patches) if lp.entry.id == upto_entry.id) + 1]
             base = ensure_base(upstream, pin, workspace=ws.root)
             ref = f"refs/patchq/stacks/{stack_name}/{name}"
             run = run_queue(base.repo, base.commit, patches, keep_going=keep_going,
                             commit_ref=None if check_only else ref)
-            plans.append((name, pin, base, run))
+            plans.append((name, pin, base, run, patches))
         results = []
         steps: list[str] = []
-        for name, pin, base, run in plans:
+        changed: dict[str, list[str]] = {}
+        if not check_only and into is None:
+            steps.extend(_guard_checkouts(ws, stack_name, plans, dirty, commits, force, changed))
+        for name, pin, base, run, _ in plans:
             checkout = ""
             if base.note:
                 steps.append(f"{name}: {base.note}")
             if not check_only:
                 dest = (into / name) if into is not None else default_checkout_dir(ws, stack_name, name)
-                prepare_checkout(base.repo, run.head, dest, reuse=into is None, force=force,
-                                 branch=f"patchq/{stack_name}", dirty=dirty.pop(name, None))
+                made = prepare_checkout(base.repo, run.head, dest, reuse=into is None, force=force,
+                                        branch=f"patchq/{stack_name}", dirty=dirty.pop(name, None),
+                                        changed=changed.get(name))
+                record_applied(dest, run.head, created=made.created)
                 checkout = str(dest)
             recorded = stack.trees.get(name, "")
             verified = None
@@ -549,10 +561,48 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
         if verify and any(not r.recorded_tree for r in results):
             steps.append(f"no tree recorded for some upstreams; run 'patchq lock {stack_name}' after a clean apply")
     finally:
-        for pending in dirty.values():
+        for pending in (*dirty.values(), *commits.values()):
             if pending is not None:
                 pending.cancel()
     return ApplyReport(stack_name, tuple(results), check_only, tuple(steps))
+
+
+def _upto_entry(ws: Workspace, stack: Stack, upstreams: list[str], upto: str, extra: tuple[str, ...]) -> PatchEntry:
+    """The patch `--upto` names, checked to be one the stack applies."""
+    entry = ws.find_patch(upto)
+    if entry.upstream not in upstreams or entry not in ws.stack_entries(stack, entry.upstream, extra):
+        raise BadInput(f"--upto {upto}: stack {stack.name!r} does not apply patch {entry.ref} (see "
+                       f"'patchq list --stack {stack.name}')")
+    return entry
+
+
+def _guard_checkouts(ws: Workspace, stack_name: str, plans, dirty: dict, commits: dict, force: bool,
+                     changed: dict[str, list[str]]) -> list[str]:
+    """Before any checkout moves: refuse to lose local work, or with `force` save it under a ref first.
+
+    Every upstream's checkout is looked at before the first one is touched. Returns the sentences that say where
+    saved work went; fills `changed` with each checkout's dirty files for `prepare_checkout`.
+    """
+    found: list[LocalWork] = []
+    for name, _pin, _base, _run, patches in plans:
+        dest = default_checkout_dir(ws, stack_name, name)
+        if not is_patchq_checkout(dest) or (dest / ".git" / MOVING_MARK).exists():
+            continue
+        work = local_work(dest, name, pending_status=dirty.pop(name, None), pending_log=commits.pop(name, None),
+                          queue_diffs={lp.entry.id: lp.patch.diff for lp in patches})
+        changed[name] = list(work.dirty)
+        if not work.empty:
+            found.append(work)
+    if not found:
+        return []
+    if not force:
+        lines = [f"{ws.rel(Path(w.checkout))} holds {w.describe()}" for w in found]
+        raise BadInput("; ".join(lines) + "; apply would reset it, so nothing was changed",
+                       hint=f"keep the work first: 'patchq sync {stack_name}' turns commits into patches, "
+                            "'patchq refresh' folds uncommitted changes into the patch at HEAD, 'patchq new ID' "
+                            "records them as a new patch; or rerun with --force to set it aside under "
+                            f"{SAVED_PREFIX}/{stack_name}/ and regenerate")
+    return [save_local_work(w, stack_name).sentence() for w in found]
 
 
 def _next_steps(ws: Workspace, upstream: str, run: QueueRun, checkout: str) -> list[str]:

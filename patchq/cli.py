@@ -156,11 +156,14 @@ def check(c: Context) -> None:
 @click.option("--with", "extra", multiple=True, metavar="STATUS:ID",
               help="Add a non-included patch on top, e.g. diagnostic:decode-timing.")
 @click.option("--check", "check_only", is_flag=True, help="Judge the queues without touching any checkout.")
-@click.option("--force", is_flag=True, help="Discard uncommitted changes in patchq's own checkout.")
+@click.option("--force", is_flag=True,
+              help="Set local commits and uncommitted changes in patchq's checkout aside under refs/patchq/saved/ "
+                   "and regenerate it.")
+@click.option("--upto", metavar="ID", help="Stop after this patch (its upstream's later patches are left out).")
 @click.option("--no-build", is_flag=True, help="Do not rebuild affected native targets.")
 @pass_ctx
 def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, verify: bool, only: tuple[str, ...],
-          extra: tuple[str, ...], check_only: bool, force: bool, no_build: bool) -> None:
+          extra: tuple[str, ...], check_only: bool, force: bool, upto: str | None, no_build: bool) -> None:
     """Regenerate STACK: clean checkouts at the pins, queues applied in order, one outcome per patch."""
     from .apply import apply_stack
     from .rebuild import build_after_apply
@@ -168,7 +171,8 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
     ws = c.ws()
     with workspace_lock(ws.root, f"apply {stack_name}"):
         report = apply_stack(ws, stack_name, into=into.resolve() if into else None, keep_going=keep_going,
-                             verify=verify, only=only, extra=extra, check_only=check_only, force=force)
+                             verify=verify, only=only, extra=extra, check_only=check_only, force=force,
+                             upto=upto)
         build = None
         if not check_only:
             build = build_after_apply(ws, report, dry_run=no_build)
@@ -191,61 +195,6 @@ def lock(c: Context, stack_name: str) -> None:
         write_atomic(ws.lock_path, set_lock_values(ws, trees={stack_name: trees}))
     c.emit({"stack": stack_name, "trees": trees},
            lambda: [c.console.print(f"{stack_name}: {up} tree {tree}") for up, tree in trees.items()])
-
-
-@cli.command()
-@click.argument("patch_id", metavar="ID")
-@click.option("--upstream", "-u", required=True, help="Queue to add the patch to.")
-@click.option("--status", "-s", type=STATUS_CHOICES, default="promoted", show_default=True)
-@click.option("--from", "from_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Checkout whose uncommitted changes become the patch (e.g. the one 'patchq apply' made).")
-@click.option("--title", "-t", default="", help="One-line title (default: the id).")
-@click.option("--why", default="", help="Why this change exists; becomes the description.")
-@click.option("--flag", "flags", multiple=True, help="Env flag that gates the change (repeatable).")
-@click.option("--result", default="", help="Measured result, e.g. '+6 out tok/s (83 -> 89)'.")
-@click.option("--date", default="", help="Date of the measurement (YYYY-MM-DD).")
-@click.option("--base", default="", help="For non-promoted patches: the promoted patch it sits on.")
-@pass_ctx
-def new(c: Context, patch_id: str, upstream: str, status: str, from_dir: Path, title: str, why: str,
-        flags: tuple[str, ...], result: str, date: str, base: str) -> None:
-    """Record a checkout's uncommitted changes as a new annotated patch at the end of a queue."""
-    from .queue import add_patch, worktree_diff
-    ws = c.ws()
-    diff = worktree_diff(from_dir.resolve())
-    entry = PatchEntry(id=patch_id, upstream=upstream, file="", status=Status.parse(status), title=title or patch_id,
-                       why=why, flags=flags, result=result, date=date, base=base)
-    with workspace_lock(ws.root, f"new {patch_id}"):
-        entry = add_patch(ws, entry, diff)
-    c.emit(entry, lambda: c.console.print(f"added {entry.ref} as queues/{entry.upstream}/{entry.file}"))
-
-
-@cli.command()
-@click.argument("patch_ref", metavar="ID")
-@click.option("--from", "from_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Checkout whose HEAD commit is the resolved patch (after 'git am --continue').")
-@pass_ctx
-def refresh(c: Context, patch_ref: str, from_dir: Path) -> None:
-    """Replace a patch's diff with the HEAD commit of a checkout; header and trailers stay byte for byte."""
-    from .git import Repo
-    from .queue import commit_diff, refresh_patch
-    ws = c.ws()
-    diff = commit_diff(Repo(from_dir.resolve()), "HEAD")
-    with workspace_lock(ws.root, f"refresh {patch_ref}"):
-        entry = refresh_patch(ws, patch_ref, diff)
-    c.emit(entry, lambda: c.console.print(f"refreshed {entry.ref}"))
-
-
-@cli.command("status")
-@click.argument("patch_ref", metavar="ID")
-@click.argument("status", type=STATUS_CHOICES)
-@pass_ctx
-def status_cmd(c: Context, patch_ref: str, status: str) -> None:
-    """Change a patch's status (series.yaml and its trailer together)."""
-    from .queue import set_status
-    ws = c.ws()
-    with workspace_lock(ws.root, f"status {patch_ref}"):
-        entry = set_status(ws, patch_ref, Status.parse(status))
-    c.emit(entry, lambda: c.console.print(f"{entry.ref} is now {entry.status.value}"))
 
 
 @cli.command()
@@ -465,6 +414,10 @@ def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream
     report = wheel_for_stack(ws, stack_name, wheel_path, out_dir, upstream=upstream)
     c.emit(report, lambda: c.console.print(f"wrote {report.wheel} ({len(report.replaced)} files replaced, "
                                            f"{len(report.deleted)} removed)"))
+
+
+# --- command modules (each registers its commands on import) ---
+from . import cmd_loop  # noqa: E402,F401  refresh, new, mark, status, sync, upstream, stack, edit
 
 
 def main(argv: list[str] | None = None) -> None:

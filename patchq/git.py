@@ -27,6 +27,14 @@ PATCHQ_IDENT = {"GIT_COMMITTER_NAME": "patchq", "GIT_COMMITTER_EMAIL": "patchq@l
                 "GIT_AUTHOR_NAME": "patchq", "GIT_AUTHOR_EMAIL": "patchq@localhost"}
 
 
+# Settings that change what `git diff` prints, pinned for every diff patchq stores: a user's `diff.noprefix`,
+# `diff.mnemonicPrefix`, `diff.context` or external diff tool must not end up inside a patch file.
+DIFF_CONFIG = ("-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false", "-c", "diff.suppressBlankEmpty=false",
+               "-c", "diff.relative=false", "-c", "core.quotePath=true")
+DIFF_FLAGS = ("--src-prefix=a/", "--dst-prefix=b/", "--no-ext-diff", "--no-textconv", "--no-color", "--full-index",
+              "--no-renames", "-U3")
+
+
 MACHINE_FAILURES = ("No space left on device", "Disk quota exceeded", "Read-only file system", "File too large",
                     "Permission denied")   # git's stderr lines that name the real cause when the machine refused
 
@@ -83,26 +91,27 @@ class GitResult:
         return self.returncode == 0
 
 
-def _base_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+def _base_env(extra: Mapping[str, str] | None, *, ident: bool = True) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _LEAKY}
     env["LC_ALL"] = "C"
     env["LANGUAGE"] = "C"
     env["GIT_TERMINAL_PROMPT"] = "0"
     env.setdefault("GIT_CONFIG_NOSYSTEM", "1")
-    for key, value in PATCHQ_IDENT.items():
-        env.setdefault(key, value)
+    if ident:
+        for key, value in PATCHQ_IDENT.items():
+            env.setdefault(key, value)
     if extra:
         env.update(extra)
     return env
 
 
 def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | str | None = None,
-            env: Mapping[str, str] | None = None, check: bool = True) -> GitResult:
+            env: Mapping[str, str] | None = None, check: bool = True, ident: bool = True) -> GitResult:
     """Run git once. `check=False` returns failures as data (apply checks); otherwise they raise GitError."""
     if shutil.which("git") is None:
         raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
     data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
-    proc = subprocess.Popen(["git", *args], cwd=str(cwd) if cwd else None, env=_base_env(env),
+    proc = subprocess.Popen(["git", *args], cwd=str(cwd) if cwd else None, env=_base_env(env, ident=ident),
                             stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -279,10 +288,45 @@ class Repo:
         return self.run("hash-object", "--stdin", *(["-w"] if write else []), input=data).out.strip()
 
     def diff_trees(self, old: str, new: str, *, binary: bool = True) -> bytes:
-        args = ["diff", "--no-color", "--no-ext-diff", "--full-index", "--no-renames"]
+        """The diff between two trees or commits as patch files carry it, whatever the user's diff settings."""
+        args = [*DIFF_CONFIG, "diff", *DIFF_FLAGS]
         if binary:
             args.append("--binary")
         return self.run(*args, old, new, "--").stdout
+
+    def commit_diff(self, commit: str) -> bytes:
+        """The diff one commit introduces against its first parent (pinned output, see DIFF_FLAGS)."""
+        return self.diff_trees(f"{commit}^", commit)
+
+    def worktree_tree(self, base: str = "HEAD") -> str:
+        """The tree of the work tree as it is (untracked, not ignored files included), via a throw-away index:
+        neither the checkout's index nor its files are touched."""
+        with self.temp_index(base) as env:
+            self.run("add", "-A", ".", env=env)
+            return self.write_tree(env=env)
+
+    def log_records(self, *args: str, fields: tuple[str, ...]) -> list[list[str]]:
+        """`git log` with one record per commit, `fields` being pretty-format placeholders (%H, %s, ...)."""
+        fmt = "%x1e" + "%x1f".join(fields)
+        out = self.run("log", f"--format={fmt}", *args).out
+        return [rec.rstrip("\n").split("\x1f") for rec in out.split("\x1e")[1:]]
+
+    def update_ref(self, ref: str, sha: str, message: str = "patchq") -> None:
+        self.run("update-ref", "-m", message, ref, sha)
+
+    def delete_ref(self, ref: str) -> None:
+        self.run("update-ref", "-d", ref, check=False)
+
+    def config_get(self, key: str) -> str | None:
+        res = self.run("config", "--get", key, check=False)
+        return res.out.strip() if res.ok else None
+
+    def has_user_identity(self) -> bool:
+        """Whether git run by the user here (not by patchq, which supplies its own) knows who commits."""
+        return run_git(["var", "GIT_COMMITTER_IDENT"], cwd=self.path, check=False, ident=False).ok
+
+    def git_dir(self) -> Path:
+        return Path(self.out("rev-parse", "--absolute-git-dir"))
 
     def changed_paths(self, old: str, new: str) -> list[str]:
         return self.run("diff", "--name-only", "-z", "--no-renames", old, new, "--").out.split("\0")[:-1]

@@ -6,9 +6,7 @@ file that `patchq check` names, never a series entry without its file.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,12 +25,7 @@ def worktree_diff(folder: Path) -> bytes:
     head = repo.head()
     if head is None:
         raise BadInput(f"{folder} has no commits")
-    with tempfile.TemporaryDirectory(prefix="patchq-new-") as tmp:
-        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
-        repo.run("read-tree", "HEAD", env=env)
-        repo.run("add", "-A", ".", env=env)
-        return repo.run("diff", "--cached", "--binary", "--full-index", "--no-color", "--no-ext-diff", "HEAD",
-                        env=env).stdout
+    return repo.diff_trees(head, repo.worktree_tree(head))
 
 
 def next_file_name(ws: Workspace, upstream: str, patch_id: str) -> str:
@@ -40,8 +33,8 @@ def next_file_name(ws: Workspace, upstream: str, patch_id: str) -> str:
     return f"{(max(numbers) + 1 if numbers else 1):04d}-{patch_id}.patch"
 
 
-def add_patch(ws: Workspace, entry: PatchEntry, diff: bytes) -> PatchEntry:
-    """Append a new annotated patch to its upstream's queue."""
+def add_patch(ws: Workspace, entry: PatchEntry, diff: bytes, *, after: str | None = None) -> PatchEntry:
+    """Add a new annotated patch to its upstream's queue: at the end, or right after patch `after`."""
     if not PATCH_ID.match(entry.id):
         raise BadInput(f"patch id {entry.id!r} must be lower-case letters, digits, '.', '_' or '-'")
     ws.upstream(entry.upstream)
@@ -56,8 +49,15 @@ def add_patch(ws: Workspace, entry: PatchEntry, diff: bytes) -> PatchEntry:
     target = ws.queue_dir(entry.upstream) / entry.file
     if target.exists():
         raise BadInput(f"{ws.rel(target)} already exists")
+    entries = list(ws.queue(entry.upstream).entries)
+    if after is not None:
+        position = next((i for i, e in enumerate(entries) if e.id == after), None)
+        if position is None:
+            raise BadInput(f"--after {after}: no patch {after!r} in queue {entry.upstream!r}")
+        entries.insert(position + 1, entry)
+    else:
+        entries.append(entry)
     write_atomic(target, data)
-    entries = [*ws.queue(entry.upstream).entries, entry]
     write_atomic(ws.queue_dir(entry.upstream) / "series.yaml", series_bytes(ws, entry.upstream, entries))
     return entry
 
@@ -77,8 +77,7 @@ def refresh_patch(ws: Workspace, patch_ref: str, diff: bytes) -> PatchEntry:
 
 def commit_diff(repo: Repo, commit: str) -> bytes:
     """The diff a single commit introduces, in the form patch files carry."""
-    return repo.run("diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-renames",
-                    f"{commit}^", commit, "--").stdout
+    return repo.commit_diff(commit)
 
 
 def set_status(ws: Workspace, patch_ref: str, status: Status) -> PatchEntry:

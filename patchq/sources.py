@@ -332,7 +332,8 @@ def start_dirty_check(dest: Path) -> Pending | None:
 
 
 def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, force: bool = False,
-                     branch: str | None = None, dirty: Pending | None = None) -> Checkout:
+                     branch: str | None = None, dirty: Pending | None = None,
+                     changed: list[str] | None = None) -> Checkout:
     """A work tree at `commit` (on `branch` when given) in `dest`.
 
     A clean checkout patchq made before is moved in place — one `git checkout`, which rewrites only the files that
@@ -355,7 +356,10 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             for stale in (dest / ".git").rglob("*.lock"):
                 stale.unlink(missing_ok=True)
         # Ignored files (build outputs) are kept: they are not the user's edits, and they let builds be incremental.
-        if dirty is not None and not interrupted:
+        if changed is not None and not interrupted:      # already looked at by the caller
+            if dirty is not None:
+                dirty.cancel()
+        elif dirty is not None and not interrupted:
             changed = Repo.parse_status(dirty.result().out)     # started before the queue was judged
         else:
             if dirty is not None:
@@ -363,7 +367,8 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             changed = repo.status_porcelain()
         if changed and not force and not interrupted:
             raise BadInput(f"checkout {dest} has uncommitted changes ({', '.join(changed[:3])}"
-                           f"{', ...' if len(changed) > 3 else ''}); commit or save them, or pass --force to discard")
+                           f"{', ...' if len(changed) > 3 else ''}); record them with 'patchq refresh' or 'patchq new ID', "
+                           "or pass --force to set them aside and regenerate")
         moving.write_text(f"{os.getpid()}\n")
         file_operation()
         repo.run("checkout", "-q", "-f", *target)

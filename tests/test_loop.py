@@ -1,0 +1,172 @@
+"""The daily edit loop through the CLI: refresh from the right commit, apply that never loses local work, a conflict
+recipe that works without a git identity, and the quilt/gbp-pq verbs (status, sync, mark, new, --upto)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patchq.git import Repo
+from test_cli import apply_report, as_json, ok, run, user_files, ws  # noqa: F401  (ws is a fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def applied(patchq, lab, *args) -> Path:
+    doc = apply_report(as_json(run(patchq, lab, "--json", "apply", "s", *args)))
+    return Path(doc["upstreams"][0]["checkout"])
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+# ---- refresh: the right patch, the right checkout, the work tree ----------------------------------------------------
+
+def test_refresh_refuses_a_head_that_is_another_patch(ws, patchq):
+    checkout = applied(patchq, ws)                  # HEAD is the commit of 'two'
+    before = user_files(ws.root)
+    res = run(patchq, ws, "refresh", "one", "--from", str(checkout))
+    assert res.code == 2, res.err
+    assert "is patch 'two', not 'one'" in res.err and "nothing was written" in res.err
+    assert user_files(ws.root) == before
+
+
+def test_refresh_refuses_a_head_without_a_trailer_unless_forced(ws, patchq):
+    checkout = applied(patchq, ws)
+    edit(checkout / "vllm/model.py", "return x * 7\n", "return x * 7 + 7\n")
+    repo = Repo(checkout)
+    repo.run("commit", "-q", "-am", "my own commit")
+    before = user_files(ws.root)
+    res = run(patchq, ws, "refresh", "two", "--from", str(checkout))
+    assert res.code == 2 and "no Patchq-Id trailer" in res.err and "--force" in res.err
+    assert user_files(ws.root) == before
+    nameless = run(patchq, ws, "refresh", "--from", str(checkout))
+    assert nameless.code == 2 and "names no patch" in nameless.err
+
+
+def test_refresh_takes_the_id_from_the_trailer_and_the_stack_checkout_by_default(ws, patchq):
+    checkout = applied(patchq, ws)
+    edit(checkout / "vllm/model.py", "return x * 30 + 2\n", "return x * 30 + 20\n")
+    Repo(checkout).run("commit", "-q", "-a", "--amend", "--no-edit")
+    done = as_json(run(patchq, ws, "--json", "refresh"))          # no ID, no --from: HEAD says 'two'
+    assert done["patch"]["id"] == "two" and done["changed"] and Path(done["checkout"]) == checkout
+    assert b"+    return x * 30 + 20" in (ws.root / "queues/vllm/0002-two.patch").read_bytes()
+    inside = patchq("refresh", cwd=checkout / "vllm")              # run from inside the checkout
+    ok(inside)
+    assert "unchanged vllm:two" in inside.out
+
+
+def test_refresh_folds_uncommitted_changes_into_the_patch_at_head(ws, patchq):
+    checkout = applied(patchq, ws)
+    old = (ws.root / "queues/vllm/0002-two.patch").read_bytes()
+    edit(checkout / "vllm/model.py", "return x * 31\n", "return x * 31 - 1\n")
+    (checkout / "vllm/added.py").write_text("ADDED = 1\n")
+    done = as_json(run(patchq, ws, "--json", "refresh", "two"))
+    assert done["worktree"] and done["files"] == ["vllm/added.py", "vllm/model.py"]
+    new = (ws.root / "queues/vllm/0002-two.patch").read_bytes()
+    assert new[:old.index(b"diff --git")] == old[:old.index(b"diff --git")]
+    assert b"+    return x * 30 + 2\n" in new and b"+    return x * 31 - 1\n" in new and b"+++ b/vllm/added.py" in new
+    repo = Repo(checkout)
+    assert repo.status_porcelain() == [] and repo.head() == done["commit"]
+    assert "Patchq-Id: two" in repo.out("log", "-1", "--format=%B")
+    expected = (checkout / "vllm/model.py").read_text()
+    again = applied(patchq, ws)                      # no --force needed: nothing of the user's is lost
+    assert (again / "vllm/model.py").read_text() == expected and (again / "vllm/added.py").exists()
+
+
+@pytest.mark.parametrize("setting", ["noprefix", "mnemonicPrefix"])
+def test_refresh_ignores_the_users_diff_prefix_settings(ws, patchq, tmp_path, setting):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(f"[diff]\n\t{setting} = true\n")
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    checkout = applied(patchq, ws)
+    edit(checkout / "vllm/model.py", "return x * 30 + 2\n", "return x * 30 + 22\n")
+    ok(patchq("--workspace", str(ws.root), "refresh", "two", env=env))
+    text = (ws.root / "queues/vllm/0002-two.patch").read_text()
+    assert "diff --git a/vllm/model.py b/vllm/model.py" in text and "+++ b/vllm/model.py" in text
+    checked = apply_report(as_json(patchq("--workspace", str(ws.root), "--json", "apply", "s", "--check", env=env)))
+    assert [o["kind"] for o in checked["upstreams"][0]["outcomes"]] == ["clean", "clean"]
+
+
+# ---- apply never loses local work ----------------------------------------------------------------------------------
+
+def test_apply_refuses_a_checkout_with_a_commit_it_did_not_write_and_force_saves_it(ws, patchq):
+    checkout = applied(patchq, ws)
+    repo = Repo(checkout)
+    edit(checkout / "vllm/model.py", "return x * 9\n", "return x * 9 + 9\n")
+    repo.run("commit", "-q", "-am", "tuned layer 9")
+    mine = repo.head()
+    (checkout / "notes.txt").write_text("unsaved\n")
+    res = run(patchq, ws, "apply", "s")
+    assert res.code == 2
+    assert mine[:10] in res.err and "'tuned layer 9'" in res.err and "patchq did not write" in res.err
+    assert "notes.txt" in res.err and "--force" in res.err and "commit" not in res.err.split("hint:")[0].split(
+        "did not write")[1].split("uncommitted")[0].replace("'tuned layer 9'", "").replace(mine[:10], "")
+    assert repo.head() == mine and (checkout / "notes.txt").read_text() == "unsaved\n"
+    forced = ok(run(patchq, ws, "--json", "apply", "s", "--force"))
+    steps = apply_report(json.loads(forced.out))["next_steps"]
+    saved = [s for s in steps if "refs/patchq/saved/s/vllm/" in s]
+    assert len(saved) == 1 and "1 commit and uncommitted changes" in saved[0]
+    ref = saved[0].split(" under ")[1].split(" ")[0]
+    kept = repo.out("rev-parse", ref)
+    assert repo.out("rev-parse", f"{kept}^") == mine                         # the work-tree snapshot on top of it
+    assert repo.read_blob(ref, "notes.txt") == b"unsaved\n"
+    assert "return x * 9 + 9" in repo.read_blob(ref, "vllm/model.py").decode()
+    assert repo.head() != mine and not (checkout / "notes.txt").exists()
+    ok(run(patchq, ws, "apply", "s"))                                        # clean again: no refusal
+
+
+def test_apply_refuses_uncommitted_changes_without_telling_to_commit(ws, patchq):
+    checkout = applied(patchq, ws)
+    (checkout / "vllm/model.py").write_text("my unsaved work\n")
+    res = run(patchq, ws, "apply", "s")
+    assert res.code == 2 and "uncommitted changes (vllm/model.py)" in res.err
+    assert "commit or save" not in res.err and "patchq refresh" in res.err and "patchq new" in res.err
+    assert (checkout / "vllm/model.py").read_text() == "my unsaved work\n"
+
+
+def test_conflict_recipe_works_without_any_git_identity(lab, pyupstream, patchq, tmp_path):
+    up, base = pyupstream
+    diff = up.diff(base, [("vllm/model.py", "return x * 5\n", "return x * 5 + 5\n")])
+    up.edit("vllm/model.py", "return x * 5\n", "return x * 5.0\n")
+    lab.upstream("vllm", up, up.commit("upstream moved"))
+    lab.patch("vllm", "bad", diff)
+    lab.stack("s", ["vllm"])
+    lab.save()
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1", COLUMNS="300")
+
+    def pq(*args, cwd=None):
+        return subprocess.run([sys.executable, "-m", "patchq", "--workspace", str(lab.root), *args], cwd=cwd,
+                              env=env, capture_output=True, text=True)
+
+    res = pq("apply", "s")
+    assert res.returncode == 1 and "git am -3" in res.stdout
+    checkout = lab.root / ".patchq/checkouts/s/vllm"
+    patch = lab.root / "queues/vllm/0001-bad.patch"
+    am = subprocess.run(["git", "am", "-3", str(patch)], cwd=checkout, env=env, capture_output=True, text=True)
+    assert "Please tell me who you are" not in am.stderr and "identity unknown" not in am.stderr, am.stderr
+    model = checkout / "vllm/model.py"
+    text = model.read_text()
+    start, end = text.index("<<<<<<<"), text.index(">>>>>>>")
+    model.write_text(text[:start] + "    return x * 5.0 + 5\n" + text[text.index("\n", end) + 1:])
+    subprocess.run(["git", "add", "vllm/model.py"], cwd=checkout, env=env, check=True)
+    cont = subprocess.run(["git", "am", "--continue"], cwd=checkout, env=env, capture_output=True, text=True)
+    assert cont.returncode == 0, cont.stderr
+    done = pq("refresh", "bad")
+    assert done.returncode == 0, done.stderr
+    assert "+    return x * 5.0 + 5" in patch.read_text()
+    again = pq("--json", "apply", "s")                   # the resolved commit is in the queue now: nothing to refuse
+    assert again.returncode == 0, again.stderr
+    assert [o["kind"] for o in apply_report(json.loads(again.stdout))["upstreams"][0]["outcomes"]] == ["clean"]
