@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .editloop import checkout_ref, here_checkout
 from .errors import BadInput
-from .git import run_git
+from .git import Repo, run_git
 from .model import PatchEntry, Status
+from .patchfile import commit_message, date_to_git, format_date
 from .queue import add_patch, worktree_diff
 from .workspace import Workspace
 
@@ -72,7 +73,16 @@ def new_patch(ws: Workspace, patch_id: str, *, upstream: str | None, from_dir: P
     ws.upstream(upstream)
     date = parse_date(date) if date else today()
     author = parse_author(author) if author else git_author(where.path)
+    repo = Repo(where.path)
     diff = worktree_diff(where.path)
     entry = PatchEntry(id=patch_id, upstream=upstream, file="", status=status, title=title or patch_id, why=why,
                        flags=flags, result=result, date=date, base=base, author=author)
-    return add_patch(ws, entry, diff, after=after)
+    entry = add_patch(ws, entry, diff, after=after)
+    if where.stack:            # patchq's own checkout: the recorded changes become the new patch's commit there
+        head = repo.head() or ""
+        tree = repo.worktree_tree(head)
+        when = date_to_git(format_date(entry.date)).split()[0]
+        commit = repo.commit_tree(tree, [head], commit_message(entry), author=entry.author,
+                                  date=f"@{when} +0000")
+        repo.run("reset", "-q", commit, "--")
+    return entry

@@ -129,14 +129,18 @@ def upstream_status(ws: Workspace, stack_name: str, upstream: str) -> UpstreamSt
     if not on_pin:
         actions.append(f"{rel} is not on the pin {pin[:12]} (pins.lock moved since it was applied): "
                        f"patchq apply {stack_name}")
-    if any(a.state in (NEW, NEEDS_REFRESH) for a in applied) or have != [i for i in expected if i in have]:
+    in_order = have == [i for i in expected if i in have]
+    by_user = {c.sha for c in commits if not c.by_patchq}
+    if any(a.state in (NEW, NEEDS_REFRESH) for a in applied) or (
+            not in_order and any(a.commit in by_user for a in applied)):
         actions.append(f"patchq sync {stack_name} -u {upstream}   (records new, edited and reordered commits "
                        "in the queue)")
         if applied[-1].state == NEEDS_REFRESH and not dirty:
             actions.append(f"or only the patch at HEAD: patchq refresh {applied[-1].patch_id} --from {rel}")
-    if any(a.state == STALE for a in applied):
-        actions.append(f"patchq apply {stack_name}   (queue files changed since the checkout was made: "
-                       + ", ".join(a.patch_id for a in applied if a.state == STALE) + ")")
+    if any(a.state == STALE for a in applied) or (not in_order and not by_user):
+        stale = [a.patch_id for a in applied if a.state == STALE]
+        actions.append(f"patchq apply {stack_name}   (the queue changed since the checkout was made"
+                       + (f": {', '.join(stale)}" if stale else ": order") + ")")
     if dirty:
         top = applied[-1].patch_id if applied and applied[-1].patch_id in expected else ""
         actions.append((f"patchq refresh {top}   (folds the uncommitted changes into {top}) or " if top else "")

@@ -170,3 +170,73 @@ def test_conflict_recipe_works_without_any_git_identity(lab, pyupstream, patchq,
     again = pq("--json", "apply", "s")                   # the resolved commit is in the queue now: nothing to refuse
     assert again.returncode == 0, again.stderr
     assert [o["kind"] for o in apply_report(json.loads(again.stdout))["upstreams"][0]["outcomes"]] == ["clean"]
+
+
+# ---- the loop verbs: apply --upto, status, mark, new -----------------------------------------------------------------
+
+def test_status_says_what_the_checkout_holds_and_what_to_run(ws, patchq):
+    fresh = as_json(run(patchq, ws, "--json", "status"))
+    up = fresh["stacks"][0]["upstreams"][0]
+    assert up["checkout"] == "" and up["missing"] == ["one", "two"] and up["actions"] == ["patchq apply s"]
+    checkout = applied(patchq, ws, "--upto", "one")
+    assert [c for c in Repo(checkout).out("log", "--format=%s").splitlines()][:2] == ["Patch one", "initial"]
+    up = as_json(run(patchq, ws, "--json", "status", "s"))["stacks"][0]["upstreams"][0]
+    assert [(a["patch_id"], a["state"]) for a in up["applied"]] == [("one", "in-sync")]
+    assert up["missing"] == ["two"] and up["actions"] == [] and up["on_pin"] is True
+    checkout = applied(patchq, ws)
+    ok(run(patchq, ws, "lock", "s"))
+    up = as_json(run(patchq, ws, "--json", "status"))["stacks"][0]["upstreams"][0]
+    assert up["tree_state"] == "matches" and up["actions"] == [] and up["branch"] == "patchq/s"
+    repo = Repo(checkout)
+    edit(checkout / "vllm/model.py", "return x * 9\n", "return x * 9 + 9\n")
+    repo.run("commit", "-q", "-am", "tuned layer 9")
+    edit(checkout / "README.md", "demo", "demo edited")
+    text = ok(run(patchq, ws, "status")).out
+    assert "tuned layer 9" in text and "uncommitted: README.md" in text and "patchq sync s -u vllm" in text
+    assert "patchq new ID --from .patchq/checkouts/s/vllm" in text
+    up = as_json(run(patchq, ws, "--json", "status"))["stacks"][0]["upstreams"][0]
+    assert [a["state"] for a in up["applied"]] == ["in-sync", "in-sync", "new"]
+    assert [c["subject"] for c in up["foreign"]] == ["tuned layer 9"] and up["dirty"] == ["README.md"]
+
+
+def test_mark_and_the_old_status_form_change_series_and_trailer(ws, patchq):
+    marked = as_json(run(patchq, ws, "--json", "mark", "probe", "promoted"))
+    assert marked["status"] == "promoted"
+    assert b"Patchq-Status: promoted" in (ws.root / "queues/vllm/0003-probe.patch").read_bytes()
+    old = run(patchq, ws, "status", "probe", "diagnostic")
+    assert old.code == 0 and "is now 'mark ID STATUS'" in old.err
+    assert b"Patchq-Status: diagnostic" in (ws.root / "queues/vllm/0003-probe.patch").read_bytes()
+    assert "status: diagnostic" in (ws.root / "queues/vllm/series.yaml").read_text()
+    bad = run(patchq, ws, "apply", "s", "--upto", "nope")
+    assert bad.code == 2 and "does not apply patch vllm:nope" in bad.err
+
+
+def test_new_inside_a_checkout_takes_author_date_and_place(ws, patchq, tmp_path):
+    checkout = applied(patchq, ws)
+    edit(checkout / "vllm/model.py", "return x * 20\n", "return x * 20 + 1\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = Ada Lab\n\temail = ada@lab.example\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), COLUMNS="200")
+    res = subprocess.run([sys.executable, "-m", "patchq", "--json", "new", "l20", "--after", "one"], cwd=checkout,
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    made = json.loads(res.stdout)
+    assert made["upstream"] == "vllm" and made["author"] == "Ada Lab <ada@lab.example>"
+    assert made["date"] == __import__("datetime").datetime.now(__import__("datetime").timezone.utc).date().isoformat()
+    ids = [e["id"] for e in as_json(run(patchq, ws, "--json", "list", "-u", "vllm"))]
+    assert ids == ["one", "l20", "two", "probe", "nope"]
+    patch = (ws.root / "queues/vllm" / made["file"]).read_text()
+    assert "From: Ada Lab <ada@lab.example>" in patch and "1970" not in patch
+    repo = Repo(checkout)                  # the checkout now holds the new patch as its own commit, work tree clean
+    assert repo.status_porcelain() == [] and "Patchq-Id: l20" in repo.out("log", "-1", "--format=%B")
+    up = as_json(run(patchq, ws, "--json", "status"))["stacks"][0]["upstreams"][0]
+    assert [a["patch_id"] for a in up["applied"]] == ["one", "two", "l20"] and up["foreign"] == []
+    assert up["actions"] == ["patchq apply s   (the queue changed since the checkout was made: order)"]
+    before = user_files(ws.root)
+    bad = run(patchq, ws, "new", "l21", "--from", str(checkout), "--date", "2026-13-45")
+    assert bad.code == 2 and "is not a date" in bad.err
+    bad = run(patchq, ws, "new", "l21", "--from", str(checkout), "--author", "nobody")
+    assert bad.code == 2 and "is not 'Name <email>'" in bad.err
+    assert user_files(ws.root) == before
