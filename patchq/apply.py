@@ -20,12 +20,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checkout import (SAVED_PREFIX, LocalWork, is_patchq_checkout, local_work, record_applied, save_local_work,
+                       start_local_commits)
 from .errors import BadInput
 from .git import Repo, read_index_entries
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
-from .checkout import (SAVED_PREFIX, LocalWork, is_patchq_checkout, local_work, record_applied, save_local_work,
-                       start_local_commits)
 from .sources import MOVING_MARK, ensure_base, prepare_checkout, start_dirty_check
 from .workspace import STATE_DIR, Workspace, check_requires
 

@@ -7,14 +7,13 @@ writers never overwrite each other's change), calls one core function and render
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import click
 
 from .cli import STATUS_CHOICES, Context, cli, pass_ctx
-from .errors import EXIT_NEEDS_YOU, BadInput
+from .errors import BadInput
 from .model import Status
 from .workspace import Workspace, load_workspace, workspace_lock
 

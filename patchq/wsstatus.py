@@ -8,6 +8,7 @@ stable patch-id (the same change whatever its line numbers), in two git processe
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from .apply import default_checkout_dir
 from .checkout import LocalCommit, is_patchq_checkout, list_commits, operation_in_progress
 from .git import DIFF_CONFIG, DIFF_FLAGS, Repo
