@@ -119,3 +119,194 @@ def status_cmd(c: Context, args: tuple[str, ...], only: tuple[str, ...]) -> None
         ws = load_workspace(root)
         report = workspace_status(ws, args[0] if args else None, only=only)
     c.emit(report, lambda: render_status(c.console, report))
+
+
+# ---- sync ------------------------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("stack_name", metavar="STACK")
+@click.option("--upstream", "-u", "only", multiple=True, help="Only these upstreams of the stack.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+@pass_ctx
+def sync(c: Context, stack_name: str, only: tuple[str, ...], dry_run: bool) -> None:
+    """Write STACK's checkout back into its queues: edited commits refresh their patches, new commits become
+    patches, the checkout's order becomes the queue's; patches missing from the checkout are reported."""
+    from .report_loop import render_sync
+    from .sync import sync_stack
+    with writing(c, f"sync {stack_name}") as ws:
+        report = sync_stack(ws, stack_name, only=only, dry_run=dry_run)
+    c.emit(report, lambda: render_sync(c.console, report))
+
+
+# ---- edit ------------------------------------------------------------------------------------------------------
+
+def _listing(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+@cli.command()
+@click.argument("patch_ref", metavar="ID")
+@click.option("--title", "-t", help="One-line title (the Subject).")
+@click.option("--why", help="The description.")
+@click.option("--flag", "flags", multiple=True, help="Env flags that gate the change (replaces the list; '' clears).")
+@click.option("--result", help="Measured result.")
+@click.option("--baseline", help="What the result was measured against.")
+@click.option("--note", "notes", multiple=True, help="Notes and data links (replaces the list; '' clears).")
+@click.option("--date", help="Date of the measurement (YYYY-MM-DD, ISO 8601 or RFC 2822).")
+@click.option("--base", help="For non-promoted patches: the promoted patch it sits on ('' for the top).")
+@click.option("--supersedes", multiple=True, help="Ids this patch replaces (replaces the list; '' clears).")
+@click.option("--contains", multiple=True, help="Ids a cumulative patch already holds (replaces the list).")
+@click.option("--author", help="'Name <email>' of the From: header.")
+@pass_ctx
+def edit(c: Context, patch_ref: str, title: str | None, why: str | None, flags: tuple[str, ...],
+         result: str | None, baseline: str | None, notes: tuple[str, ...], date: str | None, base: str | None,
+         supersedes: tuple[str, ...], contains: tuple[str, ...], author: str | None) -> None:
+    """Change a patch's annotation: series.yaml and the patch file's header together, every other byte kept."""
+    from .authoring import parse_author, parse_date
+    from .metadata import edit_patch
+    changes: dict = {}
+    for name, value in (("title", title), ("why", why), ("result", result), ("baseline", baseline),
+                        ("base", base)):
+        if value is not None:
+            changes[name] = value
+    if title is not None and not title.strip():
+        raise BadInput("--title cannot be empty")
+    if date is not None:
+        changes["date"] = parse_date(date) if date else ""
+    if author is not None:
+        changes["author"] = parse_author(author)
+    for name, values in (("flags", flags), ("notes", notes), ("supersedes", supersedes), ("contains", contains)):
+        if values:
+            changes[name] = _listing(values)
+    if not changes:
+        raise BadInput("nothing to change: say --title, --why, --flag, --result, ... (see 'patchq edit --help')")
+    with writing(c, f"edit {patch_ref}") as ws:
+        entry = edit_patch(ws, patch_ref, changes)
+    c.emit(entry, lambda: c.console.print(f"edited {entry.ref}: {', '.join(sorted(changes))}"))
+
+
+# ---- upstream --------------------------------------------------------------------------------------------------
+
+@cli.group()
+def upstream() -> None:
+    """Add and list upstreams (pins.lock)."""
+
+
+@upstream.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--pin", default="latest", show_default=True,
+              help="Full or short SHA, tag, branch or 'latest'; written as the full commit id.")
+@click.option("--pypi", default="", metavar="NAME==VERSION", help="A release sdist on the package index as fallback.")
+@click.option("--sha256", default="", help="The sdist's sha256 (default: looked up on the package index).")
+@click.option("--version", "version", default="", help="The package version the pin is (default: from --pypi).")
+@click.option("--description", default="")
+@pass_ctx
+def upstream_add(c: Context, name: str, url: str, pin: str, pypi: str, sha256: str, version: str,
+                 description: str) -> None:
+    """Add upstream NAME at URL (a git URL or a local repository), pinned to a full commit."""
+    from .metadata import add_upstream
+    with writing(c, f"upstream add {name}") as ws:
+        info = add_upstream(ws, name, url, pin=pin, pypi=pypi, sha256=sha256, version=version,
+                            description=description)
+    c.emit(info, lambda: c.console.print(f"added upstream {info.name}: {info.url} @ {info.pin}"))
+
+
+@upstream.command("list")
+@pass_ctx
+def upstream_list(c: Context) -> None:
+    """The upstreams: url, pin, archive, queue size and the stacks using each."""
+    from .metadata import upstream_infos
+    from .report_loop import render_upstreams
+    infos = upstream_infos(c.ws())
+    c.emit(infos, lambda: render_upstreams(c.console, infos))
+
+
+# ---- stack -----------------------------------------------------------------------------------------------------
+
+@cli.group()
+def stack() -> None:
+    """Add, change and list stacks (pins.lock)."""
+
+
+def _stack_options(f):
+    for option in reversed([
+        click.option("--upstream", "-u", "upstreams", multiple=True, help="Upstreams in apply order (replaces)."),
+        click.option("--include", multiple=True, type=STATUS_CHOICES, help="Statuses applied (replaces)."),
+        click.option("--extra", multiple=True, metavar="REF", help="More patches by id (replaces; '' clears)."),
+        click.option("--profile", multiple=True, metavar="KEY=VALUE",
+                     help="Env the stack runs with (merged; 'KEY=' removes KEY)."),
+        click.option("--metric", help="Result: metric name, e.g. output_tok_s."),
+        click.option("--value", type=float, help="Result: the measured number."),
+        click.option("--lane", help="Result: hardware and setup."),
+        click.option("--result-date", help="Result: when it was measured."),
+        click.option("--gate", "gates", multiple=True, help="Result: gates it passed (replaces)."),
+        click.option("--result-notes", help="Result: free text."),
+        click.option("--description", help="Free text."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _stack_change(upstreams, include, extra, profile, metric, value, lane, result_date, gates, result_notes,
+                  description):
+    from .authoring import parse_date
+    from .metadata import StackChange
+    prof: dict[str, str | None] = {}
+    for item in profile:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise BadInput(f"--profile {item!r} must be KEY=VALUE")
+        prof[key.strip()] = val if val != "" else None
+    result: dict = {}
+    for key, val in (("metric", metric), ("value", value), ("lane", lane), ("notes", result_notes)):
+        if val is not None:
+            result[key] = val
+    if result_date is not None:
+        result["date"] = parse_date(result_date, what="--result-date") if result_date else ""
+    if gates:
+        result["gates"] = _listing(gates)
+    return StackChange(upstreams=tuple(upstreams) or None, include=tuple(include) or None,
+                       extra=_listing(extra) if extra else None, profile=prof or None, result=result or None,
+                       description=description)
+
+
+@stack.command("add")
+@click.argument("name")
+@_stack_options
+@pass_ctx
+def stack_add(c: Context, name: str, **opts) -> None:
+    """Add stack NAME: its upstreams in apply order and, optionally, include, extra, profile and result."""
+    from .metadata import set_stack
+    from .report_loop import render_stacks
+    change = _stack_change(**opts)
+    with writing(c, f"stack add {name}") as ws:
+        info = set_stack(ws, name, change, create=True)
+    c.emit(info, lambda: render_stacks(c.console, [info]))
+
+
+@stack.command("set")
+@click.argument("name")
+@_stack_options
+@pass_ctx
+def stack_set(c: Context, name: str, **opts) -> None:
+    """Change stack NAME: only the fields given change; comments in pins.lock stay."""
+    from .metadata import set_stack
+    from .report_loop import render_stacks
+    change = _stack_change(**opts)
+    if change == type(change)():
+        raise BadInput("nothing to change (see 'patchq stack set --help')")
+    with writing(c, f"stack set {name}") as ws:
+        info = set_stack(ws, name, change, create=False)
+    c.emit(info, lambda: render_stacks(c.console, [info]))
+
+
+@stack.command("list")
+@pass_ctx
+def stack_list(c: Context) -> None:
+    """The stacks: upstreams, included statuses, extras, profile and recorded result."""
+    from .metadata import stack_info
+    from .report_loop import render_stacks
+    ws = c.ws()
+    infos = [stack_info(ws, s) for s in ws.stacks.values()]
+    c.emit(infos, lambda: render_stacks(c.console, infos))

@@ -203,19 +203,7 @@ def _download_sdist(requirement: str, sha256: str, dest: Path) -> None:
     torch), which fails, and would execute code before the archive is verified. The index's JSON listing (PEP 691)
     names every file with its sha256, so the pinned file is picked by hash and nothing from it runs.
     """
-    name, sep, version = requirement.partition("==")
-    if not sep or not name.strip() or not version.strip():
-        raise BadInput(f"archive pypi {requirement!r} must be 'name==version'", path="pins.lock")
-    project = re.sub(r"[-_.]+", "-", name.strip()).lower()
-    index = (os.environ.get("PATCHQ_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
-    listing_url = f"{index}/{project}/"
-    request = urllib.request.Request(listing_url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            listing = json.load(response)
-    except (OSError, ValueError) as exc:
-        raise EnvironmentFailure(f"cannot read the package index at {listing_url}: {exc}") from None
-    sdists = [f for f in listing.get("files", []) if _is_sdist_of(f.get("filename", ""), project, version.strip())]
+    index, listing_url, sdists = _sdists(requirement)
     chosen = next((f for f in sdists if f.get("hashes", {}).get("sha256") == sha256), None)
     if chosen is None:
         found = ", ".join(f"{f['filename']} sha256 {f.get('hashes', {}).get('sha256', '?')}" for f in sdists)
@@ -229,6 +217,33 @@ def _download_sdist(requirement: str, sha256: str, dest: Path) -> None:
             shutil.copyfileobj(response, out, 1 << 20)
     except OSError as exc:
         raise EnvironmentFailure(f"cannot download {url}: {exc}") from None
+
+
+def _sdists(requirement: str) -> tuple[str, str, list[dict]]:
+    """(index, listing URL, the sdist files of `name==version`) from the package index's JSON listing."""
+    name, sep, version = requirement.partition("==")
+    if not sep or not name.strip() or not version.strip():
+        raise BadInput(f"archive pypi {requirement!r} must be 'name==version'", path="pins.lock")
+    project = re.sub(r"[-_.]+", "-", name.strip()).lower()
+    index = (os.environ.get("PATCHQ_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
+    listing_url = f"{index}/{project}/"
+    request = urllib.request.Request(listing_url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            listing = json.load(response)
+    except (OSError, ValueError) as exc:
+        raise EnvironmentFailure(f"cannot read the package index at {listing_url}: {exc}") from None
+    return index, listing_url, [f for f in listing.get("files", [])
+                                if _is_sdist_of(f.get("filename", ""), project, version.strip())]
+
+
+def pypi_sdist_sha256(requirement: str) -> str:
+    """The sha256 of the one sdist of `name==version` the package index lists (for 'patchq upstream add --pypi')."""
+    index, _, sdists = _sdists(requirement)
+    hashes = sorted({f.get("hashes", {}).get("sha256", "") for f in sdists} - {""})
+    if len(hashes) != 1:
+        raise BadInput(f"{index} lists {len(hashes)} sdists of {requirement} with a sha256; say which with --sha256")
+    return hashes[0]
 
 
 def _is_sdist_of(filename: str, project: str, version: str) -> bool:

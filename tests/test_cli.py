@@ -282,9 +282,9 @@ def test_refresh_replaces_only_the_diff(ws, patchq):
     assert [o["kind"] for o in outcomes] == ["clean", "clean"]
 
 
-def test_status_changes_series_and_trailer_together(ws, patchq):
+def test_mark_changes_series_and_trailer_together(ws, patchq):
     series_before = (ws.root / "queues/vllm/series.yaml").read_text()
-    changed = as_json(run(patchq, ws, "--json", "status", "probe", "promoted"))
+    changed = as_json(run(patchq, ws, "--json", "mark", "probe", "promoted"))
     assert changed["status"] == "promoted"
     assert b"Patchq-Status: promoted" in (ws.root / "queues/vllm/0003-probe.patch").read_bytes()
     series = (ws.root / "queues/vllm/series.yaml").read_text()

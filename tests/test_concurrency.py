@@ -73,7 +73,7 @@ def test_second_writer_is_told_who_holds_the_workspace(lab, pyupstream, patchq, 
         scratch = pyupstream[0].path
         (scratch / "README.md").write_text("changed\n")
         for args in (["apply", "s"], ["new", "x", "-u", "vllm", "--from", str(scratch)],
-                     ["status", "triple", "diagnostic"]):
+                     ["mark", "triple", "diagnostic"]):
             result = patchq("-w", str(root), *args)
             assert result.code == 3, result.err
             assert f"in use by patchq pid {holder.pid} (apply s)" in result.err
@@ -172,7 +172,7 @@ def test_readers_share_the_workspace_and_writers_wait_for_them(lab, pyupstream, 
         assert reader.stdout.readline().strip() == "reading"
         second = patchq("-w", str(root), "export", "s", "-o", str(tmp_path / "out"))
         assert second.code == 0, second.err                              # two readers at once
-        writer = patchq("-w", str(root), "status", "triple", "diagnostic")
+        writer = patchq("-w", str(root), "mark", "triple", "diagnostic")
         assert writer.code == 3 and "workspace is in use by another patchq process" in writer.err, writer.err
     finally:
         reader.kill()
@@ -186,5 +186,5 @@ def test_readers_share_the_workspace_and_writers_wait_for_them(lab, pyupstream, 
     finally:
         holder.kill()
         holder.wait()
-    after = patchq("-w", str(root), "status", "triple", "diagnostic")       # both holders gone: the writer goes
+    after = patchq("-w", str(root), "mark", "triple", "diagnostic")       # both holders gone: the writer goes
     assert after.code == 0, after.err

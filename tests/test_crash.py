@@ -149,7 +149,7 @@ def test_kill_apply_anywhere(lab, make_upstream, tmp_path, checkout):
     if checkout == "reused":
         code, err = run(["-w", str(template), "apply", "s"])
         assert code == 0, err
-        code, err = run(["-w", str(template), "status", "p1", "negative-archived"])   # the stack changes
+        code, err = run(["-w", str(template), "mark", "p1", "negative-archived"])   # the stack changes
         assert code == 0, err
     old = state(template)
 

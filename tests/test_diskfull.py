@@ -27,7 +27,7 @@ FREE = [0, 4096, 65536, 524288]
 WRITERS = [
     {"name": "apply", "args": ["-w", "{ws}", "apply", "s"]},
     {"name": "lock", "args": ["-w", "{ws}", "lock", "s"]},
-    {"name": "status", "args": ["-w", "{ws}", "status", "p1", "diagnostic"]},
+    {"name": "mark", "args": ["-w", "{ws}", "mark", "p1", "diagnostic"]},
     {"name": "export", "args": ["-w", "{ws}", "export", "s", "-o", "{mnt}/out"], "outputs": ["out"]},
     {"name": "import", "args": ["-w", "{ws}", "import", "INCOMING"]},
     {"name": "rebase", "args": ["-w", "{ws}", "rebase", "--onto", "vllm@latest"]},
@@ -39,7 +39,7 @@ READ_ONLY = [
     {"name": "flags", "args": ["-w", "{ws}", "flags", "s"], "writes": False},
     {"name": "export --check", "args": ["-w", "{ws}", "export", "--check", "REPRO"], "writes": False},
     {"name": "apply", "args": ["-w", "{ws}", "apply", "s"], "writes": True},
-    {"name": "status", "args": ["-w", "{ws}", "status", "p1", "diagnostic"], "writes": True},
+    {"name": "mark", "args": ["-w", "{ws}", "mark", "p1", "diagnostic"], "writes": True},
     {"name": "rebase", "args": ["-w", "{ws}", "rebase", "--onto", "vllm@latest"], "writes": True},
     {"name": "import", "args": ["-w", "{ws}", "import", "INCOMING"], "writes": True},
 ]
@@ -145,7 +145,7 @@ def test_file_size_limit_is_reported_not_a_traceback(lab, make_upstream, tmp_pat
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
 
-    for args in (["status", "p1", "diagnostic"], ["export", "s", "-o", str(tmp_path / "out")], ["apply", "s"]):
+    for args in (["mark", "p1", "diagnostic"], ["export", "s", "-o", str(tmp_path / "out")], ["apply", "s"]):
         proc = subprocess.run([sys.executable, "-m", "patchq", "-w", str(template), *args], capture_output=True,
                               text=True, preexec_fn=limited)
         assert proc.returncode == 3, proc.stderr
