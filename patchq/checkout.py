@@ -202,3 +202,18 @@ def record_applied(path: Path, head: str, *, created: bool) -> None:
             repo.config("user.name", CHECKOUT_IDENT[0])
             repo.config("user.email", CHECKOUT_IDENT[1])
         checked.write_text("identity checked\n")
+
+
+def checkout_base(path: Path, pin: str, archive_sha256: str = "") -> str:
+    """The commit a patchq checkout's queue sits on: the pin, or the archive commit that stood in for it ('' when
+    the checkout is on neither, e.g. after pins.lock moved)."""
+    repo = Repo(path)
+    if repo.has_commit(pin) and repo.is_ancestor(pin, "HEAD"):
+        return pin
+    mark = path / ".git" / OWNER_MARK
+    if archive_sha256 and mark.is_file():
+        mirror = Repo(mark.read_text().strip())
+        commit = mirror.rev_parse(f"refs/patchq/archive/{archive_sha256[:16]}") if mirror.path.is_dir() else None
+        if commit and repo.has_commit(commit) and repo.is_ancestor(commit, "HEAD"):
+            return commit
+    return ""

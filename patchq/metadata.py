@@ -18,7 +18,15 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from .errors import BadInput
 from .model import FULL_SHA, UPSTREAM_NAME, PatchEntry, Stack, Status, Upstream
 from .patchfile import format_date, read_patch_file, trailer_lines
-from .workspace import (LOCK_NAME, Workspace, _editable, dump_yaml, load_workspace, series_bytes, write_atomic)
+from .workspace import (
+    LOCK_NAME,
+    Workspace,
+    _editable,
+    dump_yaml,
+    load_workspace,
+    series_bytes,
+    write_atomic,
+)
 
 PROFILE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-
 from typing import TYPE_CHECKING
+
+from rich.console import Console
 
 from .editloop import RefreshResult
 from .wsstatus import IN_SYNC, WorkspaceStatus

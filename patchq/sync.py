@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .apply import default_checkout_dir, load_patch
-from .checkout import APPLIED_REF, is_patchq_checkout, operation_in_progress
+from .checkout import APPLIED_REF, checkout_base, is_patchq_checkout, operation_in_progress
 from .errors import BadInput
 from .git import Repo
 from .model import PATCH_ID, PatchEntry, Status
@@ -102,18 +102,20 @@ def _plan(ws: Workspace, stack_name: str, upstream: str, *, required: bool) -> _
                        f"(git -C {rel} commit) or fold them into the patch at HEAD with 'patchq refresh' first")
     pin = ws.pin_for(stack, upstream)
     head = repo.head() or ""
-    if not (repo.has_commit(pin) and repo.is_ancestor(pin, head)):
+    archive = ws.upstream(upstream).archive
+    base = checkout_base(path, pin, archive.sha256 if archive else "")
+    if not base:
         raise BadInput(f"{rel} is not on the pin {pin[:12]} of {upstream!r}; sync needs the checkout 'patchq apply "
                        f"{stack_name}' made")
-    merges = repo.rev_list("--min-parents=2", "HEAD", "--not", pin)
+    merges = repo.rev_list("--min-parents=2", "HEAD", "--not", base)
     if merges:
         raise BadInput(f"{rel} has a merge commit ({merges[0][:10]}); a queue is a straight line of commits")
-    records = repo.log_records("--reverse", "HEAD", "--not", pin,
+    records = repo.log_records("--reverse", "HEAD", "--not", base,
                                fields=("%H", "%an <%ae>", "%aI", "%B",
                                        "%(trailers:key=Patchq-Id,valueonly,separator=%x2C)"))
     queue = ws.queue(upstream)
     known = [queue.get(r[4].split(",")[0].strip()) for r in records]
-    ours = _commit_patch_ids(repo, pin) if records else {}
+    ours = _commit_patch_ids(repo, base) if records else {}
     theirs = _queue_patch_ids(ws, repo, [e for e in known if e is not None])
     taken: set[str] = set()
     used_ids = {e.id for e in queue.entries}

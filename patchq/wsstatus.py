@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .apply import default_checkout_dir
-from .checkout import LocalCommit, is_patchq_checkout, list_commits, operation_in_progress
+from .checkout import LocalCommit, checkout_base, is_patchq_checkout, list_commits, operation_in_progress
 from .git import DIFF_CONFIG, DIFF_FLAGS, Repo
 from .workspace import STATE_DIR, Workspace
 
@@ -102,12 +102,14 @@ def upstream_status(ws: Workspace, stack_name: str, upstream: str) -> UpstreamSt
     rel = ws.rel(path)
     head = repo.head() or ""
     branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).out.strip()
-    on_pin = repo.has_commit(pin) and repo.is_ancestor(pin, head)
+    archive = ws.upstream(upstream).archive
+    base = checkout_base(path, pin, archive.sha256 if archive else "")
+    on_pin = bool(base)
     dirty = tuple(sorted(repo.status_porcelain()))
     busy = operation_in_progress(path)
-    commits = list(reversed(list_commits(repo, "HEAD", "--not", pin))) if on_pin else []
+    commits = list(reversed(list_commits(repo, "HEAD", "--not", base))) if on_pin else []
     queue = ws.queue(upstream)
-    ours = _commit_patch_ids(repo, pin) if commits else {}
+    ours = _commit_patch_ids(repo, base) if commits else {}
     theirs = _queue_patch_ids(ws, repo, [queue.get(c.patch_id) for c in commits if queue.get(c.patch_id)])
     applied = []
     foreign = []
