@@ -92,6 +92,7 @@ def resolve_target(ws: Workspace, patch_ref: str | None, from_dir: Path | None, 
     entry = None
     if patch_ref:
         entry = ws.find_patch(patch_ref) if ":" in patch_ref else None
+    where: CheckoutRef | None
     if from_dir is not None:
         if not (from_dir / ".git").exists():
             raise BadInput(f"{from_dir} is not a git checkout (expected the folder 'patchq apply' made)")
@@ -152,9 +153,7 @@ def refresh_from_checkout(ws: Workspace, patch_ref: str | None, *, from_dir: Pat
             raise BadInput(f"{label} carries no Patchq-Id trailer, so it names no patch",
                            hint="name the patch: 'patchq refresh ID', or turn new commits into patches with "
                                 "'patchq sync STACK'")
-        where_up = where.upstream
-        entry = ws.queue(where_up).get(trailer) if where_up and ws.queue(where_up).get(trailer) \
-            else ws.find_patch(trailer)
+        entry = (ws.queue(where.upstream).get(trailer) if where.upstream else None) or ws.find_patch(trailer)
     if where.upstream and entry.upstream != where.upstream:
         raise BadInput(f"{where.path} is a checkout of upstream {where.upstream!r}; patch {entry.ref} belongs to "
                        f"{entry.upstream!r}; nothing was written")
