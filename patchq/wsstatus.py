@@ -8,6 +8,7 @@ stable patch-id (the same change whatever its line numbers), in two git processe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .apply import default_checkout_dir
 from .checkout import LocalCommit, checkout_base, is_patchq_checkout, list_commits, operation_in_progress
@@ -109,6 +110,7 @@ def upstream_status(ws: Workspace, stack_name: str, upstream: str) -> UpstreamSt
     busy = operation_in_progress(path)
     commits = list(reversed(list_commits(repo, "HEAD", "--not", base))) if on_pin else []
     queue = ws.queue(upstream)
+    applied_at = _applied_time(path)
     ours = _commit_patch_ids(repo, base) if commits else {}
     theirs = _queue_patch_ids(ws, repo, [queue.get(c.patch_id) for c in commits if queue.get(c.patch_id)])
     applied = []
@@ -119,8 +121,10 @@ def upstream_status(ws: Workspace, stack_name: str, upstream: str) -> UpstreamSt
             state = NEW
         elif ours.get(c.sha) and ours.get(c.sha) == theirs.get(entry.id):
             state = IN_SYNC
+        elif c.by_patchq:           # patchq wrote it from the queue file (fuzz and 3-way change context lines):
+            state = STALE if _newer(ws.patch_path(entry), applied_at) else IN_SYNC   # stale if the file changed since
         else:
-            state = STALE if c.by_patchq else NEEDS_REFRESH
+            state = NEEDS_REFRESH
         applied.append(CheckoutPatch(c.patch_id, c.sha, c.subject, state))
         if not c.by_patchq and state != IN_SYNC:
             foreign.append(c)
@@ -189,3 +193,20 @@ def _patch_ids(repo: Repo, stream: bytes) -> dict[str, str]:
     pairs = (line.split() for line in out.splitlines())
     return {p[1]: p[0] for p in pairs if len(p) == 2}
 
+
+
+def _applied_time(path: Path) -> float:
+    """When patchq last moved the checkout (its refs/patchq/applied, else its HEAD file)."""
+    for name in ("refs/patchq/applied", "HEAD"):
+        try:
+            return (path / ".git" / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def _newer(path: Path, than: float) -> bool:
+    try:
+        return path.stat().st_mtime > than
+    except OSError:
+        return True
