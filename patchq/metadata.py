@@ -82,24 +82,32 @@ def add_upstream(ws: Workspace, name: str, url: str, *, pin: str = "latest", pyp
     else:
         mirror = ensure_mirror(upstream, workspace=ws.root)
         sha = resolve_ref(mirror, upstream, pin)
+    add_upstream_node(ws, replace(upstream, pin=sha))
+    return UpstreamInfo(name, url, sha, f"pypi {pypi}" if pypi else "", version, description)
+
+
+def add_upstream_node(ws: Workspace, upstream: Upstream) -> Workspace:
+    """Write one new upstream into pins.lock (checked by loading the result); returns the reloaded workspace."""
     doc = _lock_doc(ws)
     node = CommentedMap()
-    node["url"] = url
-    node["pin"] = sha
-    if archive is not None:
+    node["url"] = upstream.url
+    node["pin"] = upstream.pin
+    if upstream.archive is not None:
         arch = CommentedMap()
-        arch["pypi"] = archive.pypi
-        arch["sha256"] = archive.sha256
+        if upstream.archive.pypi:
+            arch["pypi"] = upstream.archive.pypi
+        if upstream.archive.url:
+            arch["url"] = upstream.archive.url
+        arch["sha256"] = upstream.archive.sha256
         node["archive"] = arch
-    if version:
-        node["version"] = version
-    if description:
-        node["description"] = description
+    if upstream.version:
+        node["version"] = upstream.version
+    if upstream.description:
+        node["description"] = upstream.description
     if doc.get("upstreams") is None:
         doc["upstreams"] = CommentedMap()
-    doc["upstreams"][name] = node
-    _write_lock(ws, doc)
-    return UpstreamInfo(name, url, sha, f"pypi {pypi}" if pypi else "", version, description)
+    doc["upstreams"][upstream.name] = node
+    return _write_lock(ws, doc)
 
 
 def _stored_url(ws: Workspace, url: str, cwd: Path) -> str:
