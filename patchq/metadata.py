@@ -244,15 +244,23 @@ def _lock_doc(ws: Workspace) -> Any:
 
 
 def _write_lock(ws: Workspace, doc: Any) -> Workspace:
-    """Write pins.lock only if the new text loads as a valid workspace; the old file stays otherwise."""
+    """Write pins.lock only if the new text loads as a valid workspace (checked beside a link to the queues, before
+    the real file is touched); returns the workspace as written."""
+    import tempfile
     data = dump_yaml(doc)
-    old = ws.lock_path.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="patchq-lock-check-") as tmp:
+        (Path(tmp) / LOCK_NAME).write_bytes(data)
+        for name in ("queues", "kernels"):
+            if (ws.root / name).exists():
+                (Path(tmp) / name).symlink_to(ws.root / name)
+        try:
+            load_workspace(Path(tmp))
+        except BadInput as exc:
+            where = exc.path.replace(tmp, str(ws.root)) if exc.path else None
+            raise BadInput(f"the change would make pins.lock invalid: {exc.message}", path=where,
+                           line=exc.line) from None
     write_atomic(ws.lock_path, data)
-    try:
-        return load_workspace(ws.root)
-    except BadInput:
-        write_atomic(ws.lock_path, old)
-        raise
+    return load_workspace(ws.root)
 
 
 # ---- edit a patch's annotation --------------------------------------------------------------------------------------
