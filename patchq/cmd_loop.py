@@ -156,11 +156,13 @@ def _listing(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--base", help="For non-promoted patches: the promoted patch it sits on ('' for the top).")
 @click.option("--supersedes", multiple=True, help="Ids this patch replaces (replaces the list; '' clears).")
 @click.option("--contains", multiple=True, help="Ids a cumulative patch already holds (replaces the list).")
+@click.option("--requires", multiple=True, help="Ids that must be applied before this one (replaces the list).")
 @click.option("--author", help="'Name <email>' of the From: header.")
 @pass_ctx
 def edit(c: Context, patch_ref: str, title: str | None, why: str | None, flags: tuple[str, ...],
          result: str | None, baseline: str | None, notes: tuple[str, ...], date: str | None, base: str | None,
-         supersedes: tuple[str, ...], contains: tuple[str, ...], author: str | None) -> None:
+         supersedes: tuple[str, ...], contains: tuple[str, ...], requires: tuple[str, ...],
+         author: str | None) -> None:
     """Change a patch's annotation: series.yaml and the patch file's header together, every other byte kept."""
     from .authoring import parse_author, parse_date
     from .metadata import edit_patch
@@ -175,7 +177,8 @@ def edit(c: Context, patch_ref: str, title: str | None, why: str | None, flags: 
         changes["date"] = parse_date(date) if date else ""
     if author is not None:
         changes["author"] = parse_author(author)
-    for name, values in (("flags", flags), ("notes", notes), ("supersedes", supersedes), ("contains", contains)):
+    for name, values in (("flags", flags), ("notes", notes), ("supersedes", supersedes), ("contains", contains),
+                         ("requires", requires)):
         if values:
             changes[name] = _listing(values)
     if not changes:

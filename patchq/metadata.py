@@ -266,7 +266,7 @@ def _write_lock(ws: Workspace, doc: Any) -> Workspace:
 # ---- edit a patch's annotation --------------------------------------------------------------------------------------
 
 EDITABLE = ("title", "why", "flags", "result", "baseline", "notes", "date", "base", "supersedes", "contains",
-            "author")
+            "requires", "author")
 
 
 def edit_patch(ws: Workspace, patch_ref: str, changes: dict[str, Any]) -> PatchEntry:
@@ -282,10 +282,15 @@ def edit_patch(ws: Workspace, patch_ref: str, changes: dict[str, Any]) -> PatchE
     updated = replace(entry, **changes)
     if updated.base and not ws.queue(entry.upstream).get(updated.base):
         raise BadInput(f"--base {updated.base}: no patch of that id in queue {entry.upstream!r}")
-    for field in ("supersedes", "contains"):
+    for field in ("supersedes", "contains", "requires"):
         for ref in getattr(updated, field):
             if not ws.queue(entry.upstream).get(ref):
                 raise BadInput(f"--{field} {ref}: no patch of that id in queue {entry.upstream!r}")
+    order = [e.id for e in ws.queue(entry.upstream).entries]
+    for ref in updated.requires:
+        if order.index(ref) >= order.index(entry.id):
+            raise BadInput(f"--requires {ref}: it comes after {entry.id!r} in the queue; a patch can only require "
+                           "earlier ones")
     path = ws.patch_path(entry)
     data = path.read_bytes()
     patch = read_patch_file(data, source=ws.rel(path))
