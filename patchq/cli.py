@@ -416,10 +416,6 @@ def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream
                                            f"{len(report.deleted)} removed)"))
 
 
-# --- command modules (each registers its commands on import) ---
-from . import cmd_loop  # noqa: E402,F401  refresh, new, mark, status, sync, upstream, stack, edit
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every patchq error becomes one line on stderr and its exit code, never a traceback."""
     try:
@@ -456,6 +452,7 @@ def main(argv: list[str] | None = None) -> None:
 
 # --- command modules (each registers its commands on import) ---
 from . import cmd_capture  # noqa: E402,F401
+from . import cmd_loop  # noqa: E402,F401  refresh, new, mark, status, sync, edit, upstream, stack
 
 
 if __name__ == "__main__":
