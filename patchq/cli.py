@@ -345,9 +345,13 @@ def import_cmd(c: Context, paths: tuple[Path, ...], upstream: str | None, status
     """Import lab patch folders, bundles, quilt series and mbox files into the queues, each file accounted for."""
     from .importer import import_paths
     from .report import render_import
-    ws = c.ws()
-    report = import_paths(ws, paths, upstream=upstream, status=status, mapping=map_file, dry_run=dry_run,
-                          limit=max_size, strict=strict)
+    from .import_setup import prepared_import
+    with prepared_import(c.ws(), paths, dry_run=dry_run) as (ws, created):   # upstreams and stacks of manifests
+        report = import_paths(ws, paths, upstream=upstream, status=status, mapping=map_file, dry_run=dry_run,
+                              limit=max_size, strict=strict)
+    if created:
+        import dataclasses
+        report = dataclasses.replace(report, warnings=(*created, *report.warnings))
     c.emit(report, lambda: render_import(c.console, report))
     if not report.ok:
         sys.exit(EXIT_NEEDS_YOU)

@@ -8,15 +8,17 @@ the manifests are found) and the statuses its patches carry. Existing upstreams 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .bundle import Manifest, read_manifest
 from .errors import BadInput
 from .model import FULL_SHA, UPSTREAM_NAME, Stack, Status, Upstream
-from .workspace import Workspace
+from .workspace import LOCK_NAME, Workspace
 
 
 @dataclass(frozen=True)
@@ -102,3 +104,44 @@ def write_setup(ws: Workspace, setup: ManifestSetup) -> Workspace:
         set_stack(ws, stack.name, StackChange(upstreams=stack.upstreams,
                                               include=tuple(s.value for s in stack.include)), create=True)
     return load_workspace(ws.root)
+
+
+@contextlib.contextmanager
+def prepared_import(ws: Workspace, paths: Sequence[Path], *, dry_run: bool) -> Iterator[tuple[Workspace, list[str]]]:
+    """The workspace an import should run on, with what the inputs' manifests add, and sentences saying what.
+
+    The additions are written to pins.lock under the workspace lock before the import (which reloads the workspace
+    under its own lock) starts. A dry run writes nothing: it runs on a scratch copy of pins.lock beside links to the
+    queues, so the import's own check of the result sees the upstreams it would add.
+    """
+    setup = plan_setup(ws, paths)
+    if setup.empty:
+        yield ws, []
+        return
+    from .workspace import load_workspace, workspace_lock
+    if not dry_run:
+        with workspace_lock(ws.root, "import (upstreams and stacks from manifests)"):
+            fresh = load_workspace(ws.root)
+            setup = plan_setup(fresh, paths)
+            done = write_setup(fresh, setup) if not setup.empty else fresh
+        yield done, setup.sentences()
+        return
+    with tempfile.TemporaryDirectory(prefix="patchq-import-dry-") as tmp:
+        scratch = Path(tmp)
+        (scratch / LOCK_NAME).write_bytes(_absolute_urls(ws))
+        for name in ("queues", "kernels"):
+            if (ws.root / name).exists():
+                (scratch / name).symlink_to(ws.root / name)
+        staged = write_setup(load_workspace(scratch), setup)
+        yield staged, [f"would have {s[len('added '):]}" for s in setup.sentences()]
+
+
+def _absolute_urls(ws: Workspace) -> bytes:
+    """pins.lock with relative local upstream urls made absolute (they are relative to the workspace)."""
+    from .workspace import _editable, dump_yaml
+    doc = _editable(ws.lock_doc, ws.lock_path, LOCK_NAME)
+    for node in (doc.get("upstreams") or {}).values():
+        url = str(node.get("url", ""))
+        if url and "://" not in url and not url.startswith(("git@", "file:")) and not Path(url).is_absolute():
+            node["url"] = str(ws.root / url)
+    return dump_yaml(doc)

@@ -111,3 +111,26 @@ def test_upstream_and_stack_verbs_build_a_workspace_from_nothing(tmp_path, patch
     report = apply_report(as_json(patchq("-w", str(root), "--json", "apply", "fast")))
     checkout = Path(report["upstreams"][0]["checkout"])
     assert (checkout / "vllm/model.py").exists()
+
+
+def test_export_then_import_into_an_empty_workspace_recreates_upstream_and_stack(ws, patchq, tmp_path):
+    out = tmp_path / "repro"
+    ok(run(patchq, ws, "export", "s", "-o", str(out)))
+    manifest = __import__("json").loads((out / "s-vllm.manifest.json").read_text())
+    fresh = tmp_path / "fresh"
+    ok(patchq("init", str(fresh)))
+    lock_before = (fresh / "pins.lock").read_bytes()
+    dry = as_json(patchq("-w", str(fresh), "--json", "import", "--dry-run", str(out)))
+    assert any("would have upstream vllm" in w for w in dry["warnings"]) and [e["id"] for e in dry["entries"]] == [
+        "one", "two"]
+    assert (fresh / "pins.lock").read_bytes() == lock_before
+    report = as_json(patchq("-w", str(fresh), "--json", "import", str(out)))
+    assert any("added upstream vllm" in w for w in report["warnings"])
+    assert any("added stack s (vllm; include promoted)" in w for w in report["warnings"])
+    assert [e["id"] for e in as_json(patchq("-w", str(fresh), "--json", "list"))] == ["one", "two"]
+    stacks = as_json(patchq("-w", str(fresh), "--json", "stack", "list"))
+    assert [(s["name"], s["upstreams"]) for s in stacks] == [("s", ["vllm"])]
+    applied_doc = apply_report(as_json(patchq("-w", str(fresh), "--json", "apply", "s")))
+    assert applied_doc["upstreams"][0]["tree"] == manifest["result_tree"]
+    again = as_json(patchq("-w", str(fresh), "--json", "import", str(out)))       # nothing new the second time
+    assert not any("added" in w for w in again["warnings"])
