@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,17 +83,19 @@ def test_refresh_folds_uncommitted_changes_into_the_patch_at_head(ws, patchq):
     assert (again / "vllm/model.py").read_text() == expected and (again / "vllm/added.py").exists()
 
 
-@pytest.mark.parametrize("setting", ["noprefix", "mnemonicPrefix"])
-def test_refresh_ignores_the_users_diff_prefix_settings(ws, patchq, tmp_path, setting):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / ".gitconfig").write_text(f"[diff]\n\t{setting} = true\n")
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+def test_refresh_ignores_the_users_diff_prefix_settings(ws, patchq, tmp_path):
     checkout = applied(patchq, ws)
-    edit(checkout / "vllm/model.py", "return x * 30 + 2\n", "return x * 30 + 22\n")
-    ok(patchq("--workspace", str(ws.root), "refresh", "two", env=env))
-    text = (ws.root / "queues/vllm/0002-two.patch").read_text()
-    assert "diff --git a/vllm/model.py b/vllm/model.py" in text and "+++ b/vllm/model.py" in text
+    for setting, value in (("noprefix", "30 + 22"), ("mnemonicPrefix", "30 + 23")):
+        home = tmp_path / setting
+        home.mkdir()
+        (home / ".gitconfig").write_text(f"[diff]\n\t{setting} = true\n")
+        env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+        model = checkout / "vllm/model.py"
+        model.write_text(re.sub(r"return x \* 30 \+ \d+\n", f"return x * {value}\n", model.read_text(), count=1))
+        ok(patchq("--workspace", str(ws.root), "refresh", "two", env=env))
+        text = (ws.root / "queues/vllm/0002-two.patch").read_text()
+        assert "diff --git a/vllm/model.py b/vllm/model.py" in text and "+++ b/vllm/model.py" in text, setting
+        assert f"+    return x * {value}\n" in text
     checked = apply_report(as_json(patchq("--workspace", str(ws.root), "--json", "apply", "s", "--check", env=env)))
     assert [o["kind"] for o in checked["upstreams"][0]["outcomes"]] == ["clean", "clean"]
 
