@@ -340,11 +340,32 @@ def _replay_in_python(repo: Repo, base: str, patches: list[LoadedPatch], at_base
 
 def _splice(old: bytes, hunks) -> bytes | None:
     """Apply exact-context hunks to a file's bytes, each at the matching position nearest to where it says."""
+    spliced = splice_lines(old, hunks)
+    return None if spliced is None else spliced.data
+
+
+@dataclass(frozen=True)
+class Spliced:
+    """A file after exact-context hunks were put in place, and which lines they added and removed (1-based)."""
+
+    data: bytes
+    added: tuple[int, ...]          # post-image lines
+    removed: tuple[int, ...]        # pre-image lines
+
+
+def splice_lines(old: bytes, hunks) -> Spliced | None:
+    """`_splice` that also says where each hunk landed; None where a hunk's exact context is not found, or where
+    hunks would land out of order (then only git can say what happens)."""
     lines = old.splitlines(keepends=True)
     shift = 0
+    floor = 0
+    added: list[int] = []
+    removed: list[int] = []
     for hunk in hunks:
         pre: list[bytes] = []
         post: list[bytes] = []
+        pre_tags: list[bytes] = []
+        post_tags: list[bytes] = []
         last = ""
         for raw in hunk.lines:
             tag, text = raw[:1], raw[1:]
@@ -356,21 +377,28 @@ def _splice(old: bytes, hunks) -> bytes | None:
             line = text + b"\n"
             if tag == b"-":
                 pre.append(line)
+                pre_tags.append(tag)
                 last = "pre"
             elif tag == b"+":
                 post.append(line)
+                post_tags.append(tag)
                 last = "post"
             else:
                 pre.append(line)
                 post.append(line)
+                pre_tags.append(tag)
+                post_tags.append(tag)
                 last = "both"
         want = (hunk.old_start if hunk.old_count == 0 else hunk.old_start - 1) + shift
         pos = _find_block(lines, pre, max(0, want))
-        if pos is None:
+        if pos is None or pos < floor:
             return None
+        removed.extend(pos - shift + k + 1 for k, tag in enumerate(pre_tags) if tag == b"-")
+        added.extend(pos + k + 1 for k, tag in enumerate(post_tags) if tag == b"+")
         lines[pos:pos + len(pre)] = post
         shift += len(post) - len(pre)
-    return b"".join(lines)
+        floor = pos + len(post)
+    return Spliced(b"".join(lines), tuple(added), tuple(removed))
 
 
 def _find_block(lines: list[bytes], block: list[bytes], want: int) -> int | None:

@@ -7,14 +7,21 @@ A patch that does not apply is audited from its own hunks, and the report says s
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import re
+import shutil
+import tempfile
+import threading
 from dataclasses import dataclass
 
-from .apply import LoadedPatch, load_patch, run_queue
-from .flags import reads_in_lines
-from .git import Repo
+from .apply import LoadedPatch, TinyIndex, _judge_in_one_pass, check_symlink_ancestors, load_patch, splice_lines
+from .flagcache import Job, ReadCache, blob_id
+from .flags import reads_in_lines, reads_touching
+from .git import Repo, read_index_entries
 from .model import FlagRead, Finding, Stack, Status
-from .patchfile import parse_diff
-from .sources import ensure_base
+from .patchfile import touched_paths
+from .sources import cache_root, ensure_base
 from .workspace import Workspace
 
 FINDING_KINDS = ("declared-not-found", "found-not-declared", "profile-unread", "negative-in-profile",
@@ -55,27 +62,317 @@ class FlagAudit:
     profile: dict
 
 
-def _reads_of_applied(repo: Repo, commit: str, loaded: LoadedPatch) -> list[FlagRead]:
-    """Reads in the lines a commit adds (post-image) and removes (pre-image), from whole files."""
-    diff = repo.run("diff", "--no-color", "--no-ext-diff", "--no-renames", "-U0", f"{commit}^", commit).stdout
-    files = parse_diff(diff, source=loaded.source)
-    specs = []
-    for section in files:
-        if section.new_path:
-            specs.append(f"{commit}:{section.new_path}")
-        if section.old_path:
-            specs.append(f"{commit}^:{section.old_path}")
-    blobs = repo.read_blobs(specs)
+@dataclass(frozen=True)
+class _Change:
+    """What an applied patch did to one path: its contents before and after, and the lines it removed and added."""
+
+    path: str
+    old: bytes | None                # None: the path did not exist before
+    new: bytes | None                # None: the patch deletes it
+    removed: tuple[int, ...]
+    added: tuple[int, ...]
+
+
+class _Judge:
+    """Applies patches in temporary indexes of one mirror and says what each one changed, line by line.
+
+    git judges every patch (`git apply --cached`); the contents and the changed lines come from splicing the hunks in
+    Python at the places git accepted, used only when the result has exactly the blob ids git produced; otherwise
+    the blobs are read from git and compared with `git diff -U0`. No commits are written: the audit needs the
+    applied result, not history, and not the per-hunk diagnosis of a conflict.
+    """
+
+    def __init__(self, repo: Repo, base: str, paths: list[str], reader) -> None:
+        self.repo, self.base, self.reader = repo, base, reader
+        self.index = TinyIndex(repo, base, paths)
+        self.contents: dict[str, bytes] = {}
+        self.at_base = self.index.entries()
+        specs = {path: f"{base}:{path}" for path, (_, _, stage) in self.at_base.items() if stage == 0}
+        blobs = repo.read_blobs(list(specs.values()))
+        self.contents = {path: data for path, spec in specs.items() if (data := blobs.get(spec)) is not None}
+
+    def close(self) -> None:
+        self.index.close()
+
+    # ---- the promoted queue, in order -------------------------------------------------------------------------
+    def run_in_order(self, patches: list[LoadedPatch]) -> list[list[_Change] | None]:
+        """Each patch applied on the ones before it (a patch that does not apply is skipped, as `--keep-going`)."""
+        snapshot = self.index.snapshot()
+        if _judge_in_one_pass(self.repo, self.index, patches) is not None:
+            entries = self.index.entries()
+            contents = dict(self.contents)
+            out = [self._spliced(contents, lp) for lp in patches]
+            if all(o is not None for o in out) and _same_files(contents, entries):
+                self.contents = contents
+                return [o or None for o in out]
+            self.index.restore(snapshot)
+        return [self._apply_one(self.index, loaded, self.contents) for loaded in patches]
+
+    # ---- each other patch alone on top ------------------------------------------------------------------------
+    def run_each_alone(self, patches: list[LoadedPatch]) -> list[list[_Change] | None]:
+        """Each patch applied alone on the current state, all in copies of one temporary index.
+
+        Patches that touch unrelated paths cannot affect each other, so they are judged together, one `git apply`
+        for a group; a group that fails has the patch git names taken out and judged alone. Groups are shared out
+        to both cores.
+        """
+        head = self.index.snapshot()
+        results: dict[int, list[_Change] | None] = {}
+        groups = _independent_groups(patches)
+        workers = min(2, len(groups))
+        indexes = [self.index] + [_IndexCopy(head) for _ in range(max(0, workers - 1))]
+        free = list(indexes)
+        lock = threading.Lock()
+
+        def judge(group: list[int]) -> None:
+            with lock:
+                index = free.pop()
+            try:
+                for number, changes in self._judge_group(index, head, [(n, patches[n]) for n in group]):
+                    results[number] = changes
+            finally:
+                with lock:
+                    free.append(index)
+
+        try:
+            if workers <= 1:
+                for group in groups:
+                    judge(group)
+            else:
+                with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(judge, groups))
+        finally:
+            for index in indexes[1:]:
+                index.close()
+            self.index.restore(head)
+        return [results.get(n) for n in range(len(patches))]
+
+    def _judge_group(self, index, head: bytes, group: list[tuple[int, LoadedPatch]]):
+        while group:
+            if len(group) == 1:
+                number, loaded = group[0]
+                index.restore(head)
+                yield number, self._apply_one(index, loaded, dict(self.contents))
+                return
+            index.restore(head)
+            stream = b"".join(lp.patch.diff if lp.patch.diff.endswith(b"\n") else lp.patch.diff + b"\n"
+                              for _, lp in group)
+            res = self.repo.apply(stream, cached=True, env=index.env)
+            if res.ok:
+                entries = index.entries()
+                for number, loaded in group:
+                    contents = dict(self.contents)
+                    changes = self._spliced(contents, loaded)
+                    if changes is not None and _same_files(contents, entries, only=touched_paths(loaded.patch.files)):
+                        yield number, changes or None
+                    else:
+                        index.restore(head)
+                        yield number, self._apply_one(index, loaded, dict(self.contents))
+                return
+            culprits = _named_in(res.stderr, group)
+            named = bool(culprits)                    # a failure git names fails alone too: paths are disjoint
+            if not named:                             # git's message names no path of ours: one at a time
+                culprits = set(range(len(group)))
+            for position in sorted(culprits):
+                number, loaded = group[position]
+                index.restore(head)
+                yield number, self._apply_one(index, loaded, dict(self.contents), fails_as_is=named)
+            group = [item for position, item in enumerate(group) if position not in culprits]
+
+    # ---- one patch --------------------------------------------------------------------------------------------
+    def _apply_one(self, index, loaded: LoadedPatch, contents: dict[str, bytes], *,
+                   fails_as_is: bool = False) -> list[_Change] | None:
+        """Judge one patch the way `apply` does (as is, already upstream, 3-way, reduced context) without the
+        conflict diagnosis; on success update `contents` and the index, and say what changed. `fails_as_is`: git
+        has just said this patch does not apply as is on this index."""
+        if not loaded.patch.files:
+            return None
+        before_index = index.snapshot()
+        before = index.entries()
+        diff = loaded.patch.diff
+        applied = not fails_as_is and self.repo.apply(diff, cached=True, env=index.env).ok
+        if not applied:
+            index.restore(before_index)
+            if self.repo.apply(diff, cached=True, check=True, reverse=True, env=index.env).ok:
+                return None                                   # already upstream: audited from its hunks
+            three = self.repo.apply(diff, cached=True, threeway=True, env=index.env)
+            applied = three.ok and not any(stage for _, _, stage in index.entries().values())
+            if not applied:
+                index.restore(before_index)
+                applied = self.repo.apply(diff, cached=True, context=1, env=index.env).ok
+                if not applied:
+                    index.restore(before_index)
+                    return None
+        after = index.entries()
+        trial = dict(contents)
+        changes = self._spliced(trial, loaded)
+        if changes is not None and _same_files(trial, after, only=touched_paths(loaded.patch.files)):
+            contents.clear()
+            contents.update(trial)
+            return changes or None
+        return self._from_git(before, after, contents) or None
+
+    def _spliced(self, contents: dict[str, bytes], loaded: LoadedPatch) -> list[_Change] | None:
+        """The patch's sections spliced into `contents` (updated); None where only git can say."""
+        changes: list[_Change] = []
+        for section in loaded.patch.files:
+            if section.binary or section.rename or section.copy or "120000" in (section.new_mode, section.old_mode):
+                return None
+            path = section.path
+            if section.is_deleted:
+                old = contents.pop(path, None)
+                if old is None:
+                    return None
+                changes.append(_Change(path, old, None, tuple(range(1, _line_count(old) + 1)), ()))
+                continue
+            old = b"" if section.is_new else contents.get(path)
+            if old is None or (section.is_new and path in contents):
+                return None
+            spliced = splice_lines(old, section.hunks)
+            if spliced is None:
+                return None
+            contents[path] = spliced.data
+            if spliced.data != old or section.is_new:
+                changes.append(_Change(path, None if section.is_new else old, spliced.data, spliced.removed,
+                                       spliced.added))
+        return changes
+
+    def _from_git(self, before: dict, after: dict, contents: dict[str, bytes]) -> list[_Change]:
+        changes = []
+        for path in sorted(set(before) | set(after)):
+            old_entry, new_entry = before.get(path), after.get(path)
+            if old_entry is not None and new_entry is not None and old_entry[:2] == new_entry[:2]:
+                continue
+            old = contents.get(path) if old_entry is not None else None
+            new = self.reader.read(new_entry[1]) if new_entry is not None else None
+            if old is not None and new is not None and old_entry is not None and new_entry is not None:
+                removed, added = _zero_context_lines(self.repo.diff_blobs_zero_context(old_entry[1], new_entry[1]))
+            else:
+                removed = tuple(range(1, _line_count(old) + 1)) if old is not None else ()
+                added = tuple(range(1, _line_count(new) + 1)) if new is not None else ()
+            changes.append(_Change(path, old, new, removed, added))
+            if new is None:
+                contents.pop(path, None)
+            else:
+                contents[path] = new
+        return changes
+
+
+def _independent_groups(patches: list[LoadedPatch]) -> list[list[int]]:
+    """Patches split into groups whose members touch no common path and no path below another's (a file one of
+    them writes is never a folder another one writes into), so applying a group is applying each alone."""
+    groups: list[tuple[list[int], set[str], set[str]]] = []
+    for number, loaded in enumerate(patches):
+        paths = set(touched_paths(loaded.patch.files))
+        if not paths:
+            groups.append(([number], set(), set()))
+            continue
+        reach = paths | {"/".join(p.split("/")[:depth]) for p in paths for depth in range(1, p.count("/") + 1)}
+        for members, their_paths, their_reach in groups:
+            if their_paths and not (paths & their_reach) and not (their_paths & reach):
+                members.append(number)
+                their_paths |= paths
+                their_reach |= reach
+                break
+        else:
+            groups.append(([number], set(paths), reach))
+    return [members for members, _, _ in groups]
+
+
+_NAMED_PATH = re.compile(r"^error: (?:patch failed: (.+):\d+|(.+): (?:does not exist in index|already exists in "
+                         r"index|does not match index|patch does not apply|No such file or directory))$")
+
+
+def _named_in(stderr: str, group: list[tuple[int, LoadedPatch]]) -> set[int]:
+    """Positions in `group` of the patches whose paths git's errors name (paths in a group have one owner)."""
+    owner = {path: i for i, (_, lp) in enumerate(group) for path in touched_paths(lp.patch.files)}
+    named = set()
+    for line in stderr.splitlines():
+        m = _NAMED_PATH.match(line)
+        if m is not None and (m.group(1) or m.group(2)) in owner:
+            named.add(owner[m.group(1) or m.group(2)])
+    return named
+
+
+class _IndexCopy:
+    """A second temporary index file with the same entries, so two `git apply` can run at once."""
+
+    def __init__(self, data: bytes) -> None:
+        self.dir = tempfile.mkdtemp(prefix="patchq-audit-")
+        self.file = os.path.join(self.dir, "index")
+        self.env = {"GIT_INDEX_FILE": self.file, "GIT_INDEX_VERSION": "2"}
+        self.restore(data)
+
+    def snapshot(self) -> bytes:
+        with open(self.file, "rb") as fh:
+            return fh.read()
+
+    def restore(self, data: bytes) -> None:
+        with open(self.file, "wb") as fh:
+            fh.write(data)
+
+    def entries(self) -> dict[str, tuple[str, str, int]]:
+        return read_index_entries(self.file)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.MULTILINE)
+
+
+def _zero_context_lines(diff: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    removed: list[int] = []
+    added: list[int] = []
+    for m in _HUNK_HEADER.finditer(diff):
+        old_start, old_count = int(m.group(1)), int(m.group(2) or 1)
+        new_start, new_count = int(m.group(3)), int(m.group(4) or 1)
+        removed.extend(range(old_start, old_start + old_count))
+        added.extend(range(new_start, new_start + new_count))
+    return tuple(removed), tuple(added)
+
+
+def _line_count(data: bytes | None) -> int:
+    if not data:
+        return 0
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def _same_files(contents: dict[str, bytes], entries: dict, only: list[str] | None = None) -> bool:
+    """Whether the spliced contents are exactly what git put in the index (blob ids; stage-0 entries only)."""
+    paths = set(only) if only is not None else set(contents) | {p for p, e in entries.items() if e[2] == 0}
+    for path in paths:
+        entry = entries.get(path)
+        data = contents.get(path)
+        if (entry is None) != (data is None):
+            return False
+        if entry is not None and data is not None and (entry[2] != 0 or entry[1] != blob_id(data)):
+            return False
+    return True
+
+
+def _jobs_of(changes: list[_Change]) -> list[Job]:
+    jobs = []
+    for change in changes:
+        if change.new is not None and change.added:
+            jobs.append(Job(change.path, change.new))
+        if change.old is not None and change.removed:
+            jobs.append(Job(change.path, change.old))
+    return jobs
+
+
+def _reads_of_changes(cache: ReadCache, located: dict, changes: list[_Change]) -> list[FlagRead]:
+    """Reads in the lines a patch adds (post-image) and removes (pre-image), from whole files."""
     reads: list[FlagRead] = []
-    for section in files:
-        added = {n for h in section.hunks for n in h.added_lines()}
-        removed = {n for h in section.hunks for n in h.removed_lines()}
-        if section.new_path and added:
-            text = (blobs.get(f"{commit}:{section.new_path}") or b"").decode("utf-8", "replace")
-            reads.extend(reads_in_lines(section.new_path, text, added))
-        if section.old_path and removed:
-            text = (blobs.get(f"{commit}^:{section.old_path}") or b"").decode("utf-8", "replace")
-            reads.extend(reads_in_lines(section.old_path, text, removed, removed=True))
+    for change in changes:
+        if change.new is not None and change.added:
+            key = cache.key(Job(change.path, change.new))
+            if key is not None:
+                reads.extend(reads_touching(located[key], set(change.added), path=change.path))
+        if change.old is not None and change.removed:
+            key = cache.key(Job(change.path, change.old))
+            if key is not None:
+                reads.extend(reads_touching(located[key], set(change.removed), path=change.path, removed=True))
     return reads
 
 
@@ -99,27 +396,41 @@ def _reads_of_hunks(loaded: LoadedPatch) -> list[FlagRead]:
 
 
 def audit_patches(ws: Workspace, upstream: str, pin: str, ordered: list[LoadedPatch],
-                  on_top: list[LoadedPatch]) -> list[PatchFlags]:
+                  on_top: list[LoadedPatch], cache: ReadCache | None = None) -> list[PatchFlags]:
     """Flags of `ordered` applied in sequence, and of each of `on_top` applied alone on the full sequence."""
     base = ensure_base(ws.upstream(upstream), pin, workspace=ws.root)
-    ref = f"refs/patchq/audit/{upstream}"
-    run = run_queue(base.repo, base.commit, ordered, keep_going=True, commit_ref=ref)
-    out = [_patch_flags(base.repo, run.commits.get(lp.entry.id), lp) for lp in ordered]
-    for loaded in on_top:
-        alone = run_queue(base.repo, run.head, [loaded], commit_ref=f"{ref}-extra")
-        out.append(_patch_flags(base.repo, alone.commits.get(loaded.entry.id), loaded))
-    base.repo.run("update-ref", "-d", ref, check=False)
-    base.repo.run("update-ref", "-d", f"{ref}-extra", check=False)
+    _check_symlinks(base.repo, base.commit, ordered, on_top)
+    paths: dict[str, None] = {}
+    for loaded in ordered + on_top:
+        paths.update(dict.fromkeys(touched_paths(loaded.patch.files)))
+    cache = cache if cache is not None else ReadCache(cache_root() / "flags")
+    with base.repo.object_reader() as reader:
+        judge = _Judge(base.repo, base.commit, list(paths), reader)
+        try:
+            results = judge.run_in_order(ordered) + judge.run_each_alone(on_top)
+        finally:
+            judge.close()
+    located = cache.located([job for changes in results if changes for job in _jobs_of(changes)])
+    out = []
+    for loaded, changes in zip(ordered + on_top, results):
+        entry = loaded.entry
+        if changes:
+            reads, approximate = _reads_of_changes(cache, located, changes), False
+        else:
+            reads, approximate = _reads_of_hunks(loaded), True
+        out.append(PatchFlags(entry.id, entry.upstream, entry.status, entry.flags, tuple(reads), approximate))
     return out
 
 
-def _patch_flags(repo: Repo, commit: str | None, loaded: LoadedPatch) -> PatchFlags:
-    entry = loaded.entry
-    if commit:
-        reads, approximate = _reads_of_applied(repo, commit, loaded), False
-    else:
-        reads, approximate = _reads_of_hunks(loaded), True
-    return PatchFlags(entry.id, entry.upstream, entry.status, entry.flags, tuple(reads), approximate)
+def _check_symlinks(repo: Repo, base: str, ordered: list[LoadedPatch], on_top: list[LoadedPatch]) -> None:
+    """No patch may write below a symlink of the base or one the promoted queue creates (one `ls-tree` unless a
+    patch judged alone creates a symlink itself, which must not count against the others)."""
+    if not any(s.new_mode == "120000" for lp in on_top for s in lp.patch.files):
+        check_symlink_ancestors(repo, base, ordered + on_top)
+        return
+    check_symlink_ancestors(repo, base, ordered)
+    for loaded in on_top:
+        check_symlink_ancestors(repo, base, ordered + [loaded])
 
 
 def _summaries(patches: list[PatchFlags], profile: dict) -> list[FlagSummary]:
@@ -173,6 +484,9 @@ def _findings(ws: Workspace, patches: list[PatchFlags], summaries: list[FlagSumm
                                     severity="warning"))
     if stack is not None:
         read_names = {s.name for s in summaries}
+        unread = [n for n in sorted(stack.profile) if n not in read_names and
+                  not any(n in pf.found for pf in negative)]
+        upstream_read = _upstream_reads(ws, stack, unread) if unread else set()
         for name, value in sorted(stack.profile.items()):
             if name in read_names:
                 continue
@@ -181,20 +495,25 @@ def _findings(ws: Workspace, patches: list[PatchFlags], summaries: list[FlagSumm
                 findings.append(Finding("negative-in-profile", f"profile sets {name}={value}, which only the "
                                         f"rejected patch(es) {', '.join(rejected)} read: it turns on a rejected "
                                         "path (or does nothing in this stack)", "pins.lock"))
-            elif not _upstream_reads(ws, stack, name):
+            elif name not in upstream_read:
                 findings.append(Finding("profile-unread", f"profile sets {name}={value} but no patch of the stack "
                                         "and no file of its upstreams reads it (a typo, or a missing patch?)",
                                         "pins.lock"))
     return findings
 
 
-def _upstream_reads(ws: Workspace, stack: Stack, name: str) -> bool:
-    """Whether the unpatched upstream code mentions the flag (profiles also set upstream's own flags)."""
+def _upstream_reads(ws: Workspace, stack: Stack, names: list[str]) -> set[str]:
+    """Which of `names` the unpatched upstream code mentions (profiles also set upstream's own flags): one
+    `git grep` per upstream for all of them."""
+    found: set[str] = set()
     for upstream in stack.upstreams:
+        left = [n for n in names if n not in found]
+        if not left:
+            break
         base = ensure_base(ws.upstream(upstream), ws.pin_for(stack, upstream), workspace=ws.root)
-        if base.repo.run("grep", "-q", "-F", "-e", name, base.commit, "--", check=False).ok:
-            return True
-    return False
+        text = base.repo.grep_fixed_lines(base.commit, left)
+        found.update(n for n in left if n.encode() in text)
+    return found
 
 
 def audit_stack(ws: Workspace, stack_name: str) -> FlagAudit:

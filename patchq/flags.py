@@ -54,6 +54,27 @@ def reads_in_lines(path: str, text: str, lines: set[int], *, removed: bool = Fal
     return [replace(read, removed=True) for read in wanted] if removed else wanted
 
 
+def analysis_kind(path: str, text: str) -> str | None:
+    """What decides a file's reads besides its bytes: its language, and for shell whether it is a dotenv file.
+    Two files with the same bytes and the same kind have the same reads (the path only labels them)."""
+    language = language_of(path, text=text.replace("\r\n", "\n").replace("\r", "\n"))
+    if language == "shell" and PurePosixPath(path.replace("\\", "/")).name.lower().endswith(".env"):
+        return "shell-env"
+    return language
+
+
+def located_reads(path: str, text: str) -> list[Located]:
+    """Every read of a file with the lines its expression spans (what `reads_in_lines` filters); cacheable by
+    content and `analysis_kind`."""
+    return _find_all(path, text)
+
+
+def reads_touching(located: list[Located], lines: set[int], *, path: str, removed: bool = False) -> list[FlagRead]:
+    """`reads_in_lines` over reads located before (in this file's text, possibly under another path)."""
+    wanted = [found.read for found in located if found.touches(lines)]
+    return [replace(read, path=path, removed=removed) if read.path != path or removed else read for read in wanted]
+
+
 def language_of(path: str, *, text: str | None = None) -> str | None:
     """"python" | "c" | "shell" | "cmake" | None. An extensionless file is a script only by its shebang, so it is
     recognised when its text is given."""
@@ -98,6 +119,9 @@ class _Found:
         if self.last - self.first < len(lines):
             return any(line in lines for line in range(self.first, self.last + 1))
         return any(self.first <= line <= self.last for line in lines)
+
+
+Located = _Found
 
 
 class _Unknown:

@@ -13,6 +13,7 @@ import signal
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -164,6 +165,49 @@ class Pending:
         self.finished = True
 
 
+class ObjectReader:
+    """A running `git cat-file --batch`: objects read on demand without a process each (thread-safe)."""
+
+    def __init__(self, repo_path: Path) -> None:
+        if shutil.which("git") is None:
+            raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
+        self.repo_path = repo_path
+        self.proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=str(repo_path), env=_base_env(None),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.lock = threading.Lock()
+
+    def read(self, spec: str) -> bytes | None:
+        """The blob that `spec` (an id or `rev:path`) names; None when it names nothing or not a blob."""
+        if "\n" in spec:
+            raise ValueError("object names cannot contain newlines")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with self.lock:
+            self.proc.stdin.write(spec.encode("utf-8", "surrogateescape") + b"\n")
+            self.proc.stdin.flush()
+            header = self.proc.stdout.readline()
+            if not header:
+                raise GitError(["cat-file", "--batch"], self.proc.poll() or -1, "cat-file --batch ended early",
+                               str(self.repo_path))
+            parts = header.split()
+            if len(parts) != 3:
+                return None
+            data = self.proc.stdout.read(int(parts[2]) + 1)[:-1]
+        return data if parts[1] == b"blob" else None
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _stop(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
 class Repo:
     """A git repository (bare or with a work tree) and the git operations patchq performs on it."""
 
@@ -283,6 +327,29 @@ class Repo:
             else:
                 out[spec] = None
         return out
+
+    @contextlib.contextmanager
+    def object_reader(self) -> Iterator["ObjectReader"]:
+        """One long-lived `git cat-file --batch` for reading many objects one at a time (ends with the block)."""
+        reader = ObjectReader(self.path)
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    def diff_blobs_zero_context(self, old: str, new: str) -> bytes:
+        """`git diff -U0` of two blob ids: the hunk headers say which lines changed."""
+        return self.run("-c", "diff.noprefix=false", "diff", "-U0", "--no-color", "--no-ext-diff", "--src-prefix=a/",
+                        "--dst-prefix=b/", old, new).stdout
+
+    def grep_fixed_lines(self, rev: str, words: list[str]) -> bytes:
+        """The lines of `rev`'s tree that contain any of `words` (one process for many words; empty when none)."""
+        if not words:
+            return b""
+        args = ["grep", "-h", "-I", "-F"]
+        for word in words:
+            args += ["-e", word]
+        return self.run(*args, rev, "--", check=False).stdout
 
     def hash_object(self, data: bytes, *, write: bool = False) -> str:
         return self.run("hash-object", "--stdin", *(["-w"] if write else []), input=data).out.strip()

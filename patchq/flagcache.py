@@ -1,0 +1,147 @@
+"""Env-flag analyses kept by blob id, so a file's bytes are analysed once, not on every audit.
+
+A file's reads depend only on its bytes and its `analysis_kind` (the path merely labels them), so the located reads
+of each (blob id, kind) are stored in the cache folder, under a version taken from the extractor's own source: a
+changed extractor never reads an old answer. Misses are analysed on both cores when there are enough of them to pay
+for a second process. A cache that cannot be written (read-only, full) only costs speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import flags
+from .model import FlagIdiom, FlagRead
+
+
+def _extractor_version() -> str:
+    digest = hashlib.sha256()
+    for module in (flags.__file__, __file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+VERSION = _extractor_version()
+PARALLEL_MIN_BYTES = 256 * 1024     # below this much text to analyse, a second process costs more than it saves
+
+
+def blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file content to analyse under a path (the path only picks the language)."""
+
+    path: str
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+class ReadCache:
+    """Located reads by (blob id, kind): in memory for this process and as small JSON files in `folder`."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder / VERSION if folder is not None else None
+        self.memory: dict[str, list[flags.Located]] = {}
+        self.analysed = 0            # misses analysed by this process (for benchmarks and tests)
+
+    def key(self, job: Job) -> str | None:
+        kind = flags.analysis_kind(job.path, job.text)
+        return None if kind is None else f"{blob_id(job.data)}-{kind}"
+
+    def located(self, jobs: list[Job]) -> dict[str, list[flags.Located]]:
+        """Located reads of every job, by key (jobs whose language has no reads are left out)."""
+        wanted: dict[str, Job] = {}
+        for job in jobs:
+            key = self.key(job)
+            if key is not None and key not in self.memory:
+                wanted.setdefault(key, job)
+        missing = {key: job for key, job in wanted.items() if not self._load(key)}
+        if missing:
+            for key, found in _analyse(missing).items():
+                self.memory[key] = found
+                self._store(key, found)
+            self.analysed += len(missing)
+        return self.memory
+
+    def _path(self, key: str) -> Path | None:
+        return self.folder / key[:2] / f"{key}.json" if self.folder is not None else None
+
+    def _load(self, key: str) -> bool:
+        path = self._path(key)
+        if path is None:
+            return False
+        try:
+            raw = json.loads(path.read_text())
+            self.memory[key] = [_found_from(item) for item in raw]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return True
+
+    def _store(self, key: str, found: list[flags.Located]) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".", dir=path.parent)
+            with os.fdopen(fd, "w") as fh:
+                json.dump([_found_to(f) for f in found], fh, separators=(",", ":"))
+            os.replace(tmp, path)
+        except OSError:
+            return
+
+
+def _analyse(jobs: dict[str, Job]) -> dict[str, list[flags.Located]]:
+    """Analyse on both cores when the work is big enough: half in a forked child, half here."""
+    items = sorted(jobs.items(), key=lambda kv: -len(kv[1].data))
+    total = sum(len(job.data) for _, job in items)
+    if len(items) < 2 or total < PARALLEL_MIN_BYTES or _cores() < 2 or not hasattr(os, "fork"):
+        return {key: flags.located_reads(job.path, job.text) for key, job in items}
+    mine: list[tuple[str, Job]] = []
+    theirs: list[tuple[str, Job]] = []
+    load = [0, 0]
+    for item in items:                        # biggest first onto the lighter side: balanced halves
+        side = 0 if load[0] <= load[1] else 1
+        (mine if side == 0 else theirs).append(item)
+        load[side] += len(item[1].data)
+    import concurrent.futures
+    import multiprocessing
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        future = pool.submit(_analyse_here, theirs)
+        out = _analyse_here(mine)
+        out.update(future.result())
+    return out
+
+
+def _analyse_here(items: list[tuple[str, Job]]) -> dict[str, list[flags.Located]]:
+    return {key: flags.located_reads(job.path, job.text) for key, job in items}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _found_to(found: flags.Located) -> list:
+    r = found.read
+    return [found.first, found.last, found.column, r.name, r.line, r.language, r.default, r.idiom.value,
+            r.compared_to, r.default_on, r.dynamic, r.expression]
+
+
+def _found_from(item: list) -> flags.Located:
+    first, last, column, name, line, language, default, idiom, compared_to, default_on, dynamic, expression = item
+    read = FlagRead(name=name, path="", line=line, language=language, default=default, idiom=FlagIdiom(idiom),
+                    compared_to=compared_to, default_on=default_on, dynamic=dynamic, expression=expression)
+    return flags.Located(read, first, last, column)
