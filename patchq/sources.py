@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archive_import import commit_archive
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .git import GitError, Pending, Repo, run_git
@@ -271,13 +272,13 @@ def import_archive(upstream: Upstream, repo: Repo) -> str:
     if existing:
         return existing
     path = archive_file(upstream)
-    with tempfile.TemporaryDirectory(prefix="patchq-archive-") as tmp:
-        root = extract_archive(path, Path(tmp) / "x")
-        if archive.subdir:
-            root = root / archive.subdir
-            if not root.is_dir():
-                raise BadInput(f"archive of {upstream.name!r} has no folder {archive.subdir!r}", path="pins.lock")
-        sha = commit_folder(repo, root, f"{upstream.name} from archive sha256:{archive.sha256}\n")
+    # streamed into one fast-import pack (no extraction, no loose objects); the same tree `commit_folder` records
+    importing = f"refs/patchq/importing/{os.getpid()}"
+    try:
+        sha = commit_archive(repo, path, f"{upstream.name} from archive sha256:{archive.sha256}\n",
+                             subdir=archive.subdir, name=upstream.name, ref=importing)
+    finally:
+        repo.run("update-ref", "-d", importing, check=False)
     repo.run("update-ref", ref, sha)
     return sha
 
@@ -337,6 +338,15 @@ def _check_member(member: str, archive: Path) -> None:
 class Checkout:
     repo: Repo
     created: bool
+
+
+def checkout_workers() -> int:
+    """Processes for git's parallel checkout of a fresh work tree: the cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def start_dirty_check(dest: Path) -> Pending | None:
@@ -402,7 +412,9 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
         file_operation()
         repo = Repo(tmp / "c")
         repo.config("core.untrackedCache", "true")
-        repo.run("checkout", "-q", *target)
+        # a fresh checkout writes every file: git's parallel checkout spreads that over the cores (one-time setting,
+        # not stored in the checkout's config)
+        repo.run("-c", f"checkout.workers={checkout_workers()}", "checkout", "-q", *target)
         file_operation()
         (tmp / "c" / ".git" / OWNER_MARK).write_text(str(mirror.path) + "\n")
         if dest.exists():

@@ -1,0 +1,248 @@
+"""Release archives committed straight into a mirror: members streamed into `git fast-import`, nothing extracted.
+
+Extracting an sdist to disk and running `git add` writes every file twice (the folder, then one loose object each)
+and costs most of a cold start. Here each member is read from the archive in order and handed to one
+`git fast-import` run, which writes a single pack; the commit is made with fixed author, dates and message, so the
+same archive gives the same commit id, and the tree is the one `git add -A` of the extracted folder would record.
+
+Every member is judged before it is used, as extraction judged it: absolute paths, `..`, members below a symlink,
+symlinks and hard links that leave the tree, devices, fifos and members over the size limit are refused with one line
+naming the archive. Modes become git's: 100755 when the owner may execute, 120000 for symlinks, else 100644.
+Members inside a `.git` folder are left out, as `git add` leaves them out.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import posixpath
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInput, EnvironmentFailure
+from .git import Repo
+
+MAX_MEMBER = 512 * 1024 * 1024
+MAX_TOTAL = 2 * 1024 * 1024 * 1024    # held in memory while judged: a gzip bomb is refused, not swapped in
+ARCHIVE_AUTHOR = "patchq archive <archive@patchq> 0 +0000"
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
+ZIP_SUFFIXES = (".zip", ".whl")
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str                         # as written in the archive
+    kind: str                         # "file" | "dir" | "symlink" | "hardlink"
+    mode: int
+    size: int
+    link: str = ""
+
+
+def commit_archive(repo: Repo, archive: Path, message: str, *, subdir: str | None = None, name: str = "",
+                   ref: str = "refs/patchq/importing") -> str:
+    """Commit the archive's files (below its single top folder, and below `subdir` when given) into `repo`; returns
+    the commit id. `ref` is left pointing at it; the caller moves or deletes it. Nothing is written to the
+    repository unless every member passed."""
+    try:
+        members = _read_all(archive)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
+            OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise EnvironmentFailure(f"cannot read archive {archive}: {exc.strerror}") from None
+        raise BadInput(f"corrupt or unreadable archive: {exc}".splitlines()[0], path=str(archive)) from None
+    chosen = _choose([m for m, _ in members], archive, subdir, name)
+    data = {m.name: d for m, d in members}
+    return _fast_import(repo, {path: (m, data.get(m.name)) for path, m in chosen.items()}, message, ref)
+
+
+def _fast_import(repo: Repo, tree: dict[str, tuple[_Member, bytes | None]], message: str, ref: str) -> str:
+    """One `git fast-import` run: a blob per file, one commit with fixed author and dates; returns its id."""
+    chunks: list[bytes] = []
+    lines: list[bytes] = []
+    for mark, path in enumerate(sorted(tree), 2):
+        member, content = tree[path]
+        if member.kind == "symlink":
+            content, mode = member.link.encode("utf-8", "surrogateescape"), "120000"
+        else:
+            content = content or b""
+            mode = "100755" if member.mode & 0o100 else "100644"
+        chunks.append(b"blob\nmark :%d\ndata %d\n" % (mark, len(content)))
+        chunks.append(content)
+        chunks.append(b"\n")
+        lines.append(f"M {mode} :{mark} {_quoted(path)}\n".encode("utf-8", "surrogateescape"))
+    body = message.encode()
+    chunks.append(f"commit {ref}\nmark :1\nauthor {ARCHIVE_AUTHOR}\ncommitter {ARCHIVE_AUTHOR}\n"
+                  f"data {len(body)}\n".encode() + body + b"\ndeleteall\n")
+    chunks.extend(lines)
+    chunks.append(b"\n")
+    with tempfile.TemporaryDirectory(prefix="patchq-fi-") as tmp:
+        marks = os.path.join(tmp, "marks")
+        repo.run("fast-import", "--quiet", "--force", f"--export-marks={marks}", input=b"".join(chunks))
+        with open(marks) as fh:
+            ids = dict(line.split() for line in fh)
+    return ids[":1"]
+
+
+def _choose(members: list[_Member], archive: Path, subdir: str | None, upstream: str) -> dict[str, _Member]:
+    """The members that become the tree, by their path in it; every member judged first."""
+    by_name: dict[str, _Member] = {}
+    for member in members:
+        name = _checked_name(member.name, archive)
+        if member.kind == "symlink":
+            _check_inside(posixpath.join(posixpath.dirname(name), member.link), member.link, member.name, archive)
+        elif member.kind == "hardlink":
+            _checked_name(member.link, archive)
+        if name:
+            by_name[name] = member           # a later member of the same name replaces the earlier one
+    links = {name for name, m in by_name.items() if m.kind == "symlink"}
+    for name in by_name:
+        parent = posixpath.dirname(name)
+        while parent:
+            if parent in links:
+                raise BadInput(f"archive member {by_name[name].name!r} is below a symlink and would land outside "
+                               "the extraction folder", path=str(archive))
+            parent = posixpath.dirname(parent)
+    tops = {name.split("/", 1)[0] for name in by_name}
+    prefix = ""
+    if len(tops) == 1:
+        top = next(iter(tops))
+        if by_name.get(top, _Member(top, "dir", 0, 0)).kind == "dir" and any("/" in n for n in by_name):
+            prefix = top + "/"
+    if subdir:
+        clean = subdir.strip("/")
+        for depth in range(1, clean.count("/") + 2):
+            if prefix + "/".join(clean.split("/")[:depth]) in links:
+                raise BadInput(f"archive subdir {subdir!r} leads out of the archive (through a symlink)",
+                               path="pins.lock")
+        prefix += clean + "/"
+        if not any(n.startswith(prefix) for n in by_name):
+            raise BadInput(f"archive of {upstream!r} has no folder {subdir!r}", path="pins.lock")
+    chosen: dict[str, _Member] = {}
+    for name, member in by_name.items():
+        if not name.startswith(prefix) or member.kind == "dir":
+            continue
+        path = name[len(prefix):]
+        if any(part.lower() == ".git" for part in path.split("/")):
+            continue
+        if member.kind == "symlink":
+            _check_inside(posixpath.join(posixpath.dirname(path), member.link), member.link, member.name, archive)
+        chosen[path] = member
+    folders = {posixpath.dirname(p) for p in chosen}
+    for folder in list(folders):
+        while folder:
+            if folder in chosen:
+                raise BadInput(f"archive member {chosen[folder].name!r} is both a file and a folder",
+                               path=str(archive))
+            folder = posixpath.dirname(folder)
+    return chosen
+
+
+def _checked_name(name: str, archive: Path) -> str:
+    """The member's path inside the archive, normalised; refused when it would leave the extraction folder."""
+    norm = posixpath.normpath(name) if name not in ("", ".") else "."
+    if name.startswith("/") or norm.startswith("../") or norm == ".." or "\0" in name:
+        raise BadInput(f"archive member {name!r} would land outside the extraction folder", path=str(archive))
+    return "" if norm == "." else norm
+
+
+def _check_inside(target: str, link: str, name: str, archive: Path) -> None:
+    norm = posixpath.normpath(target)
+    if link.startswith("/") or norm == ".." or norm.startswith("../"):
+        raise BadInput(f"archive member {name!r} links to {link!r}, outside the extraction folder", path=str(archive))
+
+
+def _quoted(path: str) -> str:
+    if path.startswith('"') or "\n" in path or "\\" in path:
+        return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return path
+
+
+# ---- readers ----------------------------------------------------------------------------------------------------
+
+def _read_all(path: Path) -> list[tuple[_Member, bytes | None]]:
+    """Every member of the archive with the content of files and hard links, in one pass over the archive."""
+    if path.name.endswith(TAR_SUFFIXES):
+        return _read_tar(path)
+    if path.name.endswith(ZIP_SUFFIXES):
+        return _read_zip(path)
+    raise BadInput("unknown archive type (expected .tar.gz, .tgz, .tar.bz2, .tar.xz or .zip)", path=str(path))
+
+
+class _Inode:
+    """A file as extraction leaves it on disk: hard links share one, and a later member of the same name writes
+    through it (content and mode), so the tree matches what `git add` of the extracted folder records."""
+
+    def __init__(self, data: bytes, mode: int) -> None:
+        self.data, self.mode = data, mode
+
+
+def _read_tar(path: Path) -> list[tuple[_Member, bytes | None]]:
+    entries: list[tuple[tarfile.TarInfo, str, _Inode | None]] = []
+    inodes: dict[str, _Inode] = {}
+    total = 0
+    with tarfile.open(path, "r|*") as tar:          # a stream: the archive is decompressed once
+        for info in tar:
+            if info.isdev() or info.isfifo() or info.size > MAX_MEMBER:
+                _checked_name(info.name, path)
+                raise BadInput(f"archive member {info.name!r} is a device or too large", path=str(path))
+            name = posixpath.normpath(info.name)
+            inode: _Inode | None = None
+            if info.isdir():
+                kind = "dir"
+            elif info.issym():
+                kind = "symlink"
+                inodes.pop(name, None)
+            elif info.islnk():
+                kind = "hardlink"
+                _checked_name(info.linkname, path)
+                inode = inodes.get(posixpath.normpath(info.linkname))
+                if inode is None:
+                    raise BadInput(f"archive member {info.name!r} links to {info.linkname!r}, which is not a file "
+                                   "earlier in the archive (outside the extraction folder)", path=str(path))
+                inode.mode = info.mode
+                inodes[name] = inode
+            elif info.isreg():
+                kind = "file"
+                handle = tar.extractfile(info)
+                data = handle.read() if handle is not None else b""
+                if len(data) != info.size:
+                    raise BadInput(f"corrupt or unreadable archive: member {info.name!r} is truncated",
+                                   path=str(path))
+                total += len(data)
+                if total > MAX_TOTAL:
+                    raise BadInput(f"archive is over {MAX_TOTAL >> 30} GiB unpacked: too large to import",
+                                   path=str(path))
+                inode = inodes.get(name)
+                if inode is None:
+                    inode = inodes[name] = _Inode(data, info.mode)
+                else:
+                    inode.data, inode.mode = data, info.mode
+            else:
+                raise BadInput(f"archive member {info.name!r} is a device or too large", path=str(path))
+            entries.append((info, kind, inode))
+    return [(_Member(info.name, kind, inode.mode if inode else info.mode, info.size, info.linkname),
+             inode.data if inode else None) for info, kind, inode in entries]
+
+
+def _read_zip(path: Path) -> list[tuple[_Member, bytes | None]]:
+    """Zip members are files or folders (extraction never made symlinks of them, nor kept their modes)."""
+    out: list[tuple[_Member, bytes | None]] = []
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            _checked_name(info.filename, path)
+            if info.file_size > MAX_MEMBER:
+                raise BadInput(f"archive member {info.filename!r} is too large", path=str(path))
+            total += info.file_size
+            if total > MAX_TOTAL:
+                raise BadInput(f"archive is over {MAX_TOTAL >> 30} GiB unpacked: too large to import", path=str(path))
+        for info in zf.infolist():
+            if info.is_dir():
+                out.append((_Member(info.filename, "dir", 0o755, 0), None))
+            else:
+                out.append((_Member(info.filename, "file", 0o644, info.file_size), zf.read(info)))
+    return out
