@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -66,6 +67,7 @@ class Row:
     patchq: list[float] = field(default_factory=list)
     baseline: list[float] = field(default_factory=list)
     before: list[float] = field(default_factory=list)      # --compare DIR's patchq, same command
+    cpu: dict[str, list[float]] = field(default_factory=dict)   # side -> CPU seconds per round
 
 
 def child_env(cache: Path, tree: Path = ROOT) -> dict[str, str]:
@@ -84,10 +86,22 @@ def patchq_cmd(args: list[str], cwd: Path, cache: Path, tree: Path = ROOT, ok=(0
     return run
 
 
+CPU: list[float] = []          # CPU seconds (this process and its children) of the last timed call
+
+
+def _cpu() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def timed(fn: Callable[[], object]) -> float:
+    """Wall seconds of `fn`; its CPU seconds (user + system, children included) go to CPU[0]."""
+    cpu = _cpu()
     started = time.perf_counter()
     fn()
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    CPU[:] = [_cpu() - cpu]
+    return wall
 
 
 def cli_timer(cmd: Callable[[], None], prepare: Callable[[], None] | None = None) -> Callable[[], float]:
@@ -208,7 +222,9 @@ class RebaseSetup:
 
     def git_rebase(self) -> float:
         shutil.rmtree(self.git_work, ignore_errors=True)
-        return bench_rebase.time_git_rebase(self.upstream, self.git_work, self.base, self.tip, self.diffs, 1)[0]
+        wall = bench_rebase.time_git_rebase(self.upstream, self.git_work, self.base, self.tip, self.diffs, 1)[0]
+        CPU.clear()              # timed inside bench_rebase, with its setup: no CPU figure
+        return wall
 
 
 # ---- the run -----------------------------------------------------------------------------------------------------
@@ -333,6 +349,7 @@ def main() -> None:
         for number in range(args.rounds):
             for row, side, fn in steps:
                 getattr(row, side).append(fn())
+                row.cpu.setdefault(side, []).append(CPU[0] if CPU else float("nan"))
             print(f"round {number + 1}/{args.rounds} done", file=sys.stderr)
         print("| operation | patchq | baseline | ratio | target |" + (" before (--compare) |" if before_tree else ""))
         print("| --- | --- | --- | --- | --- |" + (" --- |" if before_tree else ""))
@@ -343,10 +360,18 @@ def main() -> None:
             if before_tree:
                 line += f" {fmt(row.before)} |"
             print(line)
+        print("\nCPU seconds (user + system, children included; medians), which contention inflates far less:")
+        for row in rows:
+            parts = [f"{side} {median(row.cpu.get(side, [])):.2f}" for side in ("patchq", "baseline", "before")
+                     if row.cpu.get(side)]
+            cpu_ratio = ""
+            if row.cpu.get("baseline"):
+                cpu_ratio = f" (ratio {median(row.cpu['patchq']) / median(row.cpu['baseline']):.2f}×)"
+            print(f"  {row.what}: {', '.join(parts)}{cpu_ratio}")
         print(f"\nload average after: {os.getloadavg()[0]:.1f}")
         if args.json:
             args.json.write_text(json.dumps({r.name: {"what": r.what, "patchq": r.patchq, "baseline": r.baseline,
-                                                       "before": r.before} for r in rows}, indent=1))
+                                                       "before": r.before, "cpu": r.cpu} for r in rows}, indent=1))
     finally:
         if args.keep:
             print(f"kept {tmp}")

@@ -223,7 +223,8 @@ class _Judge:
                 old = contents.pop(path, None)
                 if old is None:
                     return None
-                changes.append(_Change(path, old, None, tuple(range(1, _line_count(old) + 1)), ()))
+                lines = () if _binary(old) else tuple(range(1, _line_count(old) + 1))
+                changes.append(_Change(path, old, None, lines, ()))
                 continue
             old = b"" if section.is_new else contents.get(path)
             if old is None or (section.is_new and path in contents):
@@ -245,7 +246,9 @@ class _Judge:
                 continue
             old = contents.get(path) if old_entry is not None else None
             new = self.reader.read(new_entry[1]) if new_entry is not None else None
-            if old is not None and new is not None and old_entry is not None and new_entry is not None:
+            if _binary(old) or _binary(new):              # git diff shows no lines of a binary file
+                removed, added = (), ()
+            elif old is not None and new is not None and old_entry is not None and new_entry is not None:
                 removed, added = _zero_context_lines(self.repo.diff_blobs_zero_context(old_entry[1], new_entry[1]))
             else:
                 removed = tuple(range(1, _line_count(old) + 1)) if old is not None else ()
@@ -330,6 +333,11 @@ def _zero_context_lines(diff: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
         removed.extend(range(old_start, old_start + old_count))
         added.extend(range(new_start, new_start + new_count))
     return tuple(removed), tuple(added)
+
+
+def _binary(data: bytes | None) -> bool:
+    """git's own test: a NUL byte in the first 8,000 bytes."""
+    return data is not None and b"\0" in data[:8000]
 
 
 def _line_count(data: bytes | None) -> int:
