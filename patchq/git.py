@@ -339,8 +339,7 @@ class Repo:
 
     def diff_blobs_zero_context(self, old: str, new: str) -> bytes:
         """`git diff -U0` of two blob ids: the hunk headers say which lines changed."""
-        return self.run("-c", "diff.noprefix=false", "diff", "-U0", "--no-color", "--no-ext-diff", "--src-prefix=a/",
-                        "--dst-prefix=b/", old, new).stdout
+        return self.run(*DIFF_CONFIG, "diff", *DIFF_FLAGS, "-U0", old, new).stdout
 
     def grep_fixed_lines(self, rev: str, words: list[str]) -> bytes:
         """The lines of `rev`'s tree that contain any of `words` (one process for many words; empty when none)."""
