@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
 # --- command modules (each registers its commands on import) ---
 from . import cmd_capture  # noqa: E402,F401
 from . import cmd_loop  # noqa: E402,F401  refresh, new, mark, status, sync, edit, upstream, stack
-
+from . import cmd_trial  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -81,6 +81,32 @@ class StackResult:
     date: str = ""
     gates: tuple[str, ...] = ()
     notes: str = ""
+    record: str = ""                # results/<stack>/<file>.json: the trial whose repeats gave `value`
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """How a stack is measured (pins.lock `bench:`): a command, where its number is, how often (patchq/trial.py)."""
+
+    cmd: str
+    metric: str                     # a regex with one group, or json:[FILE:]PATH
+    repeats: int = 5
+    warmup: int = 1
+    timeout: float = 600.0
+    better: str = "higher"          # "higher" | "lower"
+    unit: str = ""
+    cwd: str = ""                   # folder inside the trial checkout (an upstream's name, say)
+    build: tuple[str, ...] = ()     # kernels/ targets the command needs, built on both sides
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """A quality gate run on the candidate before any measurement: exit 0 passes."""
+
+    name: str
+    cmd: str
+    timeout: float = 600.0
+    cwd: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,8 @@ class Stack:
     trees: dict[str, str] = field(default_factory=dict)    # upstream -> tree id after a clean apply
     description: str = ""
     patches: tuple[str, ...] = ()                   # an explicit selection ("id" or "upstream:id") instead of include
+    bench: BenchSpec | None = None
+    gates: tuple[GateSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,9 @@ MAX_YAML_DEPTH = 64
 
 UPSTREAM_KEYS = {"url", "pin", "archive", "description", "version"}
 ARCHIVE_KEYS = {"sha256", "url", "pypi", "subdir"}
-STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "trees", "description", "patches"}
-RESULT_KEYS = {"metric", "value", "lane", "date", "gates", "notes"}
+STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "trees", "description", "patches",
+              "bench", "gates"}
+RESULT_KEYS = {"metric", "value", "lane", "date", "gates", "notes", "record"}
 ENTRY_KEYS = {"id", "file", "status", "title", "why", "flags", "result", "baseline", "notes", "date", "base",
               "supersedes", "contains", "author", "requires", "salvaged"}
 
@@ -464,7 +465,7 @@ def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstream
                            line=_line(res, "value")) from None
         result = StackResult(metric=_str(res, "metric", path), value=number, lane=_str(res, "lane", path),
                              date=_str(res, "date", path), gates=_str_list(res, "gates", path),
-                             notes=_str(res, "notes", path))
+                             notes=_str(res, "notes", path), record=_str(res, "record", path))
     trees = _str_map(node, "trees", path)
     for up, tree in trees.items():
         if not FULL_SHA.match(tree):
@@ -477,9 +478,11 @@ def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstream
     if "patches" in node and not patches:
         raise BadInput(f"stack {name!r} has an empty 'patches' list (leave the key out to select by status)",
                        path=str(path), line=_line(node, "patches"))
+    from .benchspec import load_bench, load_gates   # bench/gates validation lives with the trial code
     return Stack(name=name, upstreams=names, pins=pins, include=tuple(include), extra=_str_list(node, "extra", path),
                  profile=_str_map(node, "profile", path), result=result, trees=trees,
-                 description=_str(node, "description", path), patches=patches)
+                 description=_str(node, "description", path), patches=patches, bench=load_bench(node, name, path),
+                 gates=load_gates(node, name, path))
 
 
 def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
