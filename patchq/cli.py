@@ -91,7 +91,8 @@ def demo(c: Context, folder: Path | None, no_apply: bool) -> None:
     c.emit({"apply": report, "build": build},
            lambda: (render_apply(c.console, report), render_build(c.console, build)))
     if not c.json:
-        c.console.print(f"\ntry: cd {root} && patchq list && patchq flags promoted-demo")
+        c.console.print(f"\ntry: cd {root} && patchq list && patchq flags promoted-demo"
+                        " && patchq trial measured-demo --with argmax-sampling")
 
 
 @cli.command("list")

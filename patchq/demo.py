@@ -247,6 +247,85 @@ def _build_llama(path: Path) -> str:
     return _commit(repo, "ggml: backend version", 4)
 
 
+TINYLLM_DECODE = '''"""A toy decoder: logits, greedy sampling, generation (demo stand-in for a model's decode loop)."""
+import math
+
+VOCAB = 512
+
+
+def logits(state, step):
+    return [((state * 31 + t * 17 + step) % 1009) / 1009.0 for t in range(VOCAB)]
+
+
+def sample(scores):
+    # softmax over the whole vocabulary, then the most likely token
+    top = max(scores)
+    weights = [math.exp(s - top) for s in scores]
+    total = sum(weights)
+    probs = [w / total for w in weights]
+    return max(range(len(probs)), key=probs.__getitem__)
+
+
+def generate(prompt, steps):
+    state = sum(prompt) % 1009
+    out = []
+    for step in range(steps):
+        token = sample(logits(state, step))
+        out.append(token)
+        state = (state * 7 + token) % 1009
+    return out
+'''
+
+TINYLLM_BENCH = '''"""Decode throughput of the toy decoder: generated tokens per CPU second, best of 3 (prints output_tok_s)."""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tinyllm.decode import generate  # noqa: E402
+
+STEPS = int(os.environ.get("TINYLLM_STEPS", "40"))
+best = None
+for _ in range(3):
+    start = time.process_time()
+    generate([1, 2, 3], STEPS)
+    spent = time.process_time() - start
+    best = spent if best is None else min(best, spent)
+print(f"output_tok_s: {STEPS / max(best, 1e-9):.1f}")
+'''
+
+TINYLLM_GOLDEN = '''"""Quality gate: the generated tokens hash exactly to the recorded golden hash."""
+import hashlib
+import os
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+from tinyllm.decode import generate  # noqa: E402
+
+tokens = generate([1, 2, 3], 40)
+got = hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest()
+want = open(os.path.join(here, "golden.sha256")).read().strip()
+print(f"token hash {got[:16]} (golden {want[:16]}); first tokens {tokens[:8]}")
+sys.exit(0 if got == want else 1)
+'''
+
+
+def _build_tinyllm(path: Path) -> str:
+    import hashlib
+    repo = Repo.init(path)
+    _write(path, "tinyllm/__init__.py", "")
+    _write(path, "tinyllm/decode.py", TINYLLM_DECODE)
+    _write(path, "bench.py", TINYLLM_BENCH)
+    _write(path, "golden.py", TINYLLM_GOLDEN)
+    namespace: dict = {}
+    exec(TINYLLM_DECODE, namespace)
+    tokens = namespace["generate"]([1, 2, 3], 40)
+    _write(path, "golden.sha256", hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest() + "\n")
+    _write(path, ".gitignore", "__pycache__/\n")
+    return _commit(repo, "tinyllm: toy decoder with a throughput bench and a token-hash gate", 2)
+
+
 @dataclass(frozen=True)
 class _Change:
     entry: PatchEntry
@@ -349,6 +428,27 @@ def _llama_changes() -> list[_Change]:
     return [gate, probe]
 
 
+def _tinyllm_changes() -> list[_Change]:
+    sampling = ("tinyllm/decode.py",
+                "    # softmax over the whole vocabulary, then the most likely token\n    top = max(scores)\n"
+                "    weights = [math.exp(s - top) for s in scores]\n    total = sum(weights)\n"
+                "    probs = [w / total for w in weights]\n    return max(range(len(probs)), key=probs.__getitem__)\n")
+    argmax = _Change(PatchEntry(
+        id="argmax-sampling", upstream="tinyllm", file="0001-argmax-sampling.patch", status=Status.NEGATIVE_ARCHIVED,
+        title="Greedy sampling: take the argmax of the logits, skip the softmax",
+        why="Softmax is monotone, so greedy decoding picks the same token from the raw logits. Archived in May "
+            "when the stack's sampler was still stochastic; worth a new trial now that it is greedy.",
+        date="2026-05-20", author=AUTHOR),
+        ((sampling[0], sampling[1], "    # greedy: softmax is monotone, so the largest logit is the most likely token\n"
+          "    return max(range(len(scores)), key=scores.__getitem__)\n"),))
+    truncated = _Change(PatchEntry(
+        id="vocab-prefix-64", upstream="tinyllm", file="0002-vocab-prefix-64.patch", status=Status.NEGATIVE_ARCHIVED,
+        title="Sample from the first 64 vocabulary entries only",
+        why="A shortcut that is fast and wrong: the token-hash gate rejects it.", date="2026-05-22", author=AUTHOR),
+        ((sampling[0], "    top = max(scores)\n", "    scores = scores[:64]\n    top = max(scores)\n"),))
+    return [argmax, truncated]
+
+
 LOCK_TEMPLATE = """\
 # patchq sample workspace, made by 'patchq demo'.
 # Upstreams are pinned to full commits; the stack says which queues it applies and how it was measured.
@@ -363,6 +463,10 @@ upstreams:
     url: upstreams/llama-cpp.git
     pin: {llama_pin}
     description: llama.cpp-like C project built with make
+  tinyllm:
+    url: upstreams/tinyllm.git
+    pin: {tinyllm_pin}
+    description: a toy pure-Python decoder whose speed the measured stack benchmarks
 stacks:
   promoted-demo:
     description: the promoted MiniMax M2 stack (demo numbers)
@@ -380,6 +484,24 @@ stacks:
       lane: 4x Arc Pro B70, TP=4, 1k in / 1k out
       date: "2026-05-24"
       gates: [gsm8k-200, needle-32k]
+  measured-demo:
+    description: the toy decoder, measured ('patchq trial measured-demo --with argmax-sampling')
+    upstreams: [tinyllm]
+    profile:
+      TINYLLM_STEPS: "40"
+    bench:
+      cmd: "{{python}} -S bench.py"
+      metric: "output_tok_s: ([0-9.]+)"
+      repeats: 3
+      warmup: 1
+      timeout: 120
+      unit: tok/s
+      cwd: tinyllm
+    gates:
+      - name: token-hashes
+        cmd: "{{python}} -S golden.py"
+        timeout: 120
+        cwd: tinyllm
 """
 
 RECIPES = {
@@ -422,7 +544,8 @@ def _build_into(root: Path) -> None:
     sources = root / "upstreams-src"
     vllm_base, vllm_pin, _latest = _build_vllm(sources / "vllm")
     llama_pin = _build_llama(sources / "llama-cpp")
-    for name in ("vllm", "llama-cpp"):
+    tinyllm_pin = _build_tinyllm(sources / "tinyllm")
+    for name in ("vllm", "llama-cpp", "tinyllm"):
         run_git(["clone", "-q", "--bare", str(sources / name), str(root / "upstreams" / f"{name}.git")])
     shutil.rmtree(sources)
     for label, change in _vllm_changes():
@@ -432,15 +555,20 @@ def _build_into(root: Path) -> None:
     for change in _llama_changes():
         diff = _diff_for(root / "upstreams" / "llama-cpp.git", llama_pin, change.edits)
         write_atomic(root / "queues" / "llama-cpp" / change.entry.file, render_patch_file(change.entry, diff))
-    for upstream, changes in (("vllm", [c for _, c in _vllm_changes()]), ("llama-cpp", _llama_changes())):
+    for change in _tinyllm_changes():
+        diff = _diff_for(root / "upstreams" / "tinyllm.git", tinyllm_pin, change.edits)
+        write_atomic(root / "queues" / "tinyllm" / change.entry.file, render_patch_file(change.entry, diff))
+    for upstream, changes in (("vllm", [c for _, c in _vllm_changes()]), ("llama-cpp", _llama_changes()),
+                              ("tinyllm", _tinyllm_changes())):
         from .workspace import entry_to_yaml
         from ruamel.yaml.comments import CommentedMap, CommentedSeq
         doc = CommentedMap()
         doc.yaml_set_start_comment(f"patchq queue for upstream {upstream!r}: order is apply order")
         doc["patches"] = CommentedSeq([entry_to_yaml(c.entry) for c in changes])
         write_atomic(root / "queues" / upstream / SERIES_NAME, dump_yaml(doc))
-    write_atomic(root / "pins.lock", LOCK_TEMPLATE.format(vllm_pin=vllm_pin, llama_pin=llama_pin).encode())
     import sys
+    lock = LOCK_TEMPLATE.format(vllm_pin=vllm_pin, llama_pin=llama_pin, tinyllm_pin=tinyllm_pin)
+    write_atomic(root / "pins.lock", lock.replace("{python}", sys.executable).encode())
     for name, text in RECIPES.items():
         write_atomic(root / "kernels" / name, text.replace("{python}", sys.executable).encode())
     write_atomic(root / ".gitignore", b".patchq/\n")
@@ -460,4 +588,7 @@ Made by `patchq demo`. Try:
     patchq export promoted-demo -u llama-cpp -o repro/   # a .patch.gz.b64 bundle for a reproduction folder
     patchq export promoted-demo -o repro/    # refused: allreduce-bf16-accum needs a 3-way merge, which plain
                                              # 'git apply' in a repro folder cannot do (rebase it first)
+    patchq trial measured-demo --with argmax-sampling    # gate, then baseline/candidate alternately: promote
+    patchq trial measured-demo --with vocab-prefix-64    # rejected: the token-hash gate fails
+    patchq results --plot                    # the trials, with an SVG of each under results/
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from ruamel.yaml.comments import CommentedMap
 from patchq.model import Status
 from patchq.workspace import _yaml, dump_yaml, load_workspace
 from test_hostile import snapshot
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 WORK_PY = '''\
 """Scores a token stream (the code the patches change)."""
@@ -412,3 +415,84 @@ def test_a_trial_killed_at_any_write_of_its_decision_leaves_the_old_state_or_the
     # the kill points fall on both sides of the journal: early ones leave the old state, later ones the decided one
     assert "old" in outcomes and "new" in outcomes and len(outcomes) >= 10, outcomes
     assert outcomes == sorted(outcomes, key=lambda s: s == "new")
+
+
+def test_the_demo_workspace_has_a_measured_stack_that_shows_a_trial(tmp_path, patchq):
+    from patchq.demo import build_demo
+    root = build_demo(tmp_path / "demo")
+    stack = load_workspace(root).stack("measured-demo")
+    assert stack.bench is not None and [g.name for g in stack.gates] == ["token-hashes"]
+    res = patchq("--workspace", str(root), "--json", "trial", "measured-demo", "--with", "argmax-sampling",
+                 "--repeats", "4")
+    assert res.code == 0, res.err
+    doc = json.loads(res.out)["result"]
+    assert doc["verdict"] == "promote", doc["reason"]          # greedy argmax skips a softmax: about 2x
+    res = patchq("--workspace", str(root), "--json", "trial", "measured-demo", "--with", "vocab-prefix-64")
+    assert json.loads(res.out)["result"]["reason"] == "gate token-hashes failed (exit 1)"
+
+
+@pytest.mark.skipif(not shutil.which("c++"), reason="no C++ compiler on this machine")
+def test_the_cuda_example_trial_runs_on_the_cpu_build(tmp_path, patchq):
+    """examples/cuda-poly: the same kernel source built for the CPU by its recipe; Horner promotes, powf rejects.
+    benchmarks/gpu_trial.sh runs the GPU half on a machine with an NVIDIA GPU (its output: docs/trial.md)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cuda_poly", REPO_ROOT / "examples/cuda-poly/build_workspace.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = module.build(tmp_path / "cuda-poly")
+    verdicts = {}
+    for patch in ("horner", "powf"):
+        res = patchq("--workspace", str(root), "--json", "trial", "poly-cpu", "--with", patch, "--repeats", "3")
+        assert res.code == 0, res.err
+        doc = json.loads(res.out)["result"]
+        verdicts[patch] = doc["verdict"]
+        assert doc["gates"][0]["name"] == "accuracy" and doc["gates"][0]["status"] == "passed"
+        assert [b["target"] for b in doc["builds"]["candidate"]] == ["poly-cpu"]
+        assert doc["builds"]["candidate"][0]["kind"] in ("built", "cached")
+    assert verdicts == {"horner": "promote", "powf": "reject"}
+    if not shutil.which("nvidia-smi"):          # the GPU stack needs a GPU: said plainly, exit 3, nothing recorded
+        res = patchq("--workspace", str(root), "trial", "poly-gpu", "--with", "horner")
+        assert res.code == 3 and "kernels/poly-cuda.yaml" in res.err and "cannot build" in res.err, res.err
+        assert sorted(p.name for p in (root / "results").iterdir()) == ["poly-cpu"]
+
+
+def test_ctrl_c_during_the_runs_stops_the_benchmark_and_writes_nothing(loopy):
+    """SIGINT while a benchmark runs: its process group is stopped, exit 130, no results file, no scratch left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = "31.4159"                        # a sleep only this test starts, to find its process afterwards
+    before = {k: v for k, v in snapshot(loopy).items() if not k.startswith(".patchq")}
+    proc = subprocess.Popen([sys.executable, "-m", "patchq", "--workspace", str(loopy), "trial", "fast", "--with",
+                             "rename", "--gate", "true", "--bench", f"sleep {marker}", "--metric", r"v: (\d+)"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:                  # progress lines; the first run starts right after the baseline applies
+        lines.append(line)
+        if "applying the baseline" in line:
+            break
+    deadline = time.monotonic() + 30
+    while not _sleepers(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sleepers(marker), "the benchmark never started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, "".join(lines) + err
+    assert _sleepers(marker) == []
+    after = {k: v for k, v in snapshot(loopy).items() if not k.startswith(".patchq")}
+    assert after == before and not (loopy / ".patchq" / "trials").exists()
+
+
+def _sleepers(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
+                    if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
