@@ -136,7 +136,10 @@ def _decision_files(ws: Workspace, doc: dict, rel: str) -> dict[Path, bytes]:
         if status == Status.NEGATIVE_ARCHIVED:
             why = (why + "\n\n" if why else "") + f"Trial {doc['started'][:10]}: rejected, {doc['reason']}; " \
                                                   f"{line}. Results: {rel}"
-        updated = replace(entry, status=status or entry.status, result=line, baseline=baseline,
+        new_status = status or entry.status
+        if new_status == Status.PROMOTED and getattr(entry, "salvaged", ""):
+            new_status = entry.status          # salvaged from a damaged bundle: never promoted (queue.set_status)
+        updated = replace(entry, status=new_status, result=line, baseline=baseline,
                           notes=tuple(n for n in entry.notes if n != rel) + (rel,), why=why)
         path = ws.patch_path(entry)
         patch = read_patch_file(path.read_bytes(), source=ws.rel(path))
