@@ -326,6 +326,24 @@ def _build_tinyllm(path: Path) -> str:
     return _commit(repo, "tinyllm: toy decoder with a throughput bench and a token-hash gate", 2)
 
 
+def _worktree_diffs(path: Path, changes: list["_Change"]) -> dict[str, bytes]:
+    """Each change's diff made in the upstream's own work tree at its HEAD, which is restored after each one.
+
+    One git process per patch instead of a scratch clone per patch: the measured stack's upstream is new, so its
+    patches are all cut against its only commit."""
+    repo = Repo(path)
+    diffs = {}
+    for change in changes:
+        originals = {rel: (path / rel).read_text() for rel, _, _ in change.edits}
+        for rel, old, new in change.edits:
+            _edit(path, rel, old, new)
+        diffs[change.entry.id] = repo.run("-c", "diff.noprefix=false", "diff", "--src-prefix=a/", "--dst-prefix=b/",
+                                          "--no-ext-diff", "--no-color", "--full-index", "HEAD").stdout
+        for rel, text in originals.items():
+            _write(path, rel, text)
+    return diffs
+
+
 @dataclass(frozen=True)
 class _Change:
     entry: PatchEntry
@@ -545,6 +563,7 @@ def _build_into(root: Path) -> None:
     vllm_base, vllm_pin, _latest = _build_vllm(sources / "vllm")
     llama_pin = _build_llama(sources / "llama-cpp")
     tinyllm_pin = _build_tinyllm(sources / "tinyllm")
+    tinyllm_diffs = _worktree_diffs(sources / "tinyllm", _tinyllm_changes())
     for name in ("vllm", "llama-cpp", "tinyllm"):
         run_git(["clone", "-q", "--bare", str(sources / name), str(root / "upstreams" / f"{name}.git")])
     shutil.rmtree(sources)
@@ -556,8 +575,8 @@ def _build_into(root: Path) -> None:
         diff = _diff_for(root / "upstreams" / "llama-cpp.git", llama_pin, change.edits)
         write_atomic(root / "queues" / "llama-cpp" / change.entry.file, render_patch_file(change.entry, diff))
     for change in _tinyllm_changes():
-        diff = _diff_for(root / "upstreams" / "tinyllm.git", tinyllm_pin, change.edits)
-        write_atomic(root / "queues" / "tinyllm" / change.entry.file, render_patch_file(change.entry, diff))
+        write_atomic(root / "queues" / "tinyllm" / change.entry.file,
+                     render_patch_file(change.entry, tinyllm_diffs[change.entry.id]))
     for upstream, changes in (("vllm", [c for _, c in _vllm_changes()]), ("llama-cpp", _llama_changes()),
                               ("tinyllm", _tinyllm_changes())):
         from .workspace import entry_to_yaml
