@@ -93,7 +93,7 @@ def next_steps(ws: Workspace, doc: dict, rel: str, decided: bool) -> list[str]:
     if doc["kind"] == "verify" or decided:
         pass
     elif verdict == "promote":
-        steps.append(f"promote it: patchq trial {doc['stack']} {refs} --decide (or 'patchq status "
+        steps.append(f"promote it: patchq trial {doc['stack']} {refs} --decide (or 'patchq mark "
                      f"{doc['candidate'][0]} promoted')")
     elif verdict == "reject":
         steps.append(f"archive it with its numbers: patchq trial {doc['stack']} {refs} --decide")
