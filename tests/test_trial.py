@@ -183,8 +183,9 @@ def test_a_3x_faster_loop_is_promoted_and_decided_then_verified_and_a_3x_slower_
     assert (loopy / "pins.lock").read_text().startswith("# the lab's own comment, kept\n")
     assert patchq("--workspace", str(loopy), "check").code == 0
 
-    # the stack (now with dedupe) re-measured against its own record
-    res = patchq("--workspace", str(loopy), "trial", "fast", "--verify-result", "--repeats", "3")
+    # the stack (now with dedupe) re-measured against its own record, within 25% (the machine drifts between trials)
+    res = patchq("--workspace", str(loopy), "trial", "fast", "--verify-result", "--repeats", "3",
+                 "--min-effect", "25%")
     assert res.code == 0, res.out + res.err
     assert "regenerated and still" in res.out and "tok/s" in res.out
 
