@@ -1,0 +1,359 @@
+"""Move a stack's queue for one upstream onto a new upstream commit: a state machine that survives kill -9.
+
+`start_rebase` surveys first: the queue at the old pin (commits for the before view), the queue at the new base
+(what will happen), upstream commits whose patch-id equals a patch (already upstream), and for every patch that no
+longer applies cleanly a bisection over the first-parent history for the upstream commit that broke it. Then the
+patches are re-applied in order with `apply.run_queue` inside the mirror, without a work tree. At the first
+conflict a resolution work tree is made under `.patchq/rebase/worktree`, the patch is applied there with
+`git apply --3way --index` (real conflict markers, git's recorded resolutions replayed), and the run stops with
+its state in `.patchq/rebase/state.json`. `--continue`, `--skip` and `--abort` pick that state up from any shell.
+
+Nothing in the workspace changes before the end. Then the new patch files, `pins.lock`, the range-diff and new
+recorded resolutions are written aside with copies of the files they replace, the list of replacements is
+committed into state.json in one atomic write, and only then are the files swapped in. A crash at any point leaves
+state from which `--continue` finishes the swap or `--abort` puts every file back byte for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from ..apply import LoadedPatch, load_patch, run_queue
+from ..errors import BadInput, NeedsYou
+from ..git import Repo
+from ..model import FULL_SHA, Outcome, OutcomeKind, PatchEntry, Stack
+from ..sources import ensure_mirror, resolve_ref
+from ..workspace import SERIES_NAME, Workspace, load_workspace, workspace_lock
+from .finish import _cleanup, _delete_refs, _finish, _swap_in, _swap_out
+from .state import (
+    RebasePaths,
+    RebaseReport,
+    RebaseState,
+    RebaseStep,
+    StepKind,
+    _archive_steps,
+    _file_sha,
+    _outcome_from_dict,
+    _outcome_to_dict,
+    _report,
+    _step_to_dict,
+    crash_point,
+    workspace_rr_cache,
+)
+from .survey import (
+    _path_between,
+    _workspace_key,
+    check_side,
+    choose_stack,
+    parse_onto,
+    side_entries,
+    survey,
+)
+from .worktree import _commit_resolution, _open_conflict, _unresolved
+
+# ---- starting --------------------------------------------------------------------------------------------------------
+
+def _in_progress_error(paths: RebasePaths) -> BadInput:
+    return BadInput("a rebase is already in progress; finish it with 'patchq rebase --continue' (after resolving "
+                    "in the work tree), leave the stopped patch out with '--skip', or undo it all with '--abort'",
+                    path=str(paths.state))
+
+
+def _inputs(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> dict[str, str]:
+    files = [ws.lock_path, ws.queue_dir(upstream) / SERIES_NAME, *(ws.patch_path(e) for e in entries)]
+    return {ws.rel(p): _file_sha(p) or "" for p in files}
+
+
+def start_rebase(root: Path, onto: str, stack_name: str | None = None, *, dry_run: bool = False) -> RebaseReport:
+    """Survey and start moving a stack's queue onto UPSTREAM@REF; stops at the first conflict it cannot resolve."""
+    paths = RebasePaths(root)
+    if paths.state.exists():
+        raise _in_progress_error(paths)
+    ws = load_workspace(root)
+    name, ref = parse_onto(onto)
+    upstream = ws.upstream(name)
+    stack = choose_stack(ws, name, stack_name)
+    old = ws.pin_for(stack, name)
+    repo = ensure_mirror(upstream, workspace=root, need=(old,))
+    if not (FULL_SHA.match(ref) and repo.has_commit(ref)):
+        repo = ensure_mirror(upstream, workspace=root, need=(old,), refresh=True)
+    new = resolve_ref(repo, upstream, ref)
+    entries = ws.stack_entries(stack, name)
+    patches = [load_patch(ws, e) for e in entries]
+    direction, walk = _path_between(repo, old, new)
+    refs = f"refs/patchq/rebase/{_workspace_key(root)}"
+    notes = _direction_notes(repo, direction, ref, old, new, len(walk)) + _shared_notes(ws, stack, name)
+    if dry_run:
+        return _dry_run(ws, repo, stack, name, ref, old, new, direction, walk, patches, refs, notes)
+    with workspace_lock(root, f"rebase --onto {onto}"):
+        if paths.state.exists():
+            raise _in_progress_error(paths)
+        shutil.rmtree(paths.dir, ignore_errors=True)    # what a finished or aborted run left if it was killed
+        found = survey(repo, patches, old, new, direction, walk, refs=refs, keep_probe=False)
+        state = RebaseState(
+            upstream=name, stack=stack.name, ref=ref, old_pin=old, onto=new, direction=direction,
+            commits_between=len(walk), mirror=str(repo.path), refs=refs,
+            patches=[{"id": p.entry.id, "file": p.entry.file} for p in patches],
+            inputs=_inputs(ws, name, [*entries, *side_entries(ws, stack, name)]), matched=found.matched,
+            probe=[_outcome_to_dict(o) for o in found.probe], old_commits=found.old_commits, old_head=found.old_head,
+            breaking=[{**dataclasses.asdict(b), "kind": b.kind.value} for b in found.breaking], notes=notes,
+            head=new, counts={"judged": found.judged, "bisect": found.bisect})
+        _seed_rr_cache(ws, name, paths)
+        state.save(paths)
+        crash_point("started")
+        return _advance(ws, repo, state, paths, patches)
+
+
+def _direction_notes(repo: Repo, direction: str, ref: str, old: str, new: str, count: int) -> list[str]:
+    if direction == "same":
+        return [f"{ref} is the current pin {old[:12]}: the patch files are only regenerated"]
+    if direction == "backward":
+        return [f"{ref} ({new[:12]}) is OLDER than the current pin {old[:12]}: moving the queue back over "
+                f"{count} first-parent commits"]
+    if direction == "diverged":
+        base = repo.out("merge-base", old, new)
+        return [f"{ref} ({new[:12]}) is not a descendant of the current pin {old[:12]} (merge base {base[:12]}); "
+                f"breaking commits are searched on the {count} first-parent commits of {new[:12]} the pin lacks"]
+    return []
+
+
+def _shared_notes(ws: Workspace, stack: Stack, upstream: str) -> list[str]:
+    """Other stacks that share patch files or the default pin with the one being moved."""
+    notes = []
+    mine = {e.id for e in ws.stack_entries(stack, upstream)}
+    uses_default = upstream not in stack.pins
+    for other in ws.stacks.values():
+        if other.name == stack.name or upstream not in other.upstreams:
+            continue
+        moves = uses_default and upstream not in other.pins
+        shared = mine & {e.id for e in ws.stack_entries(other, upstream)}
+        if moves:
+            notes.append(f"stack {other.name!r} also uses {upstream}'s default pin and moves with it; check it "
+                         f"with 'patchq apply {other.name} --check'")
+        elif shared:
+            notes.append(f"stack {other.name!r} applies {len(shared)} of these patch files at its own pin; check "
+                         f"it after the rebase with 'patchq apply {other.name} --check'")
+    return notes
+
+
+def _dry_run(ws: Workspace, repo: Repo, stack: Stack, name: str, ref: str, old: str, new: str, direction: str,
+             walk: list[tuple[str, str]], patches: list[LoadedPatch], refs: str, notes: list[str]) -> RebaseReport:
+    """The whole report — outcomes, breaking commits, side patches — with nothing in the workspace touched."""
+    try:
+        found = survey(repo, patches, old, new, direction, walk, refs=refs, keep_probe=True)
+        order = [p.entry.id for p in patches]
+        side = check_side(repo, ws, side_entries(ws, stack, name), order, found.probe_commits, new, found.probe_head)
+    finally:
+        _delete_refs(repo, refs)
+    steps = []
+    for loaded, outcome in zip(patches, found.probe):
+        pid = loaded.entry.id
+        if pid in found.matched:
+            commit, subject = found.matched[pid]
+            steps.append(RebaseStep(pid, StepKind.ALREADY_UPSTREAM, outcome, upstream_commit=commit,
+                                    upstream_subject=subject, detail="same patch-id as an upstream commit"))
+        else:
+            steps.append(RebaseStep(pid, _kind_of(outcome.kind), outcome, detail=outcome.detail))
+    return RebaseReport(name, stack.name, ref, old, new, direction, len(walk), "dry-run", tuple(steps),
+                        tuple(found.breaking), tuple(side), apply_checks=found.judged + len(side),
+                        bisect_checks=found.bisect, notes=tuple(notes),
+                        next_steps=tuple(_archive_steps(name, steps)))
+
+
+def _kind_of(kind: OutcomeKind) -> StepKind:
+    if kind.applied:
+        return StepKind.APPLIED
+    if kind == OutcomeKind.ALREADY_UPSTREAM:
+        return StepKind.ALREADY_UPSTREAM
+    if kind == OutcomeKind.EMPTY:
+        return StepKind.EMPTY
+    return StepKind.CONFLICT
+
+
+
+
+def _seed_rr_cache(ws: Workspace, upstream: str, paths: RebasePaths) -> None:
+    """Copy the workspace's recorded resolutions into the rebase's private cache (the workspace copy stays as is
+    until the rebase completes, so --abort has nothing to undo there)."""
+    source = ws.root / workspace_rr_cache(upstream)
+    if source.is_dir():
+        shutil.copytree(source, paths.rr_cache, dirs_exist_ok=True)
+    else:
+        paths.rr_cache.mkdir(parents=True, exist_ok=True)
+
+
+# ---- advancing -------------------------------------------------------------------------------------------------------
+
+def _mirror(state: RebaseState) -> Repo:
+    repo = Repo(state.mirror)
+    if not (repo.path / "HEAD").exists():
+        raise BadInput(f"the upstream mirror {state.mirror} of this rebase is gone; 'patchq rebase --abort' "
+                       "and start again")
+    return repo
+
+
+def _load_patches(ws: Workspace, state: RebaseState) -> list[LoadedPatch]:
+    _check_inputs(ws, state)
+    queue = ws.queue(state.upstream)
+    out = []
+    for item in state.patches:
+        entry = queue.get(item["id"])
+        if entry is None:
+            raise BadInput(f"patch {item['id']!r} left queue {state.upstream!r} during the rebase; restore it or "
+                           "'patchq rebase --abort'")
+        out.append(load_patch(ws, entry))
+    return out
+
+
+def _check_inputs(ws: Workspace, state: RebaseState) -> None:
+    for rel, sha in state.inputs.items():
+        if (_file_sha(ws.root / rel) or "") != sha:
+            raise BadInput(f"{rel} changed since the rebase started; put it back or 'patchq rebase --abort' and "
+                           "start again", path=rel)
+
+
+def _advance(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths,
+             patches: list[LoadedPatch]) -> RebaseReport:
+    """Apply what applies, stop at a conflict rerere cannot settle, finish when every patch is placed."""
+    while state.phase == "applying":
+        todo = [(i, p) for i, p in enumerate(patches) if i >= state.next and p.entry.id not in state.matched]
+        run = run_queue(repo, state.head, [p for _, p in todo], commit_ref=f"{state.refs}/new")
+        crash_point("applied")
+        outcomes = {p.entry.id: o for (_, p), o in zip(todo, run.outcomes)}
+        stopped = None
+        for index in range(state.next, len(patches)):
+            pid = patches[index].entry.id
+            if pid in state.matched:
+                commit, subject = state.matched[pid]
+                probe = _outcome_from_dict(state.probe[index])
+                step = RebaseStep(pid, StepKind.ALREADY_UPSTREAM, probe, upstream_commit=commit,
+                                  upstream_subject=subject, detail="same patch-id as an upstream commit")
+            else:
+                outcome = outcomes[pid]
+                state.counts["judged"] += 1
+                if outcome.kind == OutcomeKind.CONFLICT:
+                    stopped = (index, outcome)
+                    break
+                step = RebaseStep(pid, _kind_of(outcome.kind), outcome, commit=outcome.commit, detail=outcome.detail)
+            state.steps.append(_step_to_dict(step))
+            state.next = index + 1
+        state.head = run.head
+        if stopped is None:
+            state.phase = "finishing"
+            state.save(paths)
+            break
+        index, outcome = stopped
+        state.save(paths)
+        loaded = patches[index]
+        wt, stop = _open_conflict(repo, paths, state.head, loaded)
+        crash_point("conflict-worktree")
+        stop = dataclasses.replace(stop, hunks=outcome.hunks)
+        if not stop.files and not stop.rejects and not _unresolved(wt, state.head):
+            commit = _commit_resolution(repo, wt, state.refs, state.head, loaded)
+            kind = StepKind.RERERE if stop.rerere else StepKind.APPLIED
+            _place(state, loaded, outcome, kind, commit, "a recorded resolution was replayed" if stop.rerere else "")
+            state.save(paths)
+            continue
+        state.phase = "conflict"
+        state.conflict = {**dataclasses.asdict(stop), "outcome": _outcome_to_dict(outcome)}
+        state.save(paths)
+        return _report(state, "stopped")
+    if state.phase == "finishing":
+        _finish(ws, repo, state, paths, patches)
+    if state.phase == "swapping":
+        _swap_in(ws.root, paths, state)
+        _cleanup(paths, state)
+    return _report(state, "done")
+
+
+def _place(state: RebaseState, loaded: LoadedPatch, outcome: Outcome, kind: StepKind, commit: str,
+           detail: str) -> None:
+    """Record a conflicted patch as settled (resolved, replayed, skipped or emptied) and move past it."""
+    if kind != StepKind.SKIPPED and not commit:
+        kind, detail = StepKind.EMPTY, "the resolution changes nothing on the new base"
+    state.steps.append(_step_to_dict(RebaseStep(loaded.entry.id, kind, outcome, commit=commit, detail=detail)))
+    if commit:
+        state.head = commit
+    state.next += 1
+    state.phase = "applying"
+    state.conflict = None
+
+
+def continue_rebase(root: Path) -> RebaseReport:
+    """Take the staged resolution of the stopped patch and go on; or finish an interrupted completion."""
+    paths = RebasePaths(root)
+    with workspace_lock(root, "rebase --continue"):
+        state = RebaseState.load(paths)
+        if state.phase == "swapping":
+            _swap_in(root, paths, state)
+            _cleanup(paths, state)
+            return _report(state, "done")
+        ws = load_workspace(root)
+        patches = _load_patches(ws, state)
+        repo = _mirror(state)
+        if state.phase == "conflict":
+            loaded = patches[state.next]
+            outcome = _outcome_from_dict(state.conflict["outcome"])
+            if not (paths.worktree / ".git").is_dir():
+                return _reopen(repo, state, paths, loaded, outcome)
+            wt = Repo(paths.worktree)
+            problems = _unresolved(wt, state.head)
+            if problems:
+                raise NeedsYou(f"{loaded.entry.id} is not resolved in {paths.worktree}: " + "; ".join(problems),
+                               path=loaded.source, hint="or leave it out with 'patchq rebase --skip', or undo "
+                                                        "everything with 'patchq rebase --abort'")
+            commit = _commit_resolution(repo, wt, state.refs, state.head, loaded)
+            crash_point("resolved-commit")
+            _place(state, loaded, outcome, StepKind.RESOLVED, commit, "resolved by hand")
+            state.save(paths)
+        return _advance(ws, repo, state, paths, patches)
+
+
+def _reopen(repo: Repo, state: RebaseState, paths: RebasePaths, loaded: LoadedPatch,
+            outcome: Outcome) -> RebaseReport:
+    """The resolution work tree is gone (deleted, or the machine changed): make it again and stop there."""
+    wt, stop = _open_conflict(repo, paths, state.head, loaded)
+    del wt
+    state.conflict = {**dataclasses.asdict(dataclasses.replace(stop, hunks=outcome.hunks)),
+                      "outcome": _outcome_to_dict(outcome)}
+    state.save(paths)
+    state.notes = [*state.notes, f"the resolution work tree was missing; it was made again at {paths.worktree}"]
+    return _report(state, "stopped")
+
+
+def skip_patch(root: Path) -> RebaseReport:
+    """Leave the stopped patch out of the new stack (its file stays in the queue, unchanged) and go on."""
+    paths = RebasePaths(root)
+    with workspace_lock(root, "rebase --skip"):
+        state = RebaseState.load(paths)
+        if state.phase != "conflict":
+            raise BadInput(f"the rebase is not stopped at a conflict (it is {state.phase}); use --continue")
+        ws = load_workspace(root)
+        patches = _load_patches(ws, state)
+        repo = _mirror(state)
+        loaded = patches[state.next]
+        if (paths.worktree / ".git").is_dir():
+            Repo(paths.worktree).run("rerere", "clear", check=False)
+        _place(state, loaded, _outcome_from_dict(state.conflict["outcome"]), StepKind.SKIPPED, "",
+               "skipped with --skip: kept in the queue unchanged, left out of the new stack")
+        state.save(paths)
+        return _advance(ws, repo, state, paths, patches)
+
+
+def abort_rebase(root: Path) -> RebaseReport:
+    """Put everything back as it was before the rebase started, whatever step it was interrupted at."""
+    paths = RebasePaths(root)
+    with workspace_lock(root, "rebase --abort"):
+        state = RebaseState.load(paths)
+        _swap_out(root, paths, state)
+        report = _report(state, "aborted")
+        _cleanup(paths, state)
+        return report
+
+
+def rebase_in_progress(root: Path) -> bool:
+    return RebasePaths(root).state.exists()
+
+

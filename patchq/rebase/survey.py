@@ -1,0 +1,250 @@
+"""Choosing what to move, and the survey: before, after, patch-ids, breaking-commit bisection, side patches."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..apply import LoadedPatch, TinyIndex, classify_patch, load_patch, run_queue
+from ..errors import BadInput
+from ..git import Repo
+from ..model import Outcome, OutcomeKind, PatchEntry, Stack, Status
+from ..patchfile import touched_paths
+from ..workspace import LOCK_NAME, Workspace
+from .state import CLEAN_KINDS, BreakingCommit, SideCheck
+
+# ---- choosing what to move -------------------------------------------------------------------------------------------
+
+def parse_onto(spec: str) -> tuple[str, str]:
+    name, sep, ref = spec.partition("@")
+    if not sep or not name or not ref:
+        raise BadInput(f"--onto expects UPSTREAM@REF (for example vllm@latest or vllm@v0.11.0), got {spec!r}")
+    return name, ref
+
+
+def choose_stack(ws: Workspace, upstream: str, name: str | None) -> Stack:
+    """The stack to move: the one named, the only one using the upstream, or (none) the queue's promoted patches."""
+    if name:
+        stack = ws.stack(name)
+        if upstream not in stack.upstreams:
+            raise BadInput(f"stack {name!r} does not use upstream {upstream!r} (it uses: "
+                           f"{', '.join(stack.upstreams)})", path=LOCK_NAME)
+        return stack
+    users = [s.name for s in ws.stacks.values() if upstream in s.upstreams]
+    if len(users) == 1:
+        return ws.stacks[users[0]]
+    if users:
+        raise BadInput(f"several stacks use {upstream!r} ({', '.join(users)}); name one: "
+                       f"patchq rebase --onto {upstream}@REF STACK")
+    return Stack(name="", upstreams=(upstream,))
+
+
+def _workspace_key(root: Path) -> str:
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+
+
+def _path_between(repo: Repo, old: str, new: str) -> tuple[str, list[tuple[str, str]]]:
+    """Direction and the first-parent walk from the old pin to the new base: (commit to test, commit to blame).
+
+    Forward, each step applies one upstream commit. Backward (REF older than the pin), each step undoes one, and
+    the state after undoing commit C is C's first parent.
+    """
+    if old == new:
+        return "same", []
+    if repo.is_ancestor(old, new):
+        return "forward", [(c, c) for c in repo.rev_list("--first-parent", "--reverse", f"{old}..{new}")]
+    if repo.is_ancestor(new, old):
+        walk = []
+        for line in repo.out("rev-list", "--first-parent", "--parents", f"{new}..{old}").splitlines():
+            commit, *parents = line.split()
+            if parents:
+                walk.append((parents[0], commit))
+        if not walk or walk[-1][0] != new:
+            walk.append((new, new))
+        return "backward", walk
+    return "diverged", [(c, c) for c in repo.rev_list("--first-parent", "--reverse", f"{old}..{new}")]
+
+
+def _upstream_patch_ids(repo: Repo, old: str, new: str, direction: str) -> dict[str, str]:
+    """patch-id -> upstream commit for every non-merge commit the new base has and the old pin has not."""
+    if direction not in ("forward", "diverged"):
+        return {}
+    log = repo.run("log", "-p", "--no-merges", "--no-color", "--no-ext-diff", "--full-index", "--binary",
+                   "--no-renames", f"{old}..{new}").stdout
+    if not log.strip():
+        return {}
+    found: dict[str, str] = {}
+    for line in repo.run("patch-id", "--stable", input=log).out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            found.setdefault(parts[0], parts[1])
+    return found
+
+
+def _patch_ids(repo: Repo, patches: list[LoadedPatch]) -> dict[str, str]:
+    """Stable patch-id of every patch, in one `git patch-id` run (each diff under a made-up commit line)."""
+    feed = b"".join(f"commit {index:040x}\n\n".encode() + p.patch.diff + (b"" if p.patch.diff.endswith(b"\n")
+                                                                         else b"\n")
+                    for index, p in enumerate(patches))
+    if not feed:
+        return {}
+    out = {}
+    for line in repo.run("patch-id", "--stable", input=feed).out.splitlines():
+        pid, commit = line.split()
+        out[patches[int(commit, 16)].entry.id] = pid
+    return out
+
+
+# ---- the breaking-commit search --------------------------------------------------------------------------------------
+
+def path_closure(patches: list[LoadedPatch], index: int) -> list[LoadedPatch]:
+    """The earlier patches that can change how patch `index` applies: those touching its paths, transitively.
+
+    A patch that touches none of these paths never changes them, so leaving it out gives the same judgement.
+    """
+    paths = set(touched_paths(patches[index].patch.files))
+    chosen = []
+    for loaded in reversed(patches[:index]):
+        mine = set(touched_paths(loaded.patch.files))
+        if mine & paths:
+            chosen.append(loaded)
+            paths |= mine
+    return list(reversed(chosen))
+
+
+def find_breaking_commit(walk: list[tuple[str, str]], applies_at: Callable[[str], bool]) -> tuple[int, int]:
+    """Index into `walk` of the first state at which `applies_at` fails, and how many checks that took.
+
+    The patch applies before the walk (at the old pin) and fails at its end (the new base), both already known, so
+    a binary search needs at most ceil(log2 K) checks for K states.
+    """
+    low, high, checks = -1, len(walk) - 1, 0
+    while high - low > 1:
+        mid = (low + high) // 2
+        checks += 1
+        if applies_at(walk[mid][0]):
+            low = mid
+        else:
+            high = mid
+    return high, checks
+
+
+def judge_at(repo: Repo, commit: str, prefix: list[LoadedPatch], loaded: LoadedPatch) -> OutcomeKind:
+    """How `loaded` goes at `commit` on top of `prefix`: one apply check in a tiny temporary index.
+
+    The same ladder as `run_queue` (keep going past a prefix patch that fails), minus the commits and the symlink
+    guard, which only matter when a tree is written out.
+    """
+    paths = list(dict.fromkeys(p for item in (*prefix, loaded) for p in touched_paths(item.patch.files)))
+    index = TinyIndex(repo, commit, paths)
+    try:
+        for item in prefix:
+            classify_patch(repo, index, item)
+        return classify_patch(repo, index, loaded)[0].kind
+    finally:
+        index.close()
+
+
+def check_bound(commits: int) -> int:
+    return (math.ceil(math.log2(commits)) if commits > 1 else 0) + 1
+
+
+# ---- the survey: before, after, patch-ids, bisection -----------------------------------------------------------------
+
+@dataclass
+class Survey:
+    old_outcomes: list[Outcome]
+    old_commits: dict[str, str]
+    old_head: str
+    probe: list[Outcome]
+    probe_commits: dict[str, str]
+    probe_head: str
+    matched: dict[str, list[str]]
+    breaking: list[BreakingCommit]
+    judged: int
+    bisect: int
+
+
+def survey(repo: Repo, patches: list[LoadedPatch], old: str, new: str, direction: str,
+           walk: list[tuple[str, str]], *, refs: str, keep_probe: bool) -> Survey:
+    old_run = run_queue(repo, old, patches, keep_going=True, commit_ref=f"{refs}/old")
+    probe = run_queue(repo, new, patches, keep_going=True, commit_ref=f"{refs}/probe" if keep_probe else None)
+    judged = 2 * len(patches)
+    upstream_ids = _upstream_patch_ids(repo, old, new, direction)
+    matched: dict[str, list[str]] = {}
+    if upstream_ids:
+        for pid, patch_id in _patch_ids(repo, patches).items():
+            if patch_id in upstream_ids:
+                commit = upstream_ids[patch_id]
+                matched[pid] = [commit, repo.subject(commit)]
+    breaking: list[BreakingCommit] = []
+    bisect = 0
+    for index, loaded in enumerate(patches):
+        before, after = old_run.outcomes[index], probe.outcomes[index]
+        pid = loaded.entry.id
+        if pid in matched:
+            commit, subject = matched[pid]
+            breaking.append(BreakingCommit(pid, commit, subject, OutcomeKind.ALREADY_UPSTREAM, 0, 0, len(walk),
+                                           detail="same patch-id as this upstream commit"))
+            continue
+        if after.kind in CLEAN_KINDS or after.kind == OutcomeKind.EMPTY or not walk:
+            continue
+        if before.kind not in CLEAN_KINDS:
+            breaking.append(BreakingCommit(pid, "", "", before.kind, 0, check_bound(len(walk)), len(walk),
+                                           detail=f"not clean at the old pin either ({before.kind.value})"))
+            continue
+        prefix = path_closure(patches, index)
+        seen: dict[str, OutcomeKind] = {walk[-1][0]: after.kind}
+
+        def applies_at(commit: str, prefix=prefix, loaded=loaded, seen=seen) -> bool:
+            seen[commit] = judge_at(repo, commit, prefix, loaded)
+            return seen[commit] in CLEAN_KINDS
+
+        found, checks = find_breaking_commit(walk, applies_at)
+        judged += checks * (len(prefix) + 1)
+        bisect += checks
+        state, blame = walk[found]
+        breaking.append(BreakingCommit(pid, blame, repo.subject(blame), seen[state], checks,
+                                       check_bound(len(walk)), len(walk), undone=direction == "backward"))
+    return Survey(old_run.outcomes, old_run.commits, old_run.head, probe.outcomes, probe.commits, probe.head,
+                  matched, breaking, judged, bisect)
+
+
+# ---- side patches ----------------------------------------------------------------------------------------------------
+
+def _verdict(kind: OutcomeKind) -> str:
+    if kind == OutcomeKind.CLEAN:
+        return "still-applies"
+    if kind in (OutcomeKind.OFFSET, OutcomeKind.FUZZ, OutcomeKind.THREEWAY):
+        return "needs-refresh"
+    if kind in (OutcomeKind.ALREADY_UPSTREAM, OutcomeKind.EMPTY):
+        return "already-upstream"
+    return "broken"
+
+
+def side_entries(ws: Workspace, stack: Stack, upstream: str) -> list[PatchEntry]:
+    """Negative-archived and diagnostic patches of the upstream that the stack does not apply."""
+    in_stack = {e.id for e in ws.stack_entries(stack, upstream)}
+    return [e for e in ws.queue(upstream).entries
+            if e.status in (Status.NEGATIVE_ARCHIVED, Status.DIAGNOSTIC) and e.id not in in_stack]
+
+
+def check_side(repo: Repo, ws: Workspace, entries: list[PatchEntry], order: list[str], commits: dict[str, str],
+               base: str, head: str) -> list[SideCheck]:
+    """Each side patch alone on the rebased stack at its `base` patch (the last commit at or before it)."""
+    out = []
+    for entry in entries:
+        at = head
+        if entry.base and entry.base in order:
+            at = base
+            for pid in order[: order.index(entry.base) + 1]:
+                at = commits.get(pid, at)
+        loaded = load_patch(ws, entry)
+        outcome = run_queue(repo, at, [loaded], keep_going=True).outcomes[0]
+        out.append(SideCheck(entry.id, entry.status, _verdict(outcome.kind), outcome, entry.base))
+    return out
+
+

@@ -1,0 +1,111 @@
+"""The resolution work tree: a shared clone of the mirror with rerere, where conflicts are shown and fixed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..apply import LoadedPatch
+from ..git import Repo, run_git
+from ..patchfile import commit_message, date_to_git
+from .state import MARKER_LINE, RERERE_REPLAYED, ConflictStop, RebasePaths
+
+# ---- the resolution work tree ----------------------------------------------------------------------------------------
+
+def _prepare_worktree(repo: Repo, paths: RebasePaths, head: str) -> Repo:
+    """A work tree at `head` sharing the mirror's objects, with rerere on and its cache in the rebase folder."""
+    paths.rr_cache.mkdir(parents=True, exist_ok=True)
+    if (paths.worktree / ".git").is_dir():
+        wt = Repo(paths.worktree)
+        wt.run("rerere", "clear", check=False)
+        wt.run("reset", "-q", "--hard", head)
+        wt.run("clean", "-q", "-fdx")
+        return wt
+    shutil.rmtree(paths.worktree, ignore_errors=True)
+    tmp = paths.dir / "worktree.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    run_git(["clone", "--quiet", "--shared", "--no-checkout", str(repo.path), str(tmp)])
+    made = Repo(tmp)
+    for key, value in (("rerere.enabled", "true"), ("gc.auto", "0"), ("core.autocrlf", "false"),
+                       ("advice.detachedHead", "false")):
+        made.config(key, value)
+    # relative, so it points at the same folder from worktree.tmp and worktree, and survives moving the workspace
+    (tmp / ".git" / "rr-cache").symlink_to(Path("..") / ".." / "rr-cache")
+    made.run("checkout", "-q", "--detach", head)
+    os.replace(tmp, paths.worktree)
+    return Repo(paths.worktree)
+
+
+def _untracked(wt: Repo) -> list[str]:
+    return [p for p in wt.run("ls-files", "-z", "--others", "--exclude-standard").out.split("\0") if p]
+
+
+def _open_conflict(repo: Repo, paths: RebasePaths, head: str, loaded: LoadedPatch) -> tuple[Repo, ConflictStop]:
+    """Apply the patch in the resolution work tree with a real 3-way merge; rerere replays what it knows."""
+    wt = _prepare_worktree(repo, paths, head)
+    res = wt.apply(loaded.patch.diff, index=True, threeway=True)
+    replayed = sorted(set(RERERE_REPLAYED.findall(res.stderr)))
+    rejects: list[str] = []
+    if not res.ok and not wt.unmerged_paths() and not wt.status_porcelain():
+        # no pre-image blobs for a 3-way merge: apply what applies, leave the rest as .rej files
+        wt.run("apply", "--reject", "--whitespace=nowarn", "-", input=loaded.patch.diff, check=False)
+        rejects = sorted(p for p in _untracked(wt) if p.endswith(".rej"))
+    fixed = [p for p in replayed if p in wt.unmerged_paths() and not _has_markers(wt.path / p)]
+    if fixed:
+        wt.run("add", "--", *fixed)
+    stop = ConflictStop(loaded.entry.id, loaded.source, str(paths.worktree), tuple(wt.unmerged_paths()),
+                        tuple(rejects), tuple(replayed))
+    return wt, stop
+
+
+def _has_markers(path: Path) -> bool:
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    return re.search(rb"^(<{7}|>{7})( |$)", data, re.M) is not None
+
+
+def _unresolved(wt: Repo, head: str) -> list[str]:
+    """Why the work tree cannot be committed yet, one line per problem; empty when it can."""
+    problems = []
+    unmerged = wt.unmerged_paths()
+    if unmerged:
+        problems.append("unmerged (edit, then git add): " + ", ".join(unmerged))
+    rejects = sorted(p for p in _untracked(wt) if p.endswith(".rej"))
+    if rejects:
+        problems.append("rejected hunks to apply by hand, then delete: " + ", ".join(rejects))
+    staged = wt.run("diff", "--cached", "--no-color", "--no-ext-diff", head, "--").stdout
+    marked: list[str] = []
+    current = ""
+    for line in staged.split(b"\n"):
+        if line.startswith(b"+++ b/"):
+            current = line[6:].decode("utf-8", "replace")
+        elif MARKER_LINE.match(line + b"\n") and current not in marked:
+            marked.append(current)
+    if marked:
+        problems.append("conflict markers still staged in: " + ", ".join(marked))
+    unstaged = [p for p in wt.run("diff", "--name-only", "-z").out.split("\0") if p and p not in unmerged]
+    if unstaged:
+        problems.append("changed but not staged (git add them, or git checkout -- them): " + ", ".join(unstaged))
+    return problems
+
+
+def _commit_resolution(repo: Repo, wt: Repo, refs: str, head: str, loaded: LoadedPatch) -> str:
+    """The resolution as the patch's commit on `head` (same message, author and date as run_queue writes), copied
+    into the mirror. Returns "" when the resolution changes nothing."""
+    wt.run("rerere", check=False)                       # record the resolution for next time
+    tree = wt.write_tree()
+    if tree == repo.tree_of(head):
+        return ""
+    author = loaded.patch.author or loaded.entry.author or "patchq <patchq@localhost>"
+    commit = wt.commit_tree(tree, [head], commit_message(loaded.entry), author=author,
+                            date="@" + date_to_git(loaded.patch.date))
+    wt.run("update-ref", "refs/patchq/resolved", commit)
+    repo.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(wt.path),
+             f"+refs/patchq/resolved:{refs}/resolved")
+    return commit
+
+
