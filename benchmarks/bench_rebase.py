@@ -1,7 +1,7 @@
 """Benchmark: `patchq rebase` of a 24-patch queue across 600 generated upstream commits, against `git rebase` of
 the same 24 commits measured in the same run.
 
-    python benchmarks/bench_rebase.py [--commits 600] [--rounds 3]
+    python benchmarks/bench_rebase.py [--commits 600] [--rounds 5] [--compare-with DIR]
 
 The upstream is written with one `git fast-import` run: a dozen 100-function modules, churn on other files in every
 commit, lines inserted at the top of a module every 25 commits (offsets for every patch below), two commits that
@@ -9,8 +9,10 @@ edit a line next to a patch (3-way merges), and one that takes a patch verbatim 
 real stack: each patch is the diff between consecutive commits of a side branch, two patches per module.
 
 patchq does more than `git rebase` here: it also applies the queue at the old pin (for the before/after view),
-bisects the history for every patch that stopped applying cleanly, checks the regenerated files reproduce the tree,
-and writes the range-diff; the ratio includes all of it. Mirror cloning is done before timing on both sides.
+bisects the history for every patch that stopped applying cleanly, pairs the before/after view by Patchq-Id and
+records why a patch was left out; the ratio includes all of it. Mirror cloning is done before timing on both sides.
+Rounds are interleaved (patchq in-process, git rebase, patchq as a whole process, and the `--compare-with` copy),
+so load drift on a shared machine hits every side alike.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -143,9 +146,8 @@ def build(root: Path, commits: int, patches: int) -> tuple[Path, Path, str, str,
     return upstream.path, ws, base, tip, diffs
 
 
-def time_git_rebase(upstream: Path, work: Path, base: str, tip: str, diffs: list[tuple[str, bytes]],
-                    rounds: int) -> list[float]:
-    """`git rebase` of the same queue as commits on a branch at the old pin, onto the new tip."""
+def git_rebase_setup(upstream: Path, work: Path, base: str, diffs: list[tuple[str, bytes]]) -> tuple[Repo, str, dict]:
+    """The same queue as commits on a branch at the old pin, in a clone (not timed)."""
     run_git(["clone", "--quiet", str(upstream), str(work)])
     repo = Repo(work)
     env = {"GIT_AUTHOR_DATE": "@1779148800 +0000", "GIT_COMMITTER_DATE": "@1779148800 +0000"}
@@ -153,42 +155,75 @@ def time_git_rebase(upstream: Path, work: Path, base: str, tip: str, diffs: list
     for pid, diff in diffs:
         repo.run("apply", "--index", "-", input=diff)
         repo.run("commit", "-q", "-m", f"Tune {pid}", env=env)
-    queue = repo.out("rev-parse", "HEAD")
-    times = []
-    for _ in range(rounds):
-        repo.run("checkout", "-q", "-B", "queue", queue)
-        started = time.perf_counter()
-        repo.run("rebase", "-q", tip, env=env)
-        times.append(time.perf_counter() - started)
-        count = len(repo.rev_list(f"{tip}..HEAD"))
-        assert count == len(diffs) - 1, f"git rebase kept {count} commits"
-    return times
+    return repo, repo.out("rev-parse", "HEAD"), env
+
+
+def time_git_rebase(repo: Repo, queue: str, tip: str, env: dict, expected: int) -> float:
+    """One `git rebase` of the queue onto the new tip (whole process: git is a process either way)."""
+    repo.run("checkout", "-q", "-B", "queue", queue)
+    started = time.perf_counter()
+    repo.run("rebase", "-q", tip, env=env)
+    took = time.perf_counter() - started
+    count = len(repo.rev_list(f"{tip}..HEAD"))
+    assert count == expected, f"git rebase kept {count} commits"
+    return took
+
+
+def time_patchq_process(ws: Path, code: Path) -> float:
+    """`python -m patchq rebase --onto vllm@latest` as a user runs it, with the patchq package found in `code`."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(code)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "patchq", "rebase", "--onto", "vllm@latest"], cwd=ws, env=env,
+                          capture_output=True, text=True)
+    took = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return took
+
+
+def _summary(label: str, times: list[float], git: list[float]) -> str:
+    ratio = statistics.median(times) / statistics.median(git)
+    best = min(times) / min(git)
+    return (f"{label:<34} {statistics.median(times):.3f} s  (median of {len(times)}; "
+            f"{ratio:.2f}x git rebase, best {best:.2f}x)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", type=int, default=600)
     parser.add_argument("--patches", type=int, default=24)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compare-with", type=Path, metavar="DIR",
+                        help="A folder holding another patchq package (e.g. a checkout of an older commit): its "
+                             "whole-process rebase is timed in the same interleaved rounds.")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="patchq-bench-rebase-"))
     os.environ["PATCHQ_CACHE"] = str(tmp / "cache")
+    here = Path(__file__).resolve().parent.parent
     try:
         started = time.perf_counter()
         upstream, template, base, tip, diffs = build(tmp, args.commits, args.patches)
         print(f"generated {args.commits} upstream commits and a {args.patches}-patch queue in "
               f"{time.perf_counter() - started:.2f} s")
         ensure_mirror(load_workspace(template).upstream("vllm"), workspace=template, need=(base, tip))
-        patchq_times = []
+        git_repo, queue, env = git_rebase_setup(upstream, tmp / "git-work", base, diffs)
+        times: dict[str, list[float]] = {"in-process": [], "process": [], "before": [], "git": []}
         report = None
-        for number in range(args.rounds):
+        for number in range(args.rounds):       # interleaved: load drift on a shared machine hits every side
             ws = tmp / f"ws-{number}"
             shutil.copytree(template, ws)
             started = time.perf_counter()
             report = start_rebase(ws, "vllm@latest")
-            patchq_times.append(time.perf_counter() - started)
+            times["in-process"].append(time.perf_counter() - started)
             assert report.state == "done", report.conflict
-        git_times = time_git_rebase(upstream, tmp / "git-work", base, tip, diffs, args.rounds)
+            times["git"].append(time_git_rebase(git_repo, queue, tip, env, len(diffs) - 1))
+            ws = tmp / f"wp-{number}"
+            shutil.copytree(template, ws)
+            times["process"].append(time_patchq_process(ws, here))
+            if args.compare_with:
+                ws = tmp / f"wb-{number}"
+                shutil.copytree(template, ws)
+                times["before"].append(time_patchq_process(ws, args.compare_with.resolve()))
         kinds: dict[str, int] = {}
         for step in report.steps:
             label = f"{step.kind.value}/{step.outcome.kind.value}"
@@ -199,11 +234,13 @@ def main() -> None:
                   f"{found.checks} checks (bound {found.bound or '-'} for {found.searched} commits)")
         print(f"apply checks: {report.apply_checks} patch judgements in total, {report.bisect_checks} of them "
               f"bisection steps")
-        patchq_s, git_s = statistics.median(patchq_times), statistics.median(git_times)
-        print(f"patchq rebase: {patchq_s:.3f} s (median of {args.rounds}: "
-              f"{', '.join(f'{t:.3f}' for t in patchq_times)})")
-        print(f"git rebase:    {git_s:.3f} s (median of {args.rounds}: {', '.join(f'{t:.3f}' for t in git_times)})")
-        print(f"ratio patchq / git rebase: {patchq_s / git_s:.2f}")
+        git = times["git"]
+        print(f"{'git rebase (whole process)':<34} {statistics.median(git):.3f} s  (median of {len(git)}: "
+              f"{', '.join(f'{t:.3f}' for t in git)})")
+        print(_summary("patchq rebase, in-process", times["in-process"], git))
+        print(_summary("patchq rebase, whole process", times["process"], git))
+        if times["before"]:
+            print(_summary(f"--compare-with {args.compare_with}", times["before"], git))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

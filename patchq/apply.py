@@ -200,20 +200,35 @@ def classify_patch(repo: Repo, index: TinyIndex, loaded: LoadedPatch) -> tuple[O
         return Outcome(entry.id, entry.upstream, OutcomeKind.ALREADY_UPSTREAM, files=files,
                        detail="the base already contains this change (its reverse applies)"), False
     three = repo.apply(loaded.patch.diff, cached=True, threeway=True, env=index.env)
-    if three.ok and not any(stage for _, _, stage in index.entries().values()):
+    merged = sorted({key.partition("\0")[0] for key, (_, _, stage) in index.entries().items() if stage})
+    if three.ok and not merged:
         return Outcome(entry.id, entry.upstream, OutcomeKind.THREEWAY, files=files,
                        detail="merged through the pre-image blobs recorded in the patch"), True
     index.restore(before)
-    fuzz = repo.apply(loaded.patch.diff, cached=True, verbose=True, context=1, env=index.env)
-    if fuzz.ok:
-        return Outcome(entry.id, entry.upstream, OutcomeKind.FUZZ, files=files,
-                       offsets=tuple(_parse_offsets(fuzz.stderr)),
-                       detail="applied only with 1 line of context: review it"), True
-    index.restore(before)
+    # Reduced context only where no 3-way merge was possible: after a merge that conflicted, a fuzzy apply would
+    # put the patch's lines somewhere git's merge refused to (a method defined twice, an import of a deleted module).
+    if not merged and not threeway_possible(repo, loaded):
+        fuzz = repo.apply(loaded.patch.diff, cached=True, verbose=True, context=1, env=index.env)
+        if fuzz.ok:
+            return Outcome(entry.id, entry.upstream, OutcomeKind.FUZZ, files=files,
+                           offsets=tuple(_parse_offsets(fuzz.stderr)),
+                           detail="applied only with 1 line of context (the patch records no pre-image blobs "
+                                  "for a 3-way merge): review it"), True
+        index.restore(before)
     bad_files, hunks = _diagnose_conflict(repo, index.env, loaded)
     detail = "; ".join(f"{h.file}: " + (f"hunk {h.hunk}: " if h.hunk else "") + h.reason for h in hunks)
+    if merged:
+        detail = f"3-way merge conflicts in {', '.join(merged)}" + (f"; {detail}" if detail else "")
     return Outcome(entry.id, entry.upstream, OutcomeKind.CONFLICT, files=bad_files or files, hunks=hunks,
                    detail=detail or _reason(res.stderr)), False
+
+
+def threeway_possible(repo: Repo, loaded: LoadedPatch) -> bool:
+    """Whether git can 3-way merge this patch: every changed file records a pre-image blob that the repository has."""
+    wanted = [section.old_blob for section in loaded.patch.files if not section.is_new]
+    if not wanted or any(not blob or set(blob) == {"0"} for blob in wanted):
+        return False
+    return repo.has_objects(wanted)
 
 
 def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: bool = False,

@@ -15,7 +15,13 @@ import click
 from rich.console import Console
 
 from . import __version__
-from .errors import EXIT_ENVIRONMENT, EXIT_NEEDS_YOU, BadInput, PatchqError, describe_os_error
+from .errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_NEEDS_YOU,
+    BadInput,
+    PatchqError,
+    describe_os_error,
+)
 from .model import PatchEntry, Status
 from .report import render_apply, render_entries, render_entry, render_findings, to_json
 from .workspace import Workspace, find_workspace, load_workspace, workspace_lock
@@ -204,24 +210,24 @@ def lock(c: Context, stack_name: str) -> None:
 @pass_ctx
 def pin(c: Context, spec: str, stack_name: str | None) -> None:
     """Resolve a short SHA, tag, branch or 'latest' and write the full commit id into pins.lock."""
-    from .sources import ensure_mirror, resolve_ref
+    from .releases import pin_target
     from .workspace import set_lock_values, write_atomic
     name, _, ref = spec.partition("@")
     if not ref:
         raise BadInput(f"expected UPSTREAM@REF, got {spec!r}")
     ws = c.ws()
     upstream = ws.upstream(name)
-    mirror = ensure_mirror(upstream, workspace=ws.root, refresh=True)
-    sha = resolve_ref(mirror, upstream, ref)
+    sha, label, releases = pin_target(upstream, ref, ws.root)
     with workspace_lock(ws.root, f"pin {spec}"):
+        extra = {"releases": {name: releases}} if releases is not None else {}
         if stack_name:
             ws.stack(stack_name)
-            data = set_lock_values(ws, stack_pins={stack_name: {name: sha}})
+            data = set_lock_values(ws, stack_pins={stack_name: {name: sha}}, **extra)
         else:
-            data = set_lock_values(ws, pins={name: sha})
+            data = set_lock_values(ws, pins={name: sha}, **extra)
         write_atomic(ws.lock_path, data)
-    c.emit({"upstream": name, "ref": ref, "pin": sha},
-           lambda: c.console.print(f"{name}: {ref} → {sha}  ({mirror.subject(sha)})"))
+    c.emit({"upstream": name, "ref": ref, "pin": sha, "release_added": releases is not None},
+           lambda: c.console.print(f"{name}: {ref} → {sha}  ({label})"))
 
 
 @cli.command()
@@ -292,10 +298,14 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
 @click.option("--skip", is_flag=True, help="Leave the stopped patch out of the new stack (it stays in the queue).")
 @click.option("--abort", is_flag=True, help="Undo the rebase: every workspace file back as it was.")
 @click.option("--dry-run", is_flag=True, help="The whole report (outcomes, breaking commits) without changing anything.")
+@click.option("--accept-fuzz", is_flag=True, help="Take results that applied only with reduced context without "
+              "stopping for review.")
+@click.option("--archive-left-out", is_flag=True, help="Mark the patches the rebase leaves out negative-archived "
+              "(default: the stack stops applying them); either way the reason is noted on each.")
 @click.option("--json", "json_out", is_flag=True, help="Print the report as one JSON document.")
 @pass_ctx
 def rebase(c: Context, stack_name: str | None, onto: str | None, resume: bool, skip: bool, abort: bool,
-           dry_run: bool, json_out: bool) -> None:
+           dry_run: bool, accept_fuzz: bool, archive_left_out: bool, json_out: bool) -> None:
     """Move STACK's queue for one upstream onto UPSTREAM@REF, with a resolution work tree on conflicts."""
     from .rebase import abort_rebase, continue_rebase, skip_patch, start_rebase
     from .report import render_rebase
@@ -304,12 +314,13 @@ def rebase(c: Context, stack_name: str | None, onto: str | None, resume: bool, s
     if len(actions) != 1:
         raise BadInput("say one of --onto UPSTREAM@REF, --continue, --skip or --abort"
                        + (f" (got {' and '.join(actions)})" if actions else ""))
-    if (dry_run or stack_name) and onto is None:
-        raise BadInput("STACK and --dry-run go with --onto")
+    if (dry_run or stack_name or accept_fuzz or archive_left_out) and onto is None:
+        raise BadInput("STACK, --dry-run, --accept-fuzz and --archive-left-out go with --onto")
     c.json = c.json or json_out
     root = c.root()
     if onto is not None:
-        report = start_rebase(root, onto, stack_name, dry_run=dry_run)
+        report = start_rebase(root, onto, stack_name, dry_run=dry_run, accept_fuzz=accept_fuzz,
+                              archive_left_out=archive_left_out)
     elif resume:
         report = continue_rebase(root)
     elif skip:

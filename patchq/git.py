@@ -7,10 +7,11 @@ call runs with LC_ALL=C and without the caller's GIT_* variables leaking in.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -237,6 +238,11 @@ class Repo:
     def has_commit(self, sha: str) -> bool:
         return self.run("cat-file", "-e", f"{sha}^{{commit}}", check=False).ok
 
+    def has_objects(self, names: list[str]) -> bool:
+        """Whether every object (full or abbreviated id) exists, in one `cat-file --batch-check`."""
+        res = self.run("cat-file", "--batch-check", input="".join(f"{n}\n" for n in names), check=False)
+        return res.ok and "missing" not in res.out and "ambiguous" not in res.out
+
     def tree_of(self, rev: str) -> str:
         return self.out("rev-parse", "--verify", f"{rev}^{{tree}}")
 
@@ -394,6 +400,29 @@ class Repo:
     def git_dir(self) -> Path:
         return Path(self.out("rev-parse", "--absolute-git-dir"))
 
+    def name_status(self, old: str, new: str, *, renames: bool = False) -> list[tuple[str, list[str]]]:
+        """(status, paths) per changed file between two commits; with `renames`, git's rename detection (R<score>
+        with the old and the new path)."""
+        out = self.run("-c", "diff.renameLimit=0", "diff", "--name-status", "-z", "--no-ext-diff", "--no-color",
+                       "-M" if renames else "--no-renames", old, new, "--").out.split("\0")
+        fields: list[tuple[str, list[str]]] = []
+        pos = 0
+        while pos < len(out) and out[pos]:
+            status = out[pos]
+            count = 2 if status[:1] in ("R", "C") else 1
+            fields.append((status, out[pos + 1: pos + 1 + count]))
+            pos += 1 + count
+        return fields
+
+    def first_removal(self, old: str, new: str, path: str) -> tuple[str, str] | None:
+        """The first first-parent commit of old..new where `path` goes away (deleted, or renamed: without rename
+        detection a rename is the old path's deletion): (id, subject)."""
+        res = self.run("log", "--first-parent", "--reverse", "--no-renames", "--format=%H %s", "--diff-filter=D",
+                       f"{old}..{new}", "--", path, check=False)
+        line = res.out.splitlines()[0] if res.ok and res.out.strip() else ""
+        sha, _, subject = line.partition(" ")
+        return (sha, subject) if sha else None
+
     def changed_paths(self, old: str, new: str) -> list[str]:
         return self.run("diff", "--name-only", "-z", "--no-renames", old, new, "--").out.split("\0")[:-1]
 
@@ -541,6 +570,94 @@ def read_index_entries(index_file: str | Path) -> dict[str, tuple[str, str, int]
         key = name if stage == 0 else f"{name}\0{stage}"
         out[key] = (f"{mode:06o}", sha, stage)
     return out
+
+
+def write_index_file(path: str | Path, entries: list[tuple[str, str, str]]) -> None:
+    """Write a version-2 index of (mode, blob id, path) entries at stage 0, stat data zero.
+
+    For patchq's temporary indexes only (`git apply --cached` reads modes and blob ids, never stat data): loading
+    a few paths this way costs no git process, where `ls-tree` + `update-index` cost two.
+    """
+    body = bytearray(b"DIRC" + (2).to_bytes(4, "big") + len(entries).to_bytes(4, "big"))
+    for mode, sha, name in sorted(entries, key=lambda e: e[2].encode("utf-8", "surrogateescape")):
+        raw = name.encode("utf-8", "surrogateescape")
+        entry = bytes(24) + int(mode, 8).to_bytes(4, "big") + bytes(12) + bytes.fromhex(sha) + \
+            min(len(raw), 0xFFF).to_bytes(2, "big") + raw
+        body += entry + bytes(((len(entry) + 8) & ~7) - len(entry))
+    body += hashlib.sha1(body).digest()
+    with open(path, "wb") as fh:
+        fh.write(body)
+
+
+class ObjectReader:
+    """One long-lived `git cat-file --batch` for reading many objects (trees while bisecting) without a process
+    each. Close it (or use it as a context manager) when done."""
+
+    def __init__(self, repo: "Repo") -> None:
+        if shutil.which("git") is None:
+            raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
+        self.proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=str(repo.path), env=_base_env(None),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.trees: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def read(self, name: str) -> tuple[str, str, bytes] | None:
+        """(id, type, content) of an object name such as `commit:dir/file`; None when it names nothing."""
+        if "\n" in name:
+            raise ValueError("object names cannot contain newlines")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
+        self.proc.stdin.flush()
+        header = self.proc.stdout.readline().split()
+        if len(header) != 3:
+            return None
+        size = int(header[2])
+        data = self.proc.stdout.read(size + 1)[:size]
+        return header[0].decode(), header[1].decode(), data
+
+    def tree(self, commit: str, folder: str) -> dict[str, tuple[str, str]]:
+        """name -> (mode, id) of the entries of `folder` ("" = the root) at `commit`; {} when it is no folder."""
+        key = f"{commit}:{folder}"
+        if key not in self.trees:
+            found = self.read(key)
+            entries: dict[str, tuple[str, str]] = {}
+            if found and found[1] == "tree":
+                data, pos = found[2], 0
+                while pos < len(data):
+                    space = data.index(b" ", pos)
+                    nul = data.index(b"\0", space)
+                    mode = data[pos:space].decode()
+                    entries[data[space + 1:nul].decode("utf-8", "surrogateescape")] = (
+                        mode.rjust(6, "0"), data[nul + 1:nul + 21].hex())
+                    pos = nul + 21
+            self.trees[key] = entries
+        return self.trees[key]
+
+    def entries(self, commit: str, paths: list[str]) -> list[tuple[str, str, str]]:
+        """(mode, id, path) of the files among `paths` that exist at `commit` (index entries for them)."""
+        out = []
+        for path in paths:
+            folder, _, name = path.rpartition("/")
+            found = self.tree(commit, folder).get(name)
+            if found and found[0] not in ("040000", "160000"):
+                out.append((found[0], found[1], path))
+        return out
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _stop(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> "ObjectReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def objects_dir(repo_path: Path) -> Path:

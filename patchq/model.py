@@ -62,6 +62,15 @@ class ArchiveSource:
 
 
 @dataclass(frozen=True)
+class Release:
+    """One release of a release chain: its archive, and the upstream commit it was cut from when known."""
+
+    version: str
+    source: ArchiveSource
+    commit: str = ""                # full 40-hex commit the release was cut from ("" = unknown)
+
+
+@dataclass(frozen=True)
 class Upstream:
     name: str
     url: str                        # git URL or local path of the repository
@@ -69,6 +78,7 @@ class Upstream:
     archive: ArchiveSource | None = None
     description: str = ""
     version: str = ""               # the package version the pin is (for overlay onto an installed package)
+    releases: tuple[Release, ...] = ()   # release archives, imported as one linear history (see releases.py)
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,7 @@ class Stack:
     patches: tuple[str, ...] = ()                   # an explicit selection ("id" or "upstream:id") instead of include
     bench: BenchSpec | None = None
     gates: tuple[GateSpec, ...] = ()
+    exclude: tuple[str, ...] = ()                   # "upstream:patch-id" a rebase left out: never applied here
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,7 @@ def render_rebase(console: Console, report) -> None:
              "done": "rebase done", "aborted": "rebase aborted: everything is as before"}[report.state]
     console.print(f"[bold]{label}[/bold] · {report.stack or 'promoted queue'} · {report.upstream}: "
                   f"{short(report.old_pin)} → {short(report.new_pin)} ({report.ref}; {report.direction}, "
-                  f"{report.commits_between} commits)")
+                  f"{report.commits_between} {'releases' if report.granularity == 'release' else 'commits'})")
     for note in report.notes:
         console.print(f"  [yellow]note:[/yellow] {note}")
     if report.state == "aborted":
@@ -217,11 +217,15 @@ def render_rebase(console: Console, report) -> None:
             detail = f"upstream {short(step.upstream_commit)} {step.upstream_subject}"
         elif step.outcome.offsets:
             detail = "; ".join(step.outcome.offsets)
+        if step.followed:
+            detail = "; ".join([*step.followed, detail] if detail else step.followed)
         table.add_row(str(number), step.patch_id, Text(step.kind.value, style=REBASE_STEP_STYLE[step.kind.value]),
                       Text(step.outcome.kind.value, style=KIND_STYLE[step.outcome.kind]), short(step.commit), detail)
     console.print(table)
     if report.breaking:
-        console.print("[bold]which upstream commit broke it[/bold] (first-parent bisection, no work tree)")
+        console.print("[bold]which upstream release broke it[/bold] (release-level bisection: one step per release)"
+                      if report.granularity == "release" else
+                      "[bold]which upstream commit broke it[/bold] (first-parent bisection, no work tree)")
         for found in report.breaking:
             if not found.commit:
                 console.print(f"  {found.patch_id}: {found.detail}")
@@ -239,6 +243,10 @@ def render_rebase(console: Console, report) -> None:
             console.print(f"  conflict markers: {path}")
         for path in stop.rejects:
             console.print(f"  rejected hunks (no 3-way merge possible): {path}")
+        for line in stop.whole:
+            console.print(f"  [red]failed as a whole:[/red] {line}")
+        for path in stop.review:
+            console.print(f"  [yellow]applied only with reduced context, review:[/yellow] {path}")
         for path in stop.rerere:
             console.print(f"  [green]resolved from a recorded resolution:[/green] {path}")
         for hunk in stop.hunks:
@@ -253,7 +261,7 @@ def render_rebase(console: Console, report) -> None:
         counts: dict[str, int] = {}
         for change in report.queue_changes:
             counts[change.change] = counts.get(change.change, 0) + 1
-        console.print("[bold]before/after[/bold] (git range-diff): "
+        console.print("[bold]before/after[/bold] (paired by Patchq-Id): "
                       + ", ".join(f"{n} {k}" for k, n in counts.items()))
         for change in report.queue_changes:
             console.print(f"  {change.change:>9}  {change.patch_id}")
@@ -263,6 +271,8 @@ def render_rebase(console: Console, report) -> None:
             console.print(Text(line, style="dim"))
         if len(lines) > RANGE_DIFF_LINES:
             console.print(f"[dim]... {len(lines) - RANGE_DIFF_LINES} more lines in {report.range_diff_file}[/dim]")
+    for line in report.left_out:
+        console.print(f"  [yellow]left out:[/yellow] {line}")
     if report.state == "done":
         console.print(f"  wrote {len(report.files_changed)} file(s); new pin in {report.pin_written}; "
                       f"before/after kept in {report.range_diff_file}")

@@ -74,11 +74,17 @@ def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) 
     deterministic commit stands in for the pin, and the returned note says so.
     """
     url = _resolve_url(upstream.url, workspace)
-    if upstream.archive is not None and not _url_reachable(url):
+    if (upstream.archive is not None or upstream.releases) and not _url_reachable(url):
         repo = ensure_mirror(upstream, workspace=workspace)
         if repo.has_commit(pin):
             return Base(repo, pin, pin)
+        if upstream.releases:
+            from .releases import release_base
+            commit, note = release_base(upstream, repo, pin, workspace)
+            return Base(repo, commit, pin, note)
         commit = import_archive(upstream, repo)
+        from .releases import check_recorded_commit
+        check_recorded_commit(repo, commit, pin, f"archive of {upstream.name!r} (sha256 {upstream.archive.sha256[:12]})")
         source = upstream.archive.pypi or upstream.archive.url
         return Base(repo, commit, pin, f"{upstream.url} is out of reach: using {source} (sha256 "
                                        f"{upstream.archive.sha256[:12]}) as commit {commit[:12]} for pin {pin[:12]}")
@@ -107,7 +113,7 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        if upstream.archive is not None and not _url_reachable(url):
+        if (upstream.archive is not None or upstream.releases) and not _url_reachable(url):
             Repo.init(tmp / "m.git", bare=True)      # archive-only upstream: an empty mirror to import into
         else:
             try:
@@ -133,8 +139,13 @@ def _url_reachable(url: str) -> bool:
     return run_git(["ls-remote", "--heads", url], check=False).ok
 
 
+def hosting_reachable(upstream: Upstream, workspace: Path | None) -> bool:
+    """Whether the upstream's git URL answers (a local path exists, or `git ls-remote` succeeds)."""
+    return _url_reachable(_resolve_url(upstream.url, workspace))
+
+
 def _fetch(upstream: Upstream, url: str, repo: Repo) -> None:
-    if upstream.archive is not None and not _url_reachable(url):
+    if (upstream.archive is not None or upstream.releases) and not _url_reachable(url):
         return
     res = repo.run("fetch", "--quiet", "--prune", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
                    check=False)
@@ -236,6 +247,11 @@ def _sdists(requirement: str) -> tuple[str, str, list[dict]]:
         raise EnvironmentFailure(f"cannot read the package index at {listing_url}: {exc}") from None
     return index, listing_url, [f for f in listing.get("files", [])
                                 if _is_sdist_of(f.get("filename", ""), project, version.strip())]
+
+
+def index_sdists(project: str, version: str) -> tuple[str, str, list[dict]]:
+    """The package index's sdist files of one version: (index, listing url, files) (release chains use it)."""
+    return _sdists(f"{project}=={version}")
 
 
 def pypi_sdist_sha256(requirement: str) -> str:

@@ -27,8 +27,18 @@ from ruamel.yaml.scanner import RoundTripScanner
 from . import fastyaml
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
-from .model import (FULL_SHA, PATCH_ID, UPSTREAM_NAME, ArchiveSource, PatchEntry, Queue, Stack, StackResult,
-                    Status, Upstream)
+from .model import (
+    FULL_SHA,
+    PATCH_ID,
+    UPSTREAM_NAME,
+    ArchiveSource,
+    PatchEntry,
+    Queue,
+    Stack,
+    StackResult,
+    Status,
+    Upstream,
+)
 
 LOCK_NAME = "pins.lock"
 SERIES_NAME = "series.yaml"
@@ -36,10 +46,10 @@ STATE_DIR = ".patchq"
 MAX_YAML_BYTES = 4 * 1024 * 1024
 MAX_YAML_DEPTH = 64
 
-UPSTREAM_KEYS = {"url", "pin", "archive", "description", "version"}
+UPSTREAM_KEYS = {"url", "pin", "archive", "description", "version", "releases"}
 ARCHIVE_KEYS = {"sha256", "url", "pypi", "subdir"}
 STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "trees", "description", "patches",
-              "bench", "gates"}
+              "bench", "gates", "exclude"}
 RESULT_KEYS = {"metric", "value", "lane", "date", "gates", "notes", "record"}
 ENTRY_KEYS = {"id", "file", "status", "title", "why", "flags", "result", "baseline", "notes", "date", "base",
               "supersedes", "contains", "author", "requires", "salvaged"}
@@ -311,9 +321,10 @@ class Workspace:
             chosen = [e for e in queue.entries if (e.upstream, e.id) in listed]
         else:
             chosen = [e for e in queue.entries if e.status in stack.include]
+        chosen = [e for e in chosen if e.ref not in stack.exclude]     # left out by a rebase (docs/rebase.md)
         extras = [self.find_patch(ref) for ref in (*stack.extra, *extra)]
         for entry in extras:
-            if entry.upstream != upstream or entry in chosen:
+            if entry.upstream != upstream or entry in chosen or entry.ref in stack.exclude:
                 continue
             needed = [i for i, e in enumerate(chosen) if entry.id in e.requires]
             if needed:                  # a patch the stack's own patches require goes in before them
@@ -427,8 +438,9 @@ def _load_upstream(name: str, node: Any, parent: CommentedMap, path: Path) -> Up
             raise BadInput(f"archive of {name!r} needs 'url' or 'pypi'", path=str(path), line=_line(node, "archive"))
         archive = ArchiveSource(sha256=sha, url=_str(arch, "url", path) or None, pypi=_str(arch, "pypi", path) or None,
                                 subdir=_str(arch, "subdir", path) or None)
+    from .releases import parse_releases
     return Upstream(name=name, url=url, pin=pin, archive=archive, description=_str(node, "description", path),
-                    version=_str(node, "version", path))
+                    version=_str(node, "version", path), releases=parse_releases(node, name, path))
 
 
 def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstreams: dict[str, Upstream]) -> Stack:
@@ -482,7 +494,7 @@ def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstream
     return Stack(name=name, upstreams=names, pins=pins, include=tuple(include), extra=_str_list(node, "extra", path),
                  profile=_str_map(node, "profile", path), result=result, trees=trees,
                  description=_str(node, "description", path), patches=patches, bench=load_bench(node, name, path),
-                 gates=load_gates(node, name, path))
+                 gates=load_gates(node, name, path), exclude=_str_list(node, "exclude", path))
 
 
 def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
@@ -641,9 +653,16 @@ def series_bytes(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> byt
 
 def set_lock_values(ws: Workspace, *, pins: dict[str, str] | None = None,
                     stack_pins: dict[str, dict[str, str]] | None = None,
-                    trees: dict[str, dict[str, str]] | None = None) -> bytes:
-    """pins.lock text with new upstream pins, stack pins and recorded trees; everything else as it was."""
+                    trees: dict[str, dict[str, str]] | None = None,
+                    releases: dict[str, list[dict[str, str]]] | None = None,
+                    exclude: dict[str, list[str]] | None = None) -> bytes:
+    """pins.lock text with new upstream pins, stack pins, recorded trees, release lists and stack exclusions;
+    everything else as it was."""
     doc = ws.lock_doc = _editable(ws.lock_doc, ws.root / LOCK_NAME, LOCK_NAME)
+    for name, items in (releases or {}).items():
+        doc["upstreams"][name]["releases"] = [CommentedMap(item) for item in items]
+    for stack, refs in (exclude or {}).items():
+        doc["stacks"][stack]["exclude"] = list(refs)
     for name, sha in (pins or {}).items():
         doc["upstreams"][name]["pin"] = sha
     for stack, values in (stack_pins or {}).items():

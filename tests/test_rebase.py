@@ -219,7 +219,7 @@ def test_clean_rebase_regenerates_files_keeps_trailers_and_updates_pins(lab, tmp
     assert Repo(h.path).tree_of(h.tip) != report.tree
     assert [c.change for c in report.queue_changes] == ["unchanged"] * 3
     kept = root / range_diff_path("vllm", report.old_pin, report.new_pin)
-    assert kept.is_file() and "= 1:" in kept.read_text()
+    assert kept.is_file() and re.search(r"^one: [0-9a-f]{12} = [0-9a-f]{12}$", kept.read_text(), re.M)
     assert not RebasePaths(root).dir.exists()
     from patchq.apply import apply_stack
     assert apply_stack(ws, "s", verify=True, check_only=False).upstreams[0].verified is True
@@ -300,8 +300,15 @@ def test_skip_one_conflict_then_resolve_the_next_in_the_same_work_tree(lab, tmp_
     assert done.state == "done"
     assert steps_by_id(done) == {"one": StepKind.APPLIED, "bad": StepKind.SKIPPED, "three": StepKind.APPLIED,
                                  "bad2": StepKind.RESOLVED}
-    assert (root / "queues/vllm/0002-bad.patch").read_bytes() == old_bad      # kept in the queue, untouched
-    assert (root / "queues/vllm/series.yaml").read_bytes() == series
+    kept = read_patch_file((root / "queues/vllm/0002-bad.patch").read_bytes(), source="bad")
+    assert kept.diff == read_patch_file(old_bad, source="bad").diff       # kept in the queue, its change untouched
+    assert (root / "queues/vllm/series.yaml").read_bytes() != series
+    ws = load_workspace(root)
+    bad = ws.queue("vllm").get("bad")
+    assert bad.status == Status.PROMOTED and "skipped during the rebase" in bad.notes[-1]
+    assert re.match(r"\d{4}-\d{2}-\d{2}: rebase onto vllm@latest", bad.notes[-1])   # the decision, dated
+    assert ws.stack("s").exclude == ("vllm:bad",)                          # the stack no longer pulls it
+    assert [e.id for e in ws.stack_entries(ws.stack("s"), "vllm")] == ["one", "three", "bad2"]
     assert "+    return x * (45 + 0) + 2\n" in (root / "queues/vllm/0004-bad2.patch").read_text()
     assert load_workspace(root).upstream("vllm").pin == h.tip
     assert {c.patch_id: c.change for c in done.queue_changes} == {"one": "unchanged", "bad": "dropped",
@@ -377,11 +384,16 @@ def test_already_upstream_by_patch_id_and_by_reverse(lab, tmp_path):
     assert breaking["by-reverse"].commit == h.log[merged]
     assert breaking["by-reverse"].kind == OutcomeKind.ALREADY_UPSTREAM
     assert breaking["by-id"].commit == h.log[taken]
-    for pid in ("by-id", "by-reverse"):    # reported and proposed for archiving, never silently dropped
-        assert any(f"vllm:{pid}" in s and "negative-archived" in s for s in report.next_steps)
+    ws = load_workspace(root)
+    for pid in ("by-id", "by-reverse"):    # left out with the reason recorded on the patch, never silently dropped
+        assert any(line.startswith(f"vllm:{pid}: ") and "already upstream" in line for line in report.left_out)
+        entry = ws.queue("vllm").get(pid)
+        assert "already upstream" in entry.notes[-1] and "no longer applies it" in entry.notes[-1]
         name = f"queues/vllm/000{1 if pid == 'by-id' else 2}-{pid}.patch"
-        assert snapshot(root)[name] == before[name]
-    assert [e.id for e in load_workspace(root).queue("vllm").entries] == ["by-id", "by-reverse", "keep"]
+        assert snapshot(root)[name] != before[name]          # the note is mirrored in the trailers
+    assert "take by-id verbatim" in ws.queue("vllm").get("by-id").notes[-1]
+    assert [e.id for e in ws.queue("vllm").entries] == ["by-id", "by-reverse", "keep"]
+    assert ws.stack("s").exclude == ("vllm:by-id", "vllm:by-reverse")
     assert {c.patch_id: c.change for c in report.queue_changes}["by-id"] == "dropped"
 
 

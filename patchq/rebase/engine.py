@@ -23,10 +23,11 @@ from pathlib import Path
 from ..apply import LoadedPatch, load_patch, run_queue
 from ..errors import BadInput, NeedsYou
 from ..git import Repo
-from ..model import FULL_SHA, Outcome, OutcomeKind, PatchEntry, Stack
-from ..sources import ensure_mirror, resolve_ref
+from ..model import Outcome, OutcomeKind, PatchEntry, Stack
 from ..workspace import SERIES_NAME, Workspace, load_workspace, workspace_lock
+from .bases import resolve_bases
 from .finish import _cleanup, _delete_refs, _finish, _swap_in, _swap_out
+from .moves import Moves, find_moves, retarget
 from .state import (
     RebasePaths,
     RebaseReport,
@@ -47,6 +48,7 @@ from .survey import (
     _workspace_key,
     check_side,
     choose_stack,
+    honest,
     parse_onto,
     side_entries,
     survey,
@@ -66,7 +68,8 @@ def _inputs(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> dict[str
     return {ws.rel(p): _file_sha(p) or "" for p in files}
 
 
-def start_rebase(root: Path, onto: str, stack_name: str | None = None, *, dry_run: bool = False) -> RebaseReport:
+def start_rebase(root: Path, onto: str, stack_name: str | None = None, *, dry_run: bool = False,
+                 accept_fuzz: bool = False, archive_left_out: bool = False) -> RebaseReport:
     """Survey and start moving a stack's queue onto UPSTREAM@REF; stops at the first conflict it cannot resolve."""
     paths = RebasePaths(root)
     if paths.state.exists():
@@ -75,45 +78,112 @@ def start_rebase(root: Path, onto: str, stack_name: str | None = None, *, dry_ru
     name, ref = parse_onto(onto)
     upstream = ws.upstream(name)
     stack = choose_stack(ws, name, stack_name)
-    old = ws.pin_for(stack, name)
-    repo = ensure_mirror(upstream, workspace=root, need=(old,))
-    if not (FULL_SHA.match(ref) and repo.has_commit(ref)):
-        repo = ensure_mirror(upstream, workspace=root, need=(old,), refresh=True)
-    new = resolve_ref(repo, upstream, ref)
+    old_pin = ws.pin_for(stack, name)
+    bases = resolve_bases(upstream, old_pin, ref, root)
+    repo, old, new = bases.repo, bases.old_base, bases.new_base
     entries = ws.stack_entries(stack, name)
     patches = [load_patch(ws, e) for e in entries]
     direction, walk = _path_between(repo, old, new)
+    moves = find_moves(repo, old, new, patches)
+    moved, followed = _retargeted(patches, moves)
     refs = f"refs/patchq/rebase/{_workspace_key(root)}"
-    notes = _direction_notes(repo, direction, ref, old, new, len(walk)) + _shared_notes(ws, stack, name)
+    notes = (bases.notes + _direction_notes(repo, direction, ref, old, new, len(walk), bases.granularity)
+             + _shared_notes(ws, stack, name) + [line for lines in followed.values() for line in lines])
     if dry_run:
-        return _dry_run(ws, repo, stack, name, ref, old, new, direction, walk, patches, refs, notes)
+        return _dry_run(ws, repo, stack, name, ref, old, new, direction, walk, patches, moved, moves, refs, notes,
+                        bases)
     with workspace_lock(root, f"rebase --onto {onto}"):
         if paths.state.exists():
             raise _in_progress_error(paths)
         shutil.rmtree(paths.dir, ignore_errors=True)    # what a finished or aborted run left if it was killed
-        found = survey(repo, patches, old, new, direction, walk, refs=refs, keep_probe=False)
+        found = survey(repo, patches, moved, old, new, direction, walk, refs=refs, moves=moves,
+                       patch_ids=bases.granularity == "commit")
         state = RebaseState(
-            upstream=name, stack=stack.name, ref=ref, old_pin=old, onto=new, direction=direction,
+            upstream=name, stack=stack.name, ref=ref, old_pin=old_pin, onto=new, direction=direction,
             commits_between=len(walk), mirror=str(repo.path), refs=refs,
             patches=[{"id": p.entry.id, "file": p.entry.file} for p in patches],
             inputs=_inputs(ws, name, [*entries, *side_entries(ws, stack, name)]), matched=found.matched,
             probe=[_outcome_to_dict(o) for o in found.probe], old_commits=found.old_commits, old_head=found.old_head,
             breaking=[{**dataclasses.asdict(b), "kind": b.kind.value} for b in found.breaking], notes=notes,
-            head=new, counts={"judged": found.judged, "bisect": found.bisect})
+            head=new, counts={"judged": found.judged, "bisect": found.bisect}, new_pin=bases.new_pin,
+            granularity=bases.granularity, moves=moves.to_dict(), accept_fuzz=accept_fuzz,
+            archive_left_out=archive_left_out, releases=bases.releases, old_base=old)
         _seed_rr_cache(ws, name, paths)
+        stop = _take_probe(state, patches, found.probe)
         state.save(paths)
         crash_point("started")
-        return _advance(ws, repo, state, paths, patches)
+        return _advance(ws, repo, state, paths, patches, known_stop=stop)
 
 
-def _direction_notes(repo: Repo, direction: str, ref: str, old: str, new: str, count: int) -> list[str]:
+def _retargeted(patches: list[LoadedPatch], moves: Moves) -> tuple[list[LoadedPatch], dict[str, tuple[str, ...]]]:
+    """Every patch with its renamed files followed, and the rename lines per patch."""
+    moved, followed = [], {}
+    for loaded in patches:
+        item, lines = retarget(loaded, moves.renames)
+        moved.append(item)
+        if lines:
+            followed[loaded.entry.id] = tuple(f"{loaded.entry.id}: {line}" for line in lines)
+    return moved, followed
+
+
+def _stops(outcome: Outcome, accept_fuzz: bool) -> bool:
+    return outcome.kind == OutcomeKind.CONFLICT or (outcome.kind == OutcomeKind.FUZZ and not accept_fuzz)
+
+
+def _take_probe(state: RebaseState, patches: list[LoadedPatch], probe: list[Outcome]) -> Outcome | None:
+    """Place the patches the survey's run at the new base already applied, up to the first stop.
+
+    That run judged the same patches in the same order on the same base and wrote the same deterministic commits,
+    so applying them again would give the same ids: its prefix is taken as is (no second run). Returns the outcome
+    the rebase stops at, when it stops within the probe.
+    """
+    moves = Moves.from_dict(state.moves)
+    for index, (loaded, outcome) in enumerate(zip(patches, probe)):
+        pid = loaded.entry.id
+        if pid in state.matched:
+            if outcome.kind.applied:
+                return None                       # the probe applied it, the rebase leaves it out: recompute
+            step = _matched_step(state, index)
+        elif _stops(outcome, state.accept_fuzz):
+            return outcome
+        elif outcome.kind == OutcomeKind.NOT_REACHED:
+            return None
+        else:
+            step = RebaseStep(pid, _kind_of(outcome.kind), outcome, commit=outcome.commit, detail=outcome.detail,
+                              followed=_followed(loaded, moves))
+        state.steps.append(_step_to_dict(step))
+        state.next = index + 1
+        if step.commit:
+            state.head = step.commit
+    return None
+
+
+def _followed(loaded: LoadedPatch, moves: Moves) -> tuple[str, ...]:
+    return retarget(loaded, moves.renames)[1] if moves.renames else ()
+
+
+def _matched_step(state: RebaseState, index: int) -> RebaseStep:
+    pid = state.patches[index]["id"]
+    commit, subject = state.matched[pid]
+    return RebaseStep(pid, StepKind.ALREADY_UPSTREAM, _outcome_from_dict(state.probe[index]), upstream_commit=commit,
+                      upstream_subject=subject, detail="same patch-id as an upstream commit")
+
+
+def _direction_notes(repo: Repo, direction: str, ref: str, old: str, new: str, count: int,
+                     granularity: str = "commit") -> list[str]:
+    steps = "releases" if granularity == "release" else "first-parent commits"
     if direction == "same":
         return [f"{ref} is the current pin {old[:12]}: the patch files are only regenerated"]
     if direction == "backward":
         return [f"{ref} ({new[:12]}) is OLDER than the current pin {old[:12]}: moving the queue back over "
-                f"{count} first-parent commits"]
+                f"{count} {steps}"]
     if direction == "diverged":
-        base = repo.out("merge-base", old, new)
+        res = repo.run("merge-base", old, new, check=False)
+        if not res.ok:
+            raise BadInput(f"{ref} ({new[:12]}) and the current base {old[:12]} share no history (two archives of "
+                           "one upstream are unrelated commits); list both releases under 'releases:' so they are "
+                           "one chain", path="pins.lock")
+        base = res.out.strip()
         return [f"{ref} ({new[:12]}) is not a descendant of the current pin {old[:12]} (merge base {base[:12]}); "
                 f"breaking commits are searched on the {count} first-parent commits of {new[:12]} the pin lacks"]
     return []
@@ -139,12 +209,15 @@ def _shared_notes(ws: Workspace, stack: Stack, upstream: str) -> list[str]:
 
 
 def _dry_run(ws: Workspace, repo: Repo, stack: Stack, name: str, ref: str, old: str, new: str, direction: str,
-             walk: list[tuple[str, str]], patches: list[LoadedPatch], refs: str, notes: list[str]) -> RebaseReport:
+             walk: list[tuple[str, str]], patches: list[LoadedPatch], moved: list[LoadedPatch], moves: Moves,
+             refs: str, notes: list[str], bases) -> RebaseReport:
     """The whole report — outcomes, breaking commits, side patches — with nothing in the workspace touched."""
     try:
-        found = survey(repo, patches, old, new, direction, walk, refs=refs, keep_probe=True)
+        found = survey(repo, patches, moved, old, new, direction, walk, refs=refs, moves=moves,
+                       patch_ids=bases.granularity == "commit")
         order = [p.entry.id for p in patches]
-        side = check_side(repo, ws, side_entries(ws, stack, name), order, found.probe_commits, new, found.probe_head)
+        side = check_side(repo, ws, side_entries(ws, stack, name), order, found.probe_commits, new, found.probe_head,
+                          moves)
     finally:
         _delete_refs(repo, refs)
     steps = []
@@ -155,11 +228,12 @@ def _dry_run(ws: Workspace, repo: Repo, stack: Stack, name: str, ref: str, old: 
             steps.append(RebaseStep(pid, StepKind.ALREADY_UPSTREAM, outcome, upstream_commit=commit,
                                     upstream_subject=subject, detail="same patch-id as an upstream commit"))
         else:
-            steps.append(RebaseStep(pid, _kind_of(outcome.kind), outcome, detail=outcome.detail))
-    return RebaseReport(name, stack.name, ref, old, new, direction, len(walk), "dry-run", tuple(steps),
-                        tuple(found.breaking), tuple(side), apply_checks=found.judged + len(side),
-                        bisect_checks=found.bisect, notes=tuple(notes),
-                        next_steps=tuple(_archive_steps(name, steps)))
+            steps.append(RebaseStep(pid, _kind_of(outcome.kind), outcome, detail=outcome.detail,
+                                    followed=_followed(loaded, moves)))
+    return RebaseReport(name, stack.name, ref, ws.pin_for(stack, name), bases.new_pin, direction, len(walk),
+                        "dry-run", tuple(steps), tuple(found.breaking), tuple(side),
+                        apply_checks=found.judged + len(side), bisect_checks=found.bisect, notes=tuple(notes),
+                        next_steps=tuple(_archive_steps(name, steps)), granularity=bases.granularity, new_base=new)
 
 
 def _kind_of(kind: OutcomeKind) -> StepKind:
@@ -214,50 +288,58 @@ def _check_inputs(ws: Workspace, state: RebaseState) -> None:
                            "start again", path=rel)
 
 
-def _advance(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths,
-             patches: list[LoadedPatch]) -> RebaseReport:
-    """Apply what applies, stop at a conflict rerere cannot settle, finish when every patch is placed."""
+def _advance(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, patches: list[LoadedPatch], *,
+             known_stop: Outcome | None = None) -> RebaseReport:
+    """Apply what applies, stop at a conflict rerere cannot settle (or at a fuzz result, unless accepted), finish
+    when every patch is placed. `known_stop`: the survey already judged the next patch on this very head."""
+    moves = Moves.from_dict(state.moves)
+    moved = _retargeted(patches, moves)[0]
     while state.phase == "applying":
-        todo = [(i, p) for i, p in enumerate(patches) if i >= state.next and p.entry.id not in state.matched]
-        run = run_queue(repo, state.head, [p for _, p in todo], commit_ref=f"{state.refs}/new")
-        crash_point("applied")
-        outcomes = {p.entry.id: o for (_, p), o in zip(todo, run.outcomes)}
         stopped = None
-        for index in range(state.next, len(patches)):
-            pid = patches[index].entry.id
-            if pid in state.matched:
-                commit, subject = state.matched[pid]
-                probe = _outcome_from_dict(state.probe[index])
-                step = RebaseStep(pid, StepKind.ALREADY_UPSTREAM, probe, upstream_commit=commit,
-                                  upstream_subject=subject, detail="same patch-id as an upstream commit")
-            else:
-                outcome = outcomes[pid]
-                state.counts["judged"] += 1
-                if outcome.kind == OutcomeKind.CONFLICT:
-                    stopped = (index, outcome)
-                    break
-                step = RebaseStep(pid, _kind_of(outcome.kind), outcome, commit=outcome.commit, detail=outcome.detail)
-            state.steps.append(_step_to_dict(step))
-            state.next = index + 1
-        state.head = run.head
+        if known_stop is not None:
+            stopped, known_stop = (state.next, known_stop), None
+        else:
+            todo = [(i, p) for i, p in enumerate(moved) if i >= state.next and p.entry.id not in state.matched]
+            run = run_queue(repo, state.head, [p for _, p in todo], commit_ref=f"{state.refs}/new")
+            crash_point("applied")
+            outcomes = {p.entry.id: honest(o, p, moves) for (_, p), o in zip(todo, run.outcomes)}
+            for index in range(state.next, len(patches)):
+                pid = patches[index].entry.id
+                if pid in state.matched:
+                    step = _matched_step(state, index)
+                else:
+                    outcome = outcomes[pid]
+                    state.counts["judged"] += 1
+                    if _stops(outcome, state.accept_fuzz):
+                        stopped = (index, outcome)
+                        break
+                    step = RebaseStep(pid, _kind_of(outcome.kind), outcome, commit=outcome.commit,
+                                      detail=outcome.detail, followed=_followed(patches[index], moves))
+                state.steps.append(_step_to_dict(step))
+                state.next = index + 1
+                if step.commit:
+                    state.head = step.commit
         if stopped is None:
             state.phase = "finishing"
             state.save(paths)
             break
         index, outcome = stopped
         state.save(paths)
-        loaded = patches[index]
-        wt, stop = _open_conflict(repo, paths, state.head, loaded)
+        loaded = moved[index]
+        wt, stop = _open_conflict(repo, paths, state.head, loaded, deleted=moves.deleted,
+                                  fuzz=outcome.kind == OutcomeKind.FUZZ)
         crash_point("conflict-worktree")
         stop = dataclasses.replace(stop, hunks=outcome.hunks)
-        if not stop.files and not stop.rejects and not _unresolved(wt, state.head):
+        if not stop.todo and not _unresolved(wt, state.head):
             commit = _commit_resolution(repo, wt, state.refs, state.head, loaded)
             kind = StepKind.RERERE if stop.rerere else StepKind.APPLIED
-            _place(state, loaded, outcome, kind, commit, "a recorded resolution was replayed" if stop.rerere else "")
+            _place(state, loaded, outcome, kind, commit, "a recorded resolution was replayed" if stop.rerere else
+                   "merged file by file in the resolution work tree", automatic=True)
             state.save(paths)
             continue
         state.phase = "conflict"
-        state.conflict = {**dataclasses.asdict(stop), "outcome": _outcome_to_dict(outcome)}
+        state.conflict = {**dataclasses.asdict(stop), "outcome": _outcome_to_dict(outcome),
+                          "followed": list(_followed(patches[index], moves))}
         state.save(paths)
         return _report(state, "stopped")
     if state.phase == "finishing":
@@ -269,10 +351,12 @@ def _advance(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths,
 
 
 def _place(state: RebaseState, loaded: LoadedPatch, outcome: Outcome, kind: StepKind, commit: str,
-           detail: str) -> None:
+           detail: str, *, automatic: bool = False) -> None:
     """Record a conflicted patch as settled (resolved, replayed, skipped or emptied) and move past it."""
     if kind != StepKind.SKIPPED and not commit:
-        kind, detail = StepKind.EMPTY, "the resolution changes nothing on the new base"
+        kind, detail = StepKind.EMPTY, ("every file merged cleanly and nothing changes: the whole change is already "
+                                        "on the new base" if automatic else
+                                        "your resolution changes nothing on the new base")
     state.steps.append(_step_to_dict(RebaseStep(loaded.entry.id, kind, outcome, commit=commit, detail=detail)))
     if commit:
         state.head = commit
@@ -297,7 +381,7 @@ def continue_rebase(root: Path) -> RebaseReport:
             loaded = patches[state.next]
             outcome = _outcome_from_dict(state.conflict["outcome"])
             if not (paths.worktree / ".git").is_dir():
-                return _reopen(repo, state, paths, loaded, outcome)
+                return _reopen(repo, state, paths, _moved_one(state, loaded), outcome)
             wt = Repo(paths.worktree)
             problems = _unresolved(wt, state.head)
             if problems:
@@ -311,10 +395,15 @@ def continue_rebase(root: Path) -> RebaseReport:
         return _advance(ws, repo, state, paths, patches)
 
 
+def _moved_one(state: RebaseState, loaded: LoadedPatch) -> LoadedPatch:
+    return retarget(loaded, Moves.from_dict(state.moves).renames)[0]
+
+
 def _reopen(repo: Repo, state: RebaseState, paths: RebasePaths, loaded: LoadedPatch,
             outcome: Outcome) -> RebaseReport:
     """The resolution work tree is gone (deleted, or the machine changed): make it again and stop there."""
-    wt, stop = _open_conflict(repo, paths, state.head, loaded)
+    wt, stop = _open_conflict(repo, paths, state.head, loaded, deleted=Moves.from_dict(state.moves).deleted,
+                              fuzz=outcome.kind == OutcomeKind.FUZZ)
     del wt
     state.conflict = {**dataclasses.asdict(dataclasses.replace(stop, hunks=outcome.hunks)),
                       "outcome": _outcome_to_dict(outcome)}

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
+import datetime
 import shutil
 from pathlib import Path
 
 from ..apply import LoadedPatch, run_queue
 from ..git import Repo
-from ..model import Stack
-from ..patchfile import read_patch_file
-from ..workspace import LOCK_NAME, Workspace, set_lock_values, write_atomic
+from ..model import Stack, Status
+from ..patchfile import read_patch_file, render_patch_file
+from ..workspace import (
+    LOCK_NAME,
+    SERIES_NAME,
+    Workspace,
+    series_bytes,
+    set_lock_values,
+    write_atomic,
+)
+from .moves import Moves
+from .rangediff import commit_diffs, range_diff
 from .state import (
-    RANGE_LINE,
-    QueueChange,
+    LEFT_OUT,
     RebasePaths,
     RebaseState,
     RebaseStep,
+    StepKind,
     _file_sha,
     _outcome_to_dict,
     _sha256,
@@ -36,53 +45,74 @@ def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, p
     shutil.rmtree(paths.swap, ignore_errors=True)
     steps = [_step_from_dict(s) for s in state.steps]
     files: dict[str, bytes] = {}
-    regenerated: list[LoadedPatch] = []
     diffs = commit_diffs(repo, state.onto, state.head)
+    regenerated: list[LoadedPatch] = []
+    exact = True
     for loaded, step in zip(patches, steps):
+        if not step.commit:
+            continue
         path = ws.patch_path(loaded.entry)
-        data = path.read_bytes()
-        if step.commit:
-            data = loaded.patch.with_diff(diffs[step.commit])
-            if data != path.read_bytes():
-                files[ws.rel(path)] = data
-        regenerated.append(LoadedPatch(loaded.entry, read_patch_file(data, source=loaded.source), loaded.source))
+        data = loaded.patch.with_diff(diffs[step.commit])
+        again = read_patch_file(data, source=loaded.source)
+        # The proof that no re-apply check is needed: each file's diff, read back as `apply` reads it, is its
+        # commit's diff byte for byte, and the commits form one first-parent line on the new base, so applying the
+        # files in order rebuilds exactly the rebased tree.
+        exact = exact and again.diff == diffs[step.commit]
+        regenerated.append(LoadedPatch(loaded.entry, again, loaded.source))
+        if data != path.read_bytes():
+            files[ws.rel(path)] = data
     head_tree = repo.tree_of(state.head)
-    if all(step.commit for step in steps):
-        # every regenerated diff is its commit's own diff, applied in the same order on the same base: the
-        # files reproduce the rebased tree by construction
+    stack = ws.stacks.get(state.stack)
+    left_out, edits, exclude = _decisions(ws, state, patches, steps, stack)
+    files.update(edits)
+    if exact:
         tree, verified = head_tree, True
+        state.counts["verify_runs"] = 0
     else:
         verify = run_queue(repo, state.onto, regenerated, keep_going=True, commit_ref=f"{state.refs}/verify")
         state.counts["judged"] += len(regenerated)
+        state.counts["verify_runs"] = 1
         tree, verified = verify.tree, verify.tree == head_tree
-    text, changes = _range_diff(repo, state, patches, steps)
-    rd_rel = range_diff_path(state.upstream, state.old_pin, state.onto)
+    old_base = state.old_base or state.old_pin
+    new_pin = state.new_pin or state.onto
+    header = (f"# patchq rebase of {state.stack or 'the promoted queue'} on {state.upstream}: "
+              f"{state.old_pin} -> {new_pin} ({state.ref})\n"
+              f"# paired by Patchq-Id: {old_base[:12]}..{state.old_head[:12]} -> {state.onto[:12]}..{state.head[:12]}"
+              "\n")
+    text, changes = range_diff(repo, old_base=old_base, old_head=state.old_head, new_base=state.onto,
+                               new_head=state.head, old_order=[p.entry.id for p in patches],
+                               old_commits=state.old_commits, steps=steps, header=header)
+    rd_rel = range_diff_path(state.upstream, state.old_pin, new_pin)
     files[rd_rel] = text.encode()
     files.update(_new_resolutions(ws, state.upstream, paths))
-    stack = ws.stacks.get(state.stack)
+    extra: dict = {}
+    if state.releases is not None:
+        extra["releases"] = {state.upstream: state.releases}
+    if exclude and stack is not None:
+        extra["exclude"] = {stack.name: exclude}
     if stack is not None and state.upstream in stack.pins:
-        lock = set_lock_values(ws, stack_pins={stack.name: {state.upstream: state.onto}},
-                               trees={stack.name: {state.upstream: tree}})
+        lock = set_lock_values(ws, stack_pins={stack.name: {state.upstream: new_pin}},
+                               trees={stack.name: {state.upstream: tree}}, **extra)
         where = f"stacks.{stack.name}.pins.{state.upstream}"
     elif stack is not None:
-        lock = set_lock_values(ws, pins={state.upstream: state.onto},
-                               trees={stack.name: {state.upstream: tree}})
+        lock = set_lock_values(ws, pins={state.upstream: new_pin}, trees={stack.name: {state.upstream: tree}},
+                               **extra)
         where = f"upstreams.{state.upstream}.pin"
     else:
-        lock = set_lock_values(ws, pins={state.upstream: state.onto})
+        lock = set_lock_values(ws, pins={state.upstream: new_pin}, **extra)
         where = f"upstreams.{state.upstream}.pin"
     files[LOCK_NAME] = lock
     order = [p.entry.id for p in patches]
     commits = {s.patch_id: s.commit for s in steps if s.commit}
     side = check_side(repo, ws, side_entries(ws, stack or Stack("", (state.upstream,)), state.upstream), order,
-                      commits, state.onto, state.head)
+                      commits, state.onto, state.head, Moves.from_dict(state.moves))
     state.counts["judged"] += len(side)
     state.final = {
         "range_diff": text, "range_diff_file": rd_rel, "pin_written": where, "tree": tree,
         "verified": verified, "changes": [dataclasses.asdict(c) for c in changes],
         "side": [{**dataclasses.asdict(s), "status": s.status.value, "outcome": _outcome_to_dict(s.outcome)}
                  for s in side],
-        "files": sorted(files),
+        "files": sorted(files), "left_out": left_out, "reapplied": not exact,
     }
     swap_dir = paths.swap
     entries = []
@@ -107,18 +137,48 @@ def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, p
     crash_point("swap-committed")
 
 
-def commit_diffs(repo: Repo, base: str, head: str) -> dict[str, bytes]:
-    """The diff each commit of base..head introduces (as `git diff --full-index --binary` writes it), in one
-    `git log` run. Diff bodies never start a line with 'commit ', so the split is unambiguous."""
-    text = repo.run("log", "-p", "--first-parent", "--no-color", "--no-ext-diff", "--full-index", "--binary",
-                    "--no-renames", "--src-prefix=a/", "--dst-prefix=b/", "--format=commit %H%n",
-                    f"{base}..{head}").stdout
-    out: dict[str, bytes] = {}
-    for chunk in re.split(rb"(?m)^commit (?=[0-9a-f]{40}\n)", text)[1:]:
-        sha, _, body = chunk.partition(b"\n")
-        body = body.lstrip(b"\n")
-        out[sha.decode()] = body
-    return out
+def _decisions(ws: Workspace, state: RebaseState, patches: list[LoadedPatch], steps: list[RebaseStep],
+               stack: Stack | None) -> tuple[list[str], dict[str, bytes], list[str]]:
+    """The decision on every patch the rebase left out: a dated note on each, and either archived
+    (--archive-left-out) or taken out of the stack (its `exclude:` list), so `apply --verify` holds afterwards.
+    Returns the notes, the changed files (series.yaml, patch files) and the stack's new exclude list."""
+    left = [s for s in steps if s.kind in LEFT_OUT]
+    if not left:
+        return [], {}, []
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    pin = (state.new_pin or state.onto)[:12]
+    by_id = {p.entry.id: p for p in patches}
+    queue = ws.queue(state.upstream)
+    entries = list(queue.entries)
+    files: dict[str, bytes] = {}
+    notes: list[str] = []
+    refs: list[str] = []
+    for step in left:
+        loaded = by_id[step.patch_id]
+        entry = queue.get(step.patch_id) or loaded.entry
+        if step.kind == StepKind.ALREADY_UPSTREAM:
+            why = "already upstream" + (f" ({step.upstream_commit[:12]} {step.upstream_subject})"
+                                        if step.upstream_commit else " (its reverse applies on the new base)")
+        elif step.kind == StepKind.SKIPPED:
+            why = "skipped during the rebase (--skip)"
+        else:
+            why = f"empty ({step.detail or 'it changes nothing on the new base'})"
+        if state.archive_left_out:
+            action = "archived with --archive-left-out"
+        elif stack is not None:
+            action = f"stack {stack.name} no longer applies it (exclude)"
+            refs.append(entry.ref)
+        else:
+            action = "kept promoted (no stack was moved)"
+        note = f"{today}: rebase onto {state.upstream}@{state.ref} ({pin}) left it out: {why}; {action}"
+        updated = dataclasses.replace(entry, notes=(*entry.notes, note),
+                                      status=Status.NEGATIVE_ARCHIVED if state.archive_left_out else entry.status)
+        entries = [updated if e.id == entry.id else e for e in entries]
+        files[ws.rel(ws.patch_path(entry))] = render_patch_file(updated, loaded.patch.diff)
+        notes.append(f"{entry.ref}: {note}")
+    files[ws.rel(ws.queue_dir(state.upstream) / SERIES_NAME)] = series_bytes(ws, state.upstream, entries)
+    exclude = list(dict.fromkeys([*(stack.exclude if stack else ()), *refs])) if refs else []
+    return notes, files, exclude
 
 
 def _swap_in(root: Path, paths: RebasePaths, state: RebaseState) -> None:
@@ -190,31 +250,3 @@ def _new_resolutions(ws: Workspace, upstream: str, paths: RebasePaths) -> dict[s
                 if (_file_sha(ws.root / rel) or "") != _sha256(data):
                     out[rel] = data
     return out
-
-
-def _range_diff(repo: Repo, state: RebaseState, patches: list[LoadedPatch],
-                steps: list[RebaseStep]) -> tuple[str, list[QueueChange]]:
-    """`git range-diff` of old pin..old stack against new base..new stack, and what it says per patch."""
-    old_order = [p.entry.id for p in patches if p.entry.id in state.old_commits]
-    new_order = [s.patch_id for s in steps if s.commit]
-    header = (f"# patchq rebase of {state.stack or 'the promoted queue'} on {state.upstream}: "
-              f"{state.old_pin} -> {state.onto} ({state.ref})\n"
-              f"# git range-diff {state.old_pin[:12]}..{state.old_head[:12]} {state.onto[:12]}..{state.head[:12]}\n")
-    res = repo.run("range-diff", "--no-color", f"{state.old_pin}..{state.old_head}", f"{state.onto}..{state.head}",
-                   check=False)
-    text = res.out if res.ok else f"(git range-diff failed: {res.stderr.strip()})\n"
-    changes: list[QueueChange] = []
-    for line in text.splitlines():
-        m = RANGE_LINE.match(line)
-        if not m:
-            continue
-        left, sign, right = m.group(1), m.group(3), m.group(4)
-        old_id = old_order[int(left) - 1] if left != "-" and int(left) <= len(old_order) else ""
-        new_id = new_order[int(right) - 1] if right != "-" and int(right) <= len(new_order) else ""
-        change = {"=": "unchanged", "!": "changed", "<": "dropped", ">": "added"}[sign]
-        pid = old_id or new_id
-        changes.append(QueueChange(pid, change, state.old_commits.get(old_id, ""),
-                                   next((s.commit for s in steps if s.patch_id == new_id), "")))
-    return header + text, changes
-
-

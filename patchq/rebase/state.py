@@ -61,6 +61,8 @@ class RebaseStep:
     detail: str = ""
     upstream_commit: str = ""             # already-upstream by patch-id: the upstream commit carrying it
     upstream_subject: str = ""
+    followed: tuple[str, ...] = ()        # "followed rename a -> b (n% similar, in C)"
+    decision: str = ""                    # left out: the note recorded on the patch at completion
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,14 @@ class ConflictStop:
     rejects: tuple[str, ...] = ()         # .rej files where no 3-way merge was possible
     rerere: tuple[str, ...] = ()          # paths a recorded resolution already fixed
     hunks: tuple[HunkProblem, ...] = ()
+    whole: tuple[str, ...] = ()           # "path: why" for files that failed whole (deleted upstream, missing)
+    review: tuple[str, ...] = ()          # files applied only with reduced context: look, then --continue
+
+    @property
+    def todo(self) -> list[str]:
+        """Every file that needs work, once each: conflicts, rejects, whole-file failures, fuzz to review."""
+        out = [*self.files, *self.rejects, *(w.partition(": ")[0] for w in self.whole), *self.review]
+        return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,10 @@ class RebaseReport:
     bisect_checks: int = 0                # commits tested by the breaking-commit searches
     notes: tuple[str, ...] = ()
     next_steps: tuple[str, ...] = ()
+    granularity: str = "commit"           # commit | release: what one bisection step is
+    new_base: str = ""                    # the commit the queue went onto (a release's chain commit, or new_pin)
+    left_out: tuple[str, ...] = ()        # the decision recorded on each patch the rebase left out
+    reapplied: bool = False               # the files were applied again to check them (not byte-equal to commits)
 
     @property
     def ok(self) -> bool:
@@ -219,6 +233,13 @@ class RebaseState:
     swap: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     version: int = STATE_VERSION
+    new_pin: str = ""                                     # what pins.lock records ("" = onto)
+    granularity: str = "commit"
+    moves: dict[str, Any] = field(default_factory=dict)   # moves.Moves.to_dict(): renames, deletions
+    accept_fuzz: bool = False
+    archive_left_out: bool = False
+    releases: list[dict[str, str]] | None = None          # the release list to write (a release from the index)
+    old_base: str = ""                                    # the commit the queue was at ("" = old_pin)
 
     def save(self, paths: RebasePaths) -> None:
         write_atomic(paths.state, json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True).encode())
@@ -261,7 +282,7 @@ def _step_to_dict(step: RebaseStep) -> dict[str, Any]:
 def _step_from_dict(data: dict[str, Any]) -> RebaseStep:
     return RebaseStep(data["patch_id"], StepKind(data["kind"]), _outcome_from_dict(data["outcome"]),
                       data.get("commit", ""), data.get("detail", ""), data.get("upstream_commit", ""),
-                      data.get("upstream_subject", ""))
+                      data.get("upstream_subject", ""), tuple(data.get("followed", ())), data.get("decision", ""))
 
 
 def _breaking_from_dict(data: dict[str, Any]) -> BreakingCommit:
@@ -271,16 +292,21 @@ def _breaking_from_dict(data: dict[str, Any]) -> BreakingCommit:
 
 # ---- the report ------------------------------------------------------------------------------------------------------
 
+def _conflict_from_dict(data: dict[str, Any]) -> ConflictStop:
+    return ConflictStop(data["patch_id"], data["source"], data["worktree"], tuple(data["files"]),
+                        tuple(data["rejects"]), tuple(data["rerere"]), tuple(HunkProblem(**h) for h in data["hunks"]),
+                        tuple(data.get("whole", ())), tuple(data.get("review", ())))
+
+
 def _report(state: RebaseState, label: str) -> RebaseReport:
     steps = [_step_from_dict(s) for s in state.steps]
     conflict = None
     if state.phase == "conflict" and state.conflict and label == "stopped":
         data = dict(state.conflict)
         outcome = _outcome_from_dict(data.pop("outcome"))
-        conflict = ConflictStop(data["patch_id"], data["source"], data["worktree"], tuple(data["files"]),
-                                tuple(data["rejects"]), tuple(data["rerere"]),
-                                tuple(HunkProblem(**h) for h in data["hunks"]))
-        steps.append(RebaseStep(conflict.patch_id, StepKind.CONFLICT, outcome, detail=outcome.detail))
+        conflict = _conflict_from_dict(data)
+        steps.append(RebaseStep(conflict.patch_id, StepKind.CONFLICT, outcome, detail=outcome.detail,
+                                followed=tuple(data.get("followed", ()))))
     for item in state.probe[len(steps):]:
         outcome = _outcome_from_dict(item)
         steps.append(RebaseStep(outcome.patch_id, StepKind.PENDING, outcome, detail="predicted: " + outcome.kind.value))
@@ -288,32 +314,45 @@ def _report(state: RebaseState, label: str) -> RebaseReport:
     side = tuple(SideCheck(s["patch_id"], Status(s["status"]), s["verdict"], _outcome_from_dict(s["outcome"]),
                            s["base"]) for s in final.get("side", ()))
     changes = tuple(QueueChange(**c) for c in final.get("changes", ()))
-    next_steps = _archive_steps(state.upstream, steps) if label in ("done", "stopped") else []
+    next_steps = _archive_steps(state.upstream, steps, state.archive_left_out) if label == "stopped" else []
     if conflict is not None:
-        where = ", ".join(conflict.files or conflict.rejects) or "the files"
-        next_steps.insert(0, f"resolve {conflict.patch_id} in {conflict.worktree}: fix {where}, 'git add' them, then "
-                             "'patchq rebase --continue' (or '--skip' to leave it out, '--abort' to undo everything)")
+        where = ", ".join(conflict.todo) or "the files"
+        verb = "review" if conflict.review and not (conflict.files or conflict.rejects or conflict.whole) else "fix"
+        lines = [f"resolve {conflict.patch_id} in {conflict.worktree}: {verb} {where}, 'git add' them (delete the "
+                 ".rej files once handled), then 'patchq rebase --continue' (or '--skip' to leave it out, '--abort' "
+                 "to undo everything)"]
+        lines += [f"{conflict.patch_id}: {w}" for w in conflict.whole]
+        lines += [f"{conflict.patch_id}: {r} applied only with reduced context (no 3-way merge was possible): "
+                  "check where its lines landed" for r in conflict.review]
+        next_steps[:0] = lines
     if label == "done":
         for step in steps:
             if step.kind == StepKind.APPLIED and step.outcome.kind == OutcomeKind.FUZZ:
-                next_steps.append(f"{state.upstream}:{step.patch_id} applied only with reduced context: review its "
-                                  "regenerated diff")
+                next_steps.append(f"{state.upstream}:{step.patch_id} applied only with reduced context (accepted "
+                                  "with --accept-fuzz): review its regenerated diff")
         for s in side:
             if s.verdict in ("needs-refresh", "broken"):
                 next_steps.append(f"{state.upstream}:{s.patch_id} ({s.status.value}) is {s.verdict} on the new stack")
         if final.get("verified") is False:
-            next_steps.append("the regenerated patch files do not reproduce the rebased tree exactly (skipped or "
-                              "already-upstream patches remain in the queue); 'patchq apply --check' shows where")
+            next_steps.append("the regenerated patch files do not reproduce the rebased tree exactly; "
+                              "'patchq apply --check' shows where")
     return RebaseReport(
-        state.upstream, state.stack, state.ref, state.old_pin, state.onto, state.direction, state.commits_between,
-        label, tuple(steps), tuple(_breaking_from_dict(b) for b in state.breaking), side, changes,
-        final.get("range_diff", ""), final.get("range_diff_file", ""), conflict, tuple(final.get("files", ())),
-        final.get("pin_written", ""), final.get("tree", ""), final.get("verified"),
-        state.counts.get("judged", 0), state.counts.get("bisect", 0), tuple(state.notes), tuple(next_steps))
+        state.upstream, state.stack, state.ref, state.old_pin, state.new_pin or state.onto, state.direction,
+        state.commits_between, label, tuple(steps), tuple(_breaking_from_dict(b) for b in state.breaking), side,
+        changes, final.get("range_diff", ""), final.get("range_diff_file", ""), conflict,
+        tuple(final.get("files", ())), final.get("pin_written", ""), final.get("tree", ""), final.get("verified"),
+        state.counts.get("judged", 0), state.counts.get("bisect", 0), tuple(state.notes), tuple(next_steps),
+        state.granularity, state.onto, tuple(final.get("left_out", ())), bool(final.get("reapplied", False)))
 
 
-def _archive_steps(upstream: str, steps: list[RebaseStep]) -> list[str]:
-    return [f"{upstream}:{s.patch_id} is already upstream"
-            + (f" ({s.upstream_commit[:12]} {s.upstream_subject})" if s.upstream_commit else "")
-            + f": archive it with 'patchq status {upstream}:{s.patch_id} negative-archived'"
-            for s in steps if s.kind in (StepKind.ALREADY_UPSTREAM, StepKind.EMPTY)]
+LEFT_OUT = (StepKind.ALREADY_UPSTREAM, StepKind.EMPTY, StepKind.SKIPPED)
+
+
+def _archive_steps(upstream: str, steps: list[RebaseStep], archive: bool = False) -> list[str]:
+    """What finishing will do with the patches left out so far (a dry run or a stop shows it ahead)."""
+    then = ("archives it (--archive-left-out)" if archive else
+            "records why on it and takes it out of the stack (or pass --archive-left-out to archive it)")
+    return [f"{upstream}:{s.patch_id} is left out ({s.kind.value}"
+            + (f": {s.upstream_commit[:12]} {s.upstream_subject}" if s.upstream_commit else "")
+            + f"); finishing the rebase {then}"
+            for s in steps if s.kind in LEFT_OUT]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..apply import LoadedPatch, TinyIndex, classify_patch, load_patch, run_queue
 from ..errors import BadInput
-from ..git import Repo
+from ..git import ObjectReader, Repo, write_index_file
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack, Status
 from ..patchfile import touched_paths
 from ..workspace import LOCK_NAME, Workspace
+from .moves import Moves, Rename, deleted_in, retarget
 from .state import CLEAN_KINDS, BreakingCommit, SideCheck
 
 # ---- choosing what to move -------------------------------------------------------------------------------------------
@@ -132,20 +135,58 @@ def find_breaking_commit(walk: list[tuple[str, str]], applies_at: Callable[[str]
     return high, checks
 
 
-def judge_at(repo: Repo, commit: str, prefix: list[LoadedPatch], loaded: LoadedPatch) -> OutcomeKind:
-    """How `loaded` goes at `commit` on top of `prefix`: one apply check in a tiny temporary index.
+class SharedIndex(TinyIndex):
+    """One temporary index file for every bisection check, rewritten in Python for each commit tested.
+
+    The entries come from a long-lived `git cat-file --batch` (trees read once per commit and folder), so moving
+    to the next commit costs no git process; only the `git apply` checks themselves run git.
+    """
+
+    def __init__(self, repo: Repo, reader: ObjectReader) -> None:     # noqa: D107 (no git run here)
+        self.repo = repo
+        self.reader = reader
+        self.dir = tempfile.mkdtemp(prefix="patchq-bisect-")
+        self.file = os.path.join(self.dir, "index")
+        self.env = {"GIT_INDEX_FILE": self.file, "GIT_INDEX_VERSION": "2"}
+
+    def load(self, commit: str, paths: list[str]) -> None:
+        write_index_file(self.file, self.reader.entries(commit, paths))
+
+
+def variant_at(reader: ObjectReader, commit: str, loaded: LoadedPatch, renames: dict[str, Rename]) -> LoadedPatch:
+    """The patch as it applies at `commit`: its renamed files followed where the old path is gone there."""
+    if not renames:
+        return loaded
+    gone = {}
+    for section in loaded.patch.files:
+        src = section.old_path
+        if src in renames and not reader.entries(commit, [src]):
+            gone[src] = renames[src]
+    return retarget(loaded, gone)[0] if gone else loaded
+
+
+def judge_at(repo: Repo, commit: str, prefix: list[LoadedPatch], loaded: LoadedPatch, *,
+             index: SharedIndex | None = None, renames: dict[str, Rename] | None = None) -> OutcomeKind:
+    """How `loaded` goes at `commit` on top of `prefix`: apply checks in a tiny temporary index.
 
     The same ladder as `run_queue` (keep going past a prefix patch that fails), minus the commits and the symlink
-    guard, which only matter when a tree is written out.
+    guard, which only matter when a tree is written out. With a shared index (bisection), the index file and the
+    object reader are reused from one commit to the next.
     """
-    paths = list(dict.fromkeys(p for item in (*prefix, loaded) for p in touched_paths(item.patch.files)))
-    index = TinyIndex(repo, commit, paths)
-    try:
-        for item in prefix:
-            classify_patch(repo, index, item)
-        return classify_patch(repo, index, loaded)[0].kind
-    finally:
-        index.close()
+    if index is None:
+        paths = list(dict.fromkeys(p for item in (*prefix, loaded) for p in touched_paths(item.patch.files)))
+        tiny = TinyIndex(repo, commit, paths)
+        try:
+            for item in prefix:
+                classify_patch(repo, tiny, item)
+            return classify_patch(repo, tiny, loaded)[0].kind
+        finally:
+            tiny.close()
+    items = [variant_at(index.reader, commit, item, renames or {}) for item in (*prefix, loaded)]
+    index.load(commit, list(dict.fromkeys(p for item in items for p in touched_paths(item.patch.files))))
+    for item in items[:-1]:
+        classify_patch(repo, index, item)
+    return classify_patch(repo, index, items[-1])[0].kind
 
 
 def check_bound(commits: int) -> int:
@@ -168,12 +209,24 @@ class Survey:
     bisect: int
 
 
-def survey(repo: Repo, patches: list[LoadedPatch], old: str, new: str, direction: str,
-           walk: list[tuple[str, str]], *, refs: str, keep_probe: bool) -> Survey:
+def honest(outcome: Outcome, moved: LoadedPatch, moves: Moves) -> Outcome:
+    """A patch that changes a file upstream deleted is a conflict naming the deletion, whatever git said."""
+    lines = deleted_in(moved, moves.deleted)
+    if not lines or outcome.kind.applied:
+        return outcome
+    return Outcome(outcome.patch_id, outcome.upstream, OutcomeKind.CONFLICT, outcome.files, outcome.hunks,
+                   "; ".join(lines), outcome.commit, outcome.offsets)
+
+
+def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old: str, new: str, direction: str,
+           walk: list[tuple[str, str]], *, refs: str, moves: Moves, patch_ids: bool = True) -> Survey:
+    """The queue at the old base (the before view), at the new base (kept: its commits are the rebase's own as
+    far as they go), patch-id matches, and the breaking commit of every patch that stopped applying cleanly."""
     old_run = run_queue(repo, old, patches, keep_going=True, commit_ref=f"{refs}/old")
-    probe = run_queue(repo, new, patches, keep_going=True, commit_ref=f"{refs}/probe" if keep_probe else None)
+    probe = run_queue(repo, new, moved, keep_going=True, commit_ref=f"{refs}/probe")
+    probe.outcomes = [honest(o, m, moves) for o, m in zip(probe.outcomes, moved)]
     judged = 2 * len(patches)
-    upstream_ids = _upstream_patch_ids(repo, old, new, direction)
+    upstream_ids = _upstream_patch_ids(repo, old, new, direction) if patch_ids else {}
     matched: dict[str, list[str]] = {}
     if upstream_ids:
         for pid, patch_id in _patch_ids(repo, patches).items():
@@ -182,33 +235,50 @@ def survey(repo: Repo, patches: list[LoadedPatch], old: str, new: str, direction
                 matched[pid] = [commit, repo.subject(commit)]
     breaking: list[BreakingCommit] = []
     bisect = 0
-    for index, loaded in enumerate(patches):
-        before, after = old_run.outcomes[index], probe.outcomes[index]
-        pid = loaded.entry.id
-        if pid in matched:
-            commit, subject = matched[pid]
-            breaking.append(BreakingCommit(pid, commit, subject, OutcomeKind.ALREADY_UPSTREAM, 0, 0, len(walk),
-                                           detail="same patch-id as this upstream commit"))
-            continue
-        if after.kind in CLEAN_KINDS or after.kind == OutcomeKind.EMPTY or not walk:
-            continue
-        if before.kind not in CLEAN_KINDS:
-            breaking.append(BreakingCommit(pid, "", "", before.kind, 0, check_bound(len(walk)), len(walk),
-                                           detail=f"not clean at the old pin either ({before.kind.value})"))
-            continue
-        prefix = path_closure(patches, index)
-        seen: dict[str, OutcomeKind] = {walk[-1][0]: after.kind}
+    reader: ObjectReader | None = None
+    index: SharedIndex | None = None
+    renames = moves.renames if direction == "forward" else {}
+    try:
+        for position, loaded in enumerate(patches):
+            before, after = old_run.outcomes[position], probe.outcomes[position]
+            pid = loaded.entry.id
+            if pid in matched:
+                commit, subject = matched[pid]
+                breaking.append(BreakingCommit(pid, commit, subject, OutcomeKind.ALREADY_UPSTREAM, 0, 0, len(walk),
+                                               detail="same patch-id as this upstream commit"))
+                continue
+            if after.kind in CLEAN_KINDS or after.kind == OutcomeKind.EMPTY or not walk:
+                continue
+            if before.kind not in CLEAN_KINDS:
+                breaking.append(BreakingCommit(pid, "", "", before.kind, 0, check_bound(len(walk)), len(walk),
+                                               detail=f"not clean at the old pin either ({before.kind.value})"))
+                continue
+            if index is None:
+                reader = ObjectReader(repo)
+                index = SharedIndex(repo, reader)
+            prefix = path_closure(patches, position)
+            seen: dict[str, OutcomeKind] = {walk[-1][0]: after.kind}
 
-        def applies_at(commit: str, prefix=prefix, loaded=loaded, seen=seen) -> bool:
-            seen[commit] = judge_at(repo, commit, prefix, loaded)
-            return seen[commit] in CLEAN_KINDS
+            def applies_at(commit: str, prefix=prefix, loaded=loaded, seen=seen, index=index) -> bool:
+                seen[commit] = judge_at(repo, commit, prefix, loaded, index=index, renames=renames)
+                return seen[commit] in CLEAN_KINDS
 
-        found, checks = find_breaking_commit(walk, applies_at)
-        judged += checks * (len(prefix) + 1)
-        bisect += checks
-        state, blame = walk[found]
-        breaking.append(BreakingCommit(pid, blame, repo.subject(blame), seen[state], checks,
-                                       check_bound(len(walk)), len(walk), undone=direction == "backward"))
+            found, checks = find_breaking_commit(walk, applies_at)
+            judged += checks * (len(prefix) + 1)
+            bisect += checks
+            state, blame = walk[found]
+            kind = seen[state]
+            detail = after.detail if (state == walk[-1][0] and deleted_in(moved[position], moves.deleted)) else ""
+            if detail:
+                kind = OutcomeKind.CONFLICT
+            breaking.append(BreakingCommit(pid, blame, repo.subject(blame), kind, checks,
+                                           check_bound(len(walk)), len(walk), undone=direction == "backward",
+                                           detail=detail))
+    finally:
+        if index is not None:
+            index.close()
+        if reader is not None:
+            reader.close()
     return Survey(old_run.outcomes, old_run.commits, old_run.head, probe.outcomes, probe.commits, probe.head,
                   matched, breaking, judged, bisect)
 
@@ -233,7 +303,7 @@ def side_entries(ws: Workspace, stack: Stack, upstream: str) -> list[PatchEntry]
 
 
 def check_side(repo: Repo, ws: Workspace, entries: list[PatchEntry], order: list[str], commits: dict[str, str],
-               base: str, head: str) -> list[SideCheck]:
+               base: str, head: str, moves: Moves | None = None) -> list[SideCheck]:
     """Each side patch alone on the rebased stack at its `base` patch (the last commit at or before it)."""
     out = []
     for entry in entries:
@@ -242,7 +312,7 @@ def check_side(repo: Repo, ws: Workspace, entries: list[PatchEntry], order: list
             at = base
             for pid in order[: order.index(entry.base) + 1]:
                 at = commits.get(pid, at)
-        loaded = load_patch(ws, entry)
+        loaded = retarget(load_patch(ws, entry), moves.renames)[0] if moves else load_patch(ws, entry)
         outcome = run_queue(repo, at, [loaded], keep_going=True).outcomes[0]
         out.append(SideCheck(entry.id, entry.status, _verdict(outcome.kind), outcome, entry.base))
     return out

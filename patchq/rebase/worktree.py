@@ -42,21 +42,66 @@ def _untracked(wt: Repo) -> list[str]:
     return [p for p in wt.run("ls-files", "-z", "--others", "--exclude-standard").out.split("\0") if p]
 
 
-def _open_conflict(repo: Repo, paths: RebasePaths, head: str, loaded: LoadedPatch) -> tuple[Repo, ConflictStop]:
-    """Apply the patch in the resolution work tree with a real 3-way merge; rerere replays what it knows."""
+def _section_text(diff: bytes, section) -> bytes:
+    lines = diff.split(b"\n")
+    return b"\n".join(lines[section.start_line - 1: section.end_line - 1]) + b"\n"
+
+
+def _write_reject(wt: Repo, path: str, text: bytes) -> str:
+    """The section git could not place at all, as `<path>.rej` beside where the file would be."""
+    target = wt.path / f"{path}.rej"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(text)
+    return f"{path}.rej"
+
+
+def _open_conflict(repo: Repo, paths: RebasePaths, head: str, loaded: LoadedPatch, *,
+                   deleted: dict[str, str] | None = None, fuzz: bool = False) -> tuple[Repo, ConflictStop]:
+    """Apply the patch in the resolution work tree file by file, each with a real 3-way merge; rerere replays what
+    it knows.
+
+    One file that cannot be merged (deleted upstream, missing, no pre-image blob) never stops the others from being
+    merged: it gets a `.rej` and a line saying why, and every file that needs work is in the stop's list. With
+    `fuzz`, files that apply only with reduced context are applied that way and listed for review.
+    """
     wt = _prepare_worktree(repo, paths, head)
-    res = wt.apply(loaded.patch.diff, index=True, threeway=True)
-    replayed = sorted(set(RERERE_REPLAYED.findall(res.stderr)))
+    diff = loaded.patch.diff
+    replayed: set[str] = set()
+    whole: list[str] = []
+    review: list[str] = []
     rejects: list[str] = []
-    if not res.ok and not wt.unmerged_paths() and not wt.status_porcelain():
-        # no pre-image blobs for a 3-way merge: apply what applies, leave the rest as .rej files
-        wt.run("apply", "--reject", "--whitespace=nowarn", "-", input=loaded.patch.diff, check=False)
-        rejects = sorted(p for p in _untracked(wt) if p.endswith(".rej"))
-    fixed = [p for p in replayed if p in wt.unmerged_paths() and not _has_markers(wt.path / p)]
+    for section in loaded.patch.files:
+        text = _section_text(diff, section)
+        path = section.path
+        if deleted and not section.is_new and section.old_path in deleted:
+            rej = _write_reject(wt, section.old_path, text)
+            whole.append(f"{section.old_path}: deleted upstream in {deleted[section.old_path]} (the patch's change "
+                         f"is in {rej}: port it where the code went, or drop it)")
+            continue
+        res = wt.apply(text, index=True, threeway=True)
+        replayed.update(RERERE_REPLAYED.findall(res.stderr))
+        if res.ok or path in wt.unmerged_paths():
+            continue
+        if fuzz:
+            res = wt.apply(text, index=True, context=1)
+            if res.ok:
+                review.append(path)
+                continue
+        before = set(_untracked(wt))
+        res = wt.run("apply", "--reject", "--whitespace=nowarn", "-", input=text, check=False)
+        made = sorted(p for p in set(_untracked(wt)) - before if p.endswith(".rej"))
+        if made:
+            rejects.extend(made)
+        else:
+            rej = _write_reject(wt, path, text)
+            reason = next((ln[7:] for ln in res.stderr.splitlines() if ln.startswith("error: ")), "does not apply")
+            whole.append(f"{path}: failed as a whole ({reason}); its change is in {rej}")
+    fixed = [p for p in sorted(replayed) if p in wt.unmerged_paths() and not _has_markers(wt.path / p)]
     if fixed:
         wt.run("add", "--", *fixed)
     stop = ConflictStop(loaded.entry.id, loaded.source, str(paths.worktree), tuple(wt.unmerged_paths()),
-                        tuple(rejects), tuple(replayed))
+                        tuple(sorted(set(rejects))), tuple(sorted(replayed)), whole=tuple(whole),
+                        review=tuple(review))
     return wt, stop
 
 
