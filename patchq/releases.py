@@ -146,18 +146,22 @@ def import_chain(upstream: Upstream, repo: Repo, workspace: Path | None, *, upto
     return links
 
 
-def release_base(upstream: Upstream, repo: Repo, pin: str, workspace: Path | None) -> tuple[str, str]:
-    """The chain commit standing in for `pin` (a release's cut-from commit or its chain commit), and a note."""
+def release_base(upstream: Upstream, repo: Repo, pin: str, workspace: Path | None) -> tuple[str, str] | None:
+    """The chain commit standing in for `pin` (a release's cut-from commit or its chain commit), and a note; None
+    when the pin is no release of the chain."""
     for link in import_chain(upstream, repo, workspace):
         if pin in (link.release.commit, link.commit):
             return link.commit, (f"{upstream.url} is out of reach: using release {link.release.version} "
                                  f"(sha256 {link.release.source.sha256[:12]}) as commit {link.commit[:12]} for pin "
                                  f"{pin[:12]}")
+    return None
+
+
+def not_a_release(upstream: Upstream, pin: str) -> BadInput:
     known = ", ".join(r.version for r in upstream.releases)
-    raise BadInput(f"pin {pin[:12]} of {upstream.name!r} is no release of its chain ({known}) and {upstream.url} is "
-                   "out of reach; pin a release with 'patchq pin "
-                   f"{upstream.name}@VERSION' (a release added or removed before it changes the chain's ids)",
-                   path=LOCK)
+    return BadInput(f"pin {pin[:12]} of {upstream.name!r} is no release of its chain ({known}) and {upstream.url} is "
+                    f"out of reach; pin a release with 'patchq pin {upstream.name}@VERSION' (a release added or "
+                    "removed before it changes the chain's ids)", path=LOCK)
 
 
 # ---- the recorded commit ----------------------------------------------------------------------------------------

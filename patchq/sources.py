@@ -79,9 +79,12 @@ def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) 
         if repo.has_commit(pin):
             return Base(repo, pin, pin)
         if upstream.releases:
-            from .releases import release_base
-            commit, note = release_base(upstream, repo, pin, workspace)
-            return Base(repo, commit, pin, note)
+            from .releases import not_a_release, release_base
+            found = release_base(upstream, repo, pin, workspace)
+            if found:
+                return Base(repo, found[0], pin, found[1])
+            if upstream.archive is None:
+                raise not_a_release(upstream, pin)
         commit = import_archive(upstream, repo)
         from .releases import check_recorded_commit
         check_recorded_commit(repo, commit, pin, f"archive of {upstream.name!r} (sha256 {upstream.archive.sha256[:12]})")

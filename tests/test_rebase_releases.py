@@ -317,3 +317,29 @@ def test_git_upstream_rename_and_delete_compared_with_git_rebase(lab, make_upstr
     assert "+++ b/vllm/cpu/spec.py" in (root / "queues/vllm/0001-p-rename.patch").read_text()
     verify = patchq("apply", "s", "--verify", cwd=root)
     assert verify.code == 0, verify.out + verify.err
+
+
+def test_an_archive_backed_pin_rebases_onto_a_release(lab, make_upstream, tmp_path, patchq):
+    """Finding 1: the pin's `archive:` stand-in (what `apply` uses) is where the rebase starts, not the mirror."""
+    trees = release_trees()
+    dev = make_upstream("dev")
+    for rel, text in trees[0].items():
+        dev.write(rel, text)
+    base = dev.commit("release 1")
+    made = [make_sdist(tmp_path, f"{n}.0", tree) for n, tree in enumerate(trees[:3], 1)]
+    from conftest import Upstream
+    nowhere = Upstream.__new__(Upstream)
+    nowhere.path = tmp_path / "hosting-out-of-reach"
+    lab.upstream("pkg", nowhere, FAKE_CUT[0])
+    lab.patch("pkg", "threeway", dev.diff(base, [("pkg/merge.py", "return x + 7\n", "return x + 7 + 1\n")]))
+    lab.stack("s", ["pkg"])
+    root = lab.save()
+    add_releases(root, "pkg", f"    archive:\n      url: {made[0][0]}\n      sha256: {made[0][1]}\n"
+                 + releases_yaml([(f"{n}.0", p, sha, FAKE_CUT[n - 1] if n > 1 else "")
+                                  for n, (p, sha) in enumerate(made, 1)]))
+    assert patchq("apply", "s", "--check", cwd=root).code == 0
+    res = patchq("rebase", "--onto", "pkg@3.0", "s", cwd=root)
+    assert res.code == 0, res.out + res.err
+    assert "is not in" not in res.err and "is release 1.0 of the chain" in res.out
+    assert load_workspace(root).upstream("pkg").pin == FAKE_CUT[2]
+    assert patchq("apply", "s", "--verify", cwd=root).code == 0
