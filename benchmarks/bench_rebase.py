@@ -181,6 +181,27 @@ def time_patchq_process(ws: Path, code: Path) -> float:
     return took
 
 
+def count_git_processes(template: Path, ws: Path) -> int:
+    """How many git processes one rebase starts (an extra, untimed round; counted where patchq starts them)."""
+    import patchq.git as git_module
+    counted = [0]
+    real = git_module.subprocess.Popen
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, args, *rest, **kwargs):
+            if args and args[0] == "git":
+                counted[0] += 1
+            super().__init__(args, *rest, **kwargs)
+
+    shutil.copytree(template, ws)
+    git_module.subprocess.Popen = Counting
+    try:
+        start_rebase(ws, "vllm@latest")
+    finally:
+        git_module.subprocess.Popen = real
+    return counted[0]
+
+
 def _summary(label: str, times: list[float], git: list[float]) -> str:
     ratio = statistics.median(times) / statistics.median(git)
     best = min(times) / min(git)
@@ -224,6 +245,7 @@ def main() -> None:
                 ws = tmp / f"wb-{number}"
                 shutil.copytree(template, ws)
                 times["before"].append(time_patchq_process(ws, args.compare_with.resolve()))
+        print(f"git processes in one in-process rebase: {count_git_processes(template, tmp / 'ws-count')}")
         kinds: dict[str, int] = {}
         for step in report.steps:
             label = f"{step.kind.value}/{step.outcome.kind.value}"

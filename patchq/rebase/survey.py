@@ -166,7 +166,8 @@ def variant_at(reader: ObjectReader, commit: str, loaded: LoadedPatch, renames: 
 
 
 def judge_at(repo: Repo, commit: str, prefix: list[LoadedPatch], loaded: LoadedPatch, *,
-             index: SharedIndex | None = None, renames: dict[str, Rename] | None = None) -> OutcomeKind:
+             index: SharedIndex | None = None, renames: dict[str, Rename] | None = None,
+             quick: bool = False) -> OutcomeKind:
     """How `loaded` goes at `commit` on top of `prefix`: apply checks in a tiny temporary index.
 
     The same ladder as `run_queue` (keep going past a prefix patch that fails), minus the commits and the symlink
@@ -186,6 +187,10 @@ def judge_at(repo: Repo, commit: str, prefix: list[LoadedPatch], loaded: LoadedP
     index.load(commit, list(dict.fromkeys(p for item in items for p in touched_paths(item.patch.files))))
     for item in items[:-1]:
         classify_patch(repo, index, item)
+    if quick:
+        # a bisection step only asks "does it apply as is": one `git apply --check`, not the whole ladder
+        ok = repo.apply(items[-1].patch.diff, cached=True, check=True, env=index.env).ok
+        return OutcomeKind.CLEAN if ok else OutcomeKind.CONFLICT
     return classify_patch(repo, index, items[-1])[0].kind
 
 
@@ -260,7 +265,7 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
             seen: dict[str, OutcomeKind] = {walk[-1][0]: after.kind}
 
             def applies_at(commit: str, prefix=prefix, loaded=loaded, seen=seen, index=index) -> bool:
-                seen[commit] = judge_at(repo, commit, prefix, loaded, index=index, renames=renames)
+                seen[commit] = judge_at(repo, commit, prefix, loaded, index=index, renames=renames, quick=True)
                 return seen[commit] in CLEAN_KINDS
 
             found, checks = find_breaking_commit(walk, applies_at)
@@ -268,6 +273,9 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
             bisect += checks
             state, blame = walk[found]
             kind = seen[state]
+            if state != walk[-1][0]:       # what the patch does there, judged in full once (the new base is known)
+                kind = judge_at(repo, state, prefix, loaded, index=index, renames=renames)
+                judged += len(prefix) + 1
             detail = after.detail if (state == walk[-1][0] and deleted_in(moved[position], moves.deleted)) else ""
             if detail:
                 kind = OutcomeKind.CONFLICT
