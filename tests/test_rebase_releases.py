@@ -181,6 +181,8 @@ def test_release_chain_rebase_follows_renames_stops_deletions_and_records_decisi
     assert re.search(r"^conflicting: [0-9a-f]{12} ! [0-9a-f]{12}$", text, re.M) and "usage:" not in text
     verify = patchq("apply", "s", "--verify", cwd=root)
     assert verify.code == 0, verify.out + verify.err
+    check = patchq("check", cwd=root)                    # releases: and exclude: are part of a valid workspace
+    assert check.code == 0, check.out + check.err
 
 
 def test_archive_left_out_marks_them_negative_archived_in_one_step(chain, patchq):
