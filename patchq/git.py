@@ -589,9 +589,9 @@ def write_index_file(path: str | Path, entries: list[tuple[str, str, str]]) -> N
         fh.write(body)
 
 
-class ObjectReader:
-    """One long-lived `git cat-file --batch` for reading many objects (trees while bisecting) without a process
-    each. Close it (or use it as a context manager) when done."""
+class TreeReader:
+    """One long-lived `git cat-file --batch` for reading many trees (the bisection's index entries) without a
+    process each (ObjectReader above reads blobs only). Close it (or use it as a context manager) when done."""
 
     def __init__(self, repo: "Repo") -> None:
         if shutil.which("git") is None:
@@ -653,7 +653,7 @@ class ObjectReader:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
-    def __enter__(self) -> "ObjectReader":
+    def __enter__(self) -> "TreeReader":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -31,39 +31,16 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .apply import LoadedPatch, TinyIndex, classify_patch, run_queue
-from .bundle import (
-    DEFAULT_LIMIT,
-    Manifest,
-    decode_b64,
-    decode_gz_b64,
-    gunzip_bounded,
-    read_bundle,
-    read_manifest,
-    sha256_hex,
-)
+from .bundle import (DEFAULT_LIMIT, Manifest, decode_b64, decode_gz_b64, gunzip_bounded, read_bundle, read_manifest,
+                     sha256_hex)
 from .crashtest import file_operation
 from .errors import BadInput, PatchqError
 from .git import Repo, run_git
 from .model import PATCH_ID, Outcome, OutcomeKind, PatchEntry, Status
-from .patchfile import (
-    PatchFile,
-    entry_from_patch,
-    read_patch_file,
-    render_patch_file,
-    touched_paths,
-)
+from .patchfile import PatchFile, entry_from_patch, read_patch_file, render_patch_file, touched_paths
 from .sources import ensure_base
-from .workspace import (
-    LOCK_NAME,
-    SERIES_NAME,
-    STATE_DIR,
-    Workspace,
-    load_workspace,
-    load_yaml,
-    series_bytes,
-    workspace_lock,
-    write_atomic,
-)
+from .workspace import (LOCK_NAME, SERIES_NAME, STATE_DIR, Workspace, load_workspace, load_yaml, series_bytes,
+                        workspace_lock, write_atomic)
 
 # ---- words and shapes --------------------------------------------------------------------------------------------
 

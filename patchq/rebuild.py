@@ -14,21 +14,9 @@ from pathlib import Path
 from .apply import apply_stack
 from .errors import BadInput, NeedsYou
 from .git import Repo
-from .kernels import (
-    BuildOutcome,
-    affected_targets,
-    build_target,
-    load_recipes,
-    targets_to_build,
-)
+from .kernels import BuildOutcome, affected_targets, build_target, load_recipes, targets_to_build
 from .model import ApplyReport, OutcomeKind, UpstreamApply
-from .overlay import (
-    OverlayResult,
-    overlay_apply,
-    overlay_revert,
-    python_changes_between,
-    repack_wheel,
-)
+from .overlay import OverlayResult, overlay_apply, overlay_revert, python_changes_between, repack_wheel
 from .patchfile import touched_paths
 from .sources import cache_root, ensure_base
 from .workspace import Workspace

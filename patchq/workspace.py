@@ -27,18 +27,8 @@ from ruamel.yaml.scanner import RoundTripScanner
 from . import fastyaml
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
-from .model import (
-    FULL_SHA,
-    PATCH_ID,
-    UPSTREAM_NAME,
-    ArchiveSource,
-    PatchEntry,
-    Queue,
-    Stack,
-    StackResult,
-    Status,
-    Upstream,
-)
+from .model import (FULL_SHA, PATCH_ID, UPSTREAM_NAME, ArchiveSource, PatchEntry, Queue, Stack, StackResult,
+                    Status, Upstream)
 
 LOCK_NAME = "pins.lock"
 SERIES_NAME = "series.yaml"

@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..apply import LoadedPatch, TinyIndex, classify_patch, load_patch, run_queue
 from ..errors import BadInput
-from ..git import ObjectReader, Repo, write_index_file
+from ..git import TreeReader, Repo, write_index_file
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack, Status
 from ..patchfile import touched_paths
 from ..workspace import LOCK_NAME, Workspace
@@ -142,7 +142,7 @@ class SharedIndex(TinyIndex):
     to the next commit costs no git process; only the `git apply` checks themselves run git.
     """
 
-    def __init__(self, repo: Repo, reader: ObjectReader) -> None:     # noqa: D107 (no git run here)
+    def __init__(self, repo: Repo, reader: TreeReader) -> None:     # noqa: D107 (no git run here)
         self.repo = repo
         self.reader = reader
         self.dir = tempfile.mkdtemp(prefix="patchq-bisect-")
@@ -153,7 +153,7 @@ class SharedIndex(TinyIndex):
         write_index_file(self.file, self.reader.entries(commit, paths))
 
 
-def variant_at(reader: ObjectReader, commit: str, loaded: LoadedPatch, renames: dict[str, Rename]) -> LoadedPatch:
+def variant_at(reader: TreeReader, commit: str, loaded: LoadedPatch, renames: dict[str, Rename]) -> LoadedPatch:
     """The patch as it applies at `commit`: its renamed files followed where the old path is gone there."""
     if not renames:
         return loaded
@@ -240,7 +240,7 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
                 matched[pid] = [commit, repo.subject(commit)]
     breaking: list[BreakingCommit] = []
     bisect = 0
-    reader: ObjectReader | None = None
+    reader: TreeReader | None = None
     index: SharedIndex | None = None
     renames = moves.renames if direction == "forward" else {}
     try:
@@ -259,7 +259,7 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
                                                detail=f"not clean at the old pin either ({before.kind.value})"))
                 continue
             if index is None:
-                reader = ObjectReader(repo)
+                reader = TreeReader(repo)
                 index = SharedIndex(repo, reader)
             prefix = path_closure(patches, position)
             seen: dict[str, OutcomeKind] = {walk[-1][0]: after.kind}
