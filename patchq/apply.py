@@ -27,6 +27,7 @@ from .git import Repo, read_index_entries
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
 from .sources import MOVING_MARK, ensure_base, prepare_checkout, start_dirty_check
+from .treecheck import escaping_link
 from .workspace import STATE_DIR, Workspace, check_requires
 
 OFFSET_LINE = re.compile(r"^Hunk #(\d+) succeeded at (\d+)(?: \(offset (-?\d+) lines?\))?\.")
@@ -118,6 +119,19 @@ def check_symlink_ancestors(repo: Repo, base: str, patches: list[LoadedPatch]) -
             loaded = parents[path]
             raise BadInput(f"patch {loaded.entry.id!r} writes below {path!r}, which is a symlink at the base commit",
                            path=loaded.source)
+
+
+def check_result_links(repo: Repo, base: str, patches: list[LoadedPatch], at_base: dict, final: dict) -> None:
+    """Refuse a queue whose result has a symlink pointing outside the tree, however the diff made it (a `+` line,
+    a binary patch with mode 120000, a rename or copy to a shallower folder, a mode change)."""
+    changed = {path: (mode, sha) for mode, sha, path in _index_delta(at_base, final) if "\0" not in path}
+    found = escaping_link(repo, base, changed)
+    if found is None:
+        return
+    path, why = found
+    owner = next((lp for lp in reversed(patches) if path in touched_paths(lp.patch.files)), None)
+    raise BadInput(f"patch {owner.entry.id if owner else '?'!r} makes {path!r} a symlink that points outside the "
+                   f"tree ({why})", path=owner.source if owner else None)
 
 
 def _parse_offsets(stderr: str) -> list[str]:
@@ -231,6 +245,8 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
         at_base = index.entries()
         snapshot = index.snapshot()
         quick = _judge_in_one_pass(repo, index, patches)
+        if quick is not None:
+            check_result_links(repo, base, patches, at_base, index.entries())
         replayed = None
         if quick is not None and commit_ref is not None:
             replayed = _replay_in_python(repo, base, patches, at_base, index.entries())
@@ -270,6 +286,7 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
             run.outcomes.append(outcome)
             if outcome.kind == OutcomeKind.CONFLICT and not keep_going:
                 stopped = True
+        check_result_links(repo, base, patches, at_base, current)
     finally:
         index.close()
     if commit_ref is not None:

@@ -44,6 +44,11 @@ SIGNAL_CAUSES = {signal.SIGXFSZ: "File too large (the process file-size limit, u
                  signal.SIGKILL: "killed from outside (out of memory, or kill -9)"}
 
 
+# A patch that adds `.gitattributes`/`.lfsconfig` must not make git-lfs (when the user has it) fetch from a server the
+# patch names: every git patchq runs has the lfs filter switched off (an empty command disables a filter driver).
+NO_FILTERS = ("-c", "filter.lfs.smudge=", "-c", "filter.lfs.clean=", "-c", "filter.lfs.process=",
+              "-c", "filter.lfs.required=false")
+
 _STALE_LOCK = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
 
@@ -97,6 +102,7 @@ def _base_env(extra: Mapping[str, str] | None, *, ident: bool = True) -> dict[st
     env["LC_ALL"] = "C"
     env["LANGUAGE"] = "C"
     env["GIT_TERMINAL_PROMPT"] = "0"
+    env["GIT_LFS_SKIP_SMUDGE"] = "1"
     env.setdefault("GIT_CONFIG_NOSYSTEM", "1")
     if ident:
         for key, value in PATCHQ_IDENT.items():
@@ -112,7 +118,7 @@ def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | st
     if shutil.which("git") is None:
         raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
     data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
-    proc = subprocess.Popen(["git", *args], cwd=str(cwd) if cwd else None, env=_base_env(env, ident=ident),
+    proc = subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd) if cwd else None, env=_base_env(env, ident=ident),
                             stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -145,7 +151,7 @@ class Pending:
         if shutil.which("git") is None:
             raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
         self.args, self.cwd, self.finished = args, cwd, False
-        self.proc = subprocess.Popen(["git", *args], cwd=str(cwd), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_base_env(None))
 
     def result(self, *, check: bool = True) -> GitResult:

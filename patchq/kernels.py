@@ -960,10 +960,24 @@ def _failure(recipe: Recipe, cache: BuildCache, log: Path, why: str, started: fl
                         seconds=time.monotonic() - started, **common)
 
 
+def _real_inside(source: Path, path: Path) -> bool:
+    """Whether `path`, every symlink on the way resolved, is inside the checkout `source`."""
+    root = os.path.realpath(source)
+    return os.path.realpath(path).startswith(root + os.sep)
+
+
+def _refuse_outside(recipe: Recipe, source: Path, match: Path, doing: str) -> None:
+    raise BadInput(f"output {match.relative_to(source).as_posix()!r} of target {recipe.target!r} is reached through a "
+                   f"symlink that leaves the checkout; patchq does not {doing} it", path=str(source))
+
+
 def _clear_stale_outputs(recipe: Recipe, source: Path) -> None:
-    """An output left by an earlier build must not be stored as this build's."""
+    """An output left by an earlier build must not be stored as this build's (and nothing outside the checkout is
+    deleted: a match reached through a symlink that leaves it is refused)."""
     for spec in recipe.outputs:
         for match in source.glob(spec.path):
+            if not _real_inside(source, match.parent):
+                _refuse_outside(recipe, source, match, "delete")
             if match.is_dir() and not match.is_symlink():
                 shutil.rmtree(match)
             else:
@@ -975,6 +989,9 @@ def _collect_outputs(recipe: Recipe, source: Path) -> tuple[list[tuple[OutputSpe
     for spec in recipe.outputs:
         want_dir = spec.kind == "directory"
         found = sorted(p for p in source.glob(spec.path) if p.is_dir() == want_dir)
+        for match in found:
+            if not _real_inside(source, match):
+                _refuse_outside(recipe, source, match, "collect")
         if not found:
             absent.append(spec.path)
         produced.extend((spec, p.relative_to(source).as_posix()) for p in found)

@@ -27,6 +27,8 @@ from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .git import GitError, Pending, Repo, run_git
 from .model import FULL_SHA, Upstream
+from .treecheck import check_tree
+from .workspace import check_archive_subdir
 
 OWNER_MARK = "patchq-checkout"   # file inside a checkout's .git naming the mirror it came from
 MOVING_MARK = "patchq-moving"      # present inside a checkout's .git only while patchq moves it to a new result
@@ -78,7 +80,7 @@ def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) 
         repo = ensure_mirror(upstream, workspace=workspace)
         if repo.has_commit(pin):
             return Base(repo, pin, pin)
-        commit = import_archive(upstream, repo)
+        commit = import_archive(upstream, repo, workspace=workspace)
         source = upstream.archive.pypi or upstream.archive.url
         return Base(repo, commit, pin, f"{upstream.url} is out of reach: using {source} (sha256 "
                                        f"{upstream.archive.sha256[:12]}) as commit {commit[:12]} for pin {pin[:12]}")
@@ -162,8 +164,9 @@ def resolve_ref(repo: Repo, upstream: Upstream, ref: str) -> str:
 
 # ---- archives ---------------------------------------------------------------------------------------------------
 
-def archive_file(upstream: Upstream) -> Path:
-    """The archive downloaded (once) into the cache and verified by sha256."""
+def archive_file(upstream: Upstream, *, workspace: Path | None = None) -> Path:
+    """The archive downloaded (once) into the cache and verified by sha256; a relative local `url` is relative to
+    the workspace, like the upstream's own url."""
     archive = upstream.archive
     assert archive is not None
     folder = cache_root() / "archives" / archive.sha256
@@ -176,9 +179,12 @@ def archive_file(upstream: Upstream) -> Path:
         if archive.pypi:
             _download_sdist(archive.pypi, archive.sha256, tmp)
         elif archive.url and "://" not in archive.url:
-            src = Path(archive.url).expanduser()
+            src = Path(_resolve_url(archive.url, workspace))
             if not src.exists():
                 raise BadInput(f"archive {archive.url} of upstream {upstream.name!r} does not exist", path="pins.lock")
+            if not src.is_file():
+                raise BadInput(f"archive {archive.url} of upstream {upstream.name!r} is not a regular file",
+                               path="pins.lock")
             shutil.copy2(src, tmp / src.name)
         else:
             raise EnvironmentFailure(f"archive of {upstream.name!r}: only PyPI sdists and local files can be fetched "
@@ -263,15 +269,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def import_archive(upstream: Upstream, repo: Repo) -> str:
-    """Turn the archive into one commit with fixed author, dates and message: the same archive, the same id."""
+def import_archive(upstream: Upstream, repo: Repo, *, workspace: Path | None = None) -> str:
+    """Turn the archive into one commit with fixed author, dates and message: the same archive, the same id.
+
+    The commit's symlinks are judged against the folder that becomes the tree root (after `subdir`), not against
+    the extraction folder: `pkg-1.0/lnk -> ..` stays inside the latter but leaves the former.
+    """
     archive = upstream.archive
     assert archive is not None
     ref = f"refs/patchq/archive/{archive.sha256[:16]}"
     existing = repo.rev_parse(ref)
     if existing:
         return existing
-    path = archive_file(upstream)
+    path = archive_file(upstream, workspace=workspace)
+    if archive.subdir:
+        check_archive_subdir(archive.subdir, upstream.name)
     # streamed into one fast-import pack (no extraction, no loose objects); the same tree `commit_folder` records
     importing = f"refs/patchq/importing/{os.getpid()}"
     try:
@@ -279,6 +291,7 @@ def import_archive(upstream: Upstream, repo: Repo) -> str:
                              subdir=archive.subdir, name=upstream.name, ref=importing)
     finally:
         repo.run("update-ref", "-d", importing, check=False)
+    check_tree(repo, sha, source=str(path), what=f"the archive of {upstream.name!r}")
     repo.run("update-ref", ref, sha)
     return sha
 
@@ -332,6 +345,67 @@ def _check_member(member: str, archive: Path) -> None:
         raise BadInput(f"archive member {member!r} would land outside the extraction folder", path=str(archive))
 
 
+# ---- interrupted moves ----------------------------------------------------------------------------------------
+
+def _marker_commits(moving: Path) -> list[str]:
+    """The commits a move marker names (the checkout's commit before the move and the one it moved to)."""
+    out = []
+    for line in moving.read_text(errors="replace").splitlines()[1:]:
+        word, _, sha = line.partition(" ")
+        if word in ("from", "to") and FULL_SHA.match(sha.strip()):
+            out.append(sha.strip())
+    return out
+
+
+def _check_interrupted_move(repo: Repo, moving: Path) -> None:
+    """After a kill during a move, every file must be as one of the two commits has it (or on its way there).
+
+    The marker is no licence to discard: edits made in the checkout since the kill match neither commit, and the
+    next apply refuses them as it refuses any uncommitted change. Files git was writing when it died — missing, or
+    holding the first bytes of the version it was writing — are patchq's own and are finished.
+    """
+    commits = [c for c in _marker_commits(moving) if repo.has_commit(c)] or [c for c in [repo.head()] if c]
+    if not commits:
+        raise BadInput(f"checkout {repo.path} was left half-moved by a killed run and its marker names no commit; "
+                       "pass --force to discard it")
+    differs: list[set[str]] = []
+    with tempfile.TemporaryDirectory(prefix="patchq-moved-") as tmp:
+        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        index = repo.path / ".git" / "index"
+        if index.is_file():
+            shutil.copyfile(index, env["GIT_INDEX_FILE"])     # its stat data spares hashing unchanged files
+        else:
+            repo.run("read-tree", commits[0], env=env)
+        repo.run("add", "-A", "--", ".", env=env)
+        current = dict(_index_listing(repo, env))
+        for commit in commits:
+            names = repo.run("diff-index", "--cached", "-z", "--name-only", "--no-renames", commit, "--",
+                             env=env).out.split("\0")
+            differs.append({n for n in names if n})
+    suspect = set.intersection(*differs) if differs else set()
+    edited = [p for p in sorted(suspect) if not _in_transit(repo, commits[-1], p, current.get(p))]
+    if edited:
+        raise BadInput(f"checkout {repo.path} was left half-moved by a killed run, and {', '.join(edited[:3])}"
+                       f"{', ...' if len(edited) > 3 else ''} match neither the commit it left nor the one it was "
+                       "moving to (edited since?); save them, or pass --force to discard")
+
+
+def _index_listing(repo: Repo, env: dict[str, str]):
+    for record in repo.run("ls-files", "-s", "-z", env=env).out.split("\0"):
+        meta, _, path = record.partition("\t")
+        if path:
+            yield path, meta.split()[1]
+
+
+def _in_transit(repo: Repo, target: str, path: str, blob: str | None) -> bool:
+    """A file git was writing when killed: missing, or a prefix of the version it was moving to."""
+    if blob is None:
+        return True
+    want = repo.read_blob(target, path)
+    have = repo.read_blobs([blob]).get(blob)
+    return want is not None and have is not None and want.startswith(have)
+
+
 # ---- checkouts --------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -376,10 +450,12 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
                            "(choose a new --into folder)")
         repo = Repo(dest)
         moving = dest / ".git" / MOVING_MARK
-        interrupted = moving.is_file()      # a run died while moving it: its half-done state is patchq's own
+        interrupted = moving.is_file()      # a run died while moving it between the two commits its marker names
         if interrupted:
             for stale in (dest / ".git").rglob("*.lock"):
                 stale.unlink(missing_ok=True)
+            if not force:
+                _check_interrupted_move(repo, moving)
         # Ignored files (build outputs) are kept: they are not the user's edits, and they let builds be incremental.
         if changed is not None and not interrupted:      # already looked at by the caller
             if dirty is not None:
@@ -394,7 +470,9 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             raise BadInput(f"checkout {dest} has uncommitted changes ({', '.join(changed[:3])}"
                            f"{', ...' if len(changed) > 3 else ''}); record them with 'patchq refresh' or 'patchq new ID', "
                            "or pass --force to set them aside and regenerate")
-        moving.write_text(f"{os.getpid()}\n")
+        if not interrupted:     # a recovery keeps the first marker: the tree is still between those two commits
+            old_head = repo.head() or ""
+            moving.write_text(f"{os.getpid()}\nfrom {old_head}\nto {repo.rev_parse(commit) or commit}\n")
         file_operation()
         repo.run("checkout", "-q", "-f", *target)
         file_operation()

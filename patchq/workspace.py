@@ -426,8 +426,19 @@ def _load_upstream(name: str, node: Any, parent: CommentedMap, path: Path) -> Up
             raise BadInput(f"archive of {name!r} needs 'url' or 'pypi'", path=str(path), line=_line(node, "archive"))
         archive = ArchiveSource(sha256=sha, url=_str(arch, "url", path) or None, pypi=_str(arch, "pypi", path) or None,
                                 subdir=_str(arch, "subdir", path) or None)
+        if archive.subdir:
+            check_archive_subdir(archive.subdir, name, path=str(path), line=_line(arch, "subdir"))
     return Upstream(name=name, url=url, pin=pin, archive=archive, description=_str(node, "description", path),
                     version=_str(node, "version", path))
+
+
+def check_archive_subdir(subdir: str, name: str, *, path: str = LOCK_NAME, line: int | None = None) -> None:
+    """An archive's `subdir` names a folder inside the archive: relative, without `..` (else any readable folder
+    of the machine would be committed as the upstream)."""
+    parts = subdir.replace("\\", "/").split("/")
+    if subdir.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", subdir) or ".." in parts:
+        raise BadInput(f"archive subdir {subdir!r} of {name!r} must be a folder inside the archive (relative, "
+                       "without '..')", path=path, line=line)
 
 
 def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstreams: dict[str, Upstream]) -> Stack:
@@ -593,6 +604,8 @@ def entry_to_yaml(entry: PatchEntry, into: CommentedMap | None = None) -> Commen
     }
     for key, value in values.items():
         empty = value in ("", [], None)
+        if empty and key == "title" and into is not None and key not in node:
+            continue                  # an entry written without a title keeps having none
         if empty and key not in ("id", "file", "status", "title"):
             if key in node:
                 del node[key]
