@@ -9,16 +9,22 @@ import contextlib
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import click
 from rich.console import Console
 
 from . import __version__
 from .crashtest import pause_point
-from .errors import EXIT_ENVIRONMENT, EXIT_NEEDS_YOU, BadInput, PatchqError, describe_os_error
+from .errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_NEEDS_YOU,
+    BadInput,
+    PatchqError,
+    describe_os_error,
+)
 from .model import PatchEntry, Status
 from .report import render_apply, render_entries, render_entry, render_findings, to_json
 from .workspace import Workspace, find_workspace, load_workspace, workspace_lock

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import MODEL_PY
+
 from patchq.apply import apply_stack
 from patchq.errors import BadInput
 from patchq.git import Repo, run_git
@@ -177,7 +177,7 @@ def racing(lab, pyupstream):
 
 
 def test_pin_and_pin_lose_nothing(racing, tmp_path, patchq):
-    root, up, base, v2, v3 = racing
+    root, _, base, v2, v3 = racing
     (root / "pins.lock").write_text((root / "pins.lock").read_text().replace(
         "stacks:\n  s:\n", f"stacks:\n  t:\n    upstreams: [vllm]\n    pins:\n      vllm: {base}\n  s:\n"))
     _race(root, ["pin", "vllm@v2"], ["pin", "vllm@next", "--stack", "t"], tmp_path, patchq)
@@ -187,7 +187,7 @@ def test_pin_and_pin_lose_nothing(racing, tmp_path, patchq):
 
 
 def test_pin_and_lock_lose_nothing(racing, tmp_path, patchq):
-    root, up, base, v2, v3 = racing
+    root, _, _, v2, _ = racing
     _race(root, ["pin", "vllm@v2"], ["lock", "s"], tmp_path, patchq)
     text = (root / "pins.lock").read_text()
     assert f"pin: {v2}" in text
@@ -195,7 +195,7 @@ def test_pin_and_lock_lose_nothing(racing, tmp_path, patchq):
 
 
 def test_new_and_status_lose_nothing(racing, tmp_path, patchq):
-    root, up, base, v2, v3 = racing
+    root, up, base, _, _ = racing
     work = tmp_path / "work"
     run_git(["clone", "-q", str(up.path), str(work)])
     Repo(work).run("checkout", "-q", "--detach", base)
