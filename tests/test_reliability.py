@@ -20,7 +20,7 @@ from conftest import MODEL_PY
 from patchq.apply import apply_stack
 from patchq.errors import BadInput
 from patchq.git import Repo, run_git
-from patchq.kernels import build_target, load_recipe
+from patchq.kernels import BuildKind, build_target, load_recipe
 from patchq.model import Status
 
 SIGNED_PATCH = b"""\
@@ -92,6 +92,11 @@ def test_build_output_cleaning_and_collection_never_leave_the_checkout(make_upst
     with pytest.raises(BadInput, match="leaves the checkout"):
         build_target(load_recipe(recipe_path), checkout, tmp_path / "cache")
     assert (outside / "victim.whl").read_text() == "not yours\n"
+    (checkout / "stale.whl").write_text("an output an earlier build left at the checkout's root\n")
+    recipe_path.write_text("upstream: pkg\ninputs: [src/]\ncommand: 'touch new.whl'\n"
+                           "outputs: [{kind: wheel, path: '*.whl'}]\n")
+    assert build_target(load_recipe(recipe_path), checkout, tmp_path / "cache").kind == BuildKind.BUILT
+    assert not (checkout / "stale.whl").exists() and (checkout / "new.whl").exists()
     assert sorted(p.name for p in outside.iterdir()) == ["victim.whl"]      # the build never ran either
 
 
