@@ -1,11 +1,12 @@
 """Click commands only: parse options, call one function of the core, render its result.
 
-Exit codes: 0 ok, 1 the patches need you, 2 bad input, 3 the environment failed, 130 interrupted.
+Exit codes: 0 ok, 1 the patches need you, 2 bad input, 3 the environment failed, 128+N interrupted by signal N.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import traceback
@@ -16,9 +17,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from . import __version__
+from . import __version__, signals
 from .crashtest import pause_point
 from .errors import (
+    EXIT_BAD_INPUT,
     EXIT_ENVIRONMENT,
     EXIT_NEEDS_YOU,
     BadInput,
@@ -439,6 +441,7 @@ def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every patchq error becomes one line on stderr and its exit code, never a traceback."""
+    signals.started()
     try:
         cli.main(args=argv, prog_name="patchq", standalone_mode=False)
     except PatchqError as exc:
@@ -446,11 +449,13 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
+        if isinstance(cause, KeyboardInterrupt):      # SIGINT, SIGTERM or SIGHUP, after the cleanup on the way out
+            click.echo(f"interrupted ({signals.name_of(cause)}): nothing half-written was left in the workspace",
+                       err=True)
+            sys.exit(signals.exit_code(cause))
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted: nothing half-written was left in the workspace", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -460,6 +465,12 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(0)
     except OSError as exc:   # the machine refused a file operation: disk full, read-only, permissions
+        if exc.errno == errno.E2BIG:      # the input names more paths than one command line can carry
+            if os.environ.get("PATCHQ_DEBUG"):
+                traceback.print_exc()
+            click.echo("error: the input names more paths than one git command can take (Argument list too long)",
+                       err=True)
+            sys.exit(EXIT_BAD_INPUT)
         click.echo(f"error: {describe_os_error(exc)}", err=True)
         sys.exit(EXIT_ENVIRONMENT)
     except Exception as exc:  # a bug in patchq: say so plainly, keep the traceback for those who ask

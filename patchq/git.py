@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from .errors import EnvironmentFailure
+from .signals import deferred
 
 # Variables that would redirect git to another repository or identity if inherited from the user's shell.
 _LEAKY = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
@@ -118,13 +118,17 @@ def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | st
     if shutil.which("git") is None:
         raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
     data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
-    proc = subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd) if cwd else None, env=_base_env(env, ident=ident),
-                            stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = None
     try:
+        with deferred():         # a signal landing while git starts waits until `proc` can be stopped
+            proc = subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd) if cwd else None,
+                                    env=_base_env(env, ident=ident),
+                                    stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stdout, stderr = proc.communicate(data)
     except BaseException:        # Ctrl-C or SIGTERM of patchq: let git remove its lock files before going
-        _stop(proc)
+        if proc is not None:
+            _stop(proc)
         raise
     result = GitResult(proc.returncode, stdout, stderr.decode("utf-8", "replace"))
     if check and proc.returncode != 0:
@@ -151,8 +155,16 @@ class Pending:
         if shutil.which("git") is None:
             raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
         self.args, self.cwd, self.finished = args, cwd, False
-        self.proc = subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_base_env(None))
+        self.proc = None
+        try:
+            with deferred():
+                self.proc = subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_base_env(None))
+        except BaseException:
+            if self.proc is not None:
+                _stop(self.proc)
+                self.proc.communicate()
+            raise
 
     def result(self, *, check: bool = True) -> GitResult:
         out, err = self.proc.communicate()
@@ -229,7 +241,7 @@ class Repo:
 
     # ---- creation ---------------------------------------------------------------------------------------------
     @classmethod
-    def init(cls, path: str | Path, *, bare: bool = False) -> "Repo":
+    def init(cls, path: str | Path, *, bare: bool = False) -> Repo:
         Path(path).mkdir(parents=True, exist_ok=True)
         run_git(["init", "-q", "-b", "main", *(["--bare"] if bare else []), str(path)])
         return cls(path)

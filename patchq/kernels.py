@@ -143,6 +143,8 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def _parse_yaml(text: str, where: str) -> tuple[Any, dict[str, int]]:
+    from .workspace import guard_yaml
+    guard_yaml(text, where)        # the same guard as pins.lock and series.yaml: no alias bombs, no deep nesting
     yaml = YAML(typ="safe", pure=True)
     try:
         data = yaml.load(text)

@@ -25,7 +25,7 @@ from pathlib import Path
 from .archive_import import commit_archive
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
-from .git import GitError, Pending, Repo, run_git
+from .git import GitError, Pending, Repo, objects_dir, run_git
 from .model import FULL_SHA, Upstream
 from .treecheck import check_tree
 from .workspace import check_archive_subdir
@@ -40,23 +40,39 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def cache_root() -> Path:
-    env = os.environ.get("PATCHQ_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "patchq"
+    """`$PATCHQ_CACHE`, else `~/.cache/patchq`; an empty HOME is refused (it would put the cache at `/.cache`)."""
+    env = os.environ.get("PATCHQ_CACHE", "").strip()
+    if env:
+        return Path(env).expanduser().absolute()
+    if "HOME" in os.environ and not os.environ["HOME"].strip():
+        raise EnvironmentFailure("HOME is empty and PATCHQ_CACHE is not set: there is no place for the cache",
+                                 hint="set HOME, or PATCHQ_CACHE to a folder for patchq's mirrors and builds")
+    return Path.home() / ".cache" / "patchq"
 
 
-def mirror_path(upstream: Upstream) -> Path:
-    digest = hashlib.sha256(upstream.url.encode()).hexdigest()[:12]
+def mirror_path(upstream: Upstream, workspace: Path | None = None) -> Path:
+    """The cache folder of an upstream's mirror, keyed by the url as resolved (a local path made absolute), so two
+    workspaces that both say `url: upstreams/up.git` never share a mirror of two different repositories."""
+    url = _resolve_url(upstream.url, workspace)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
     return cache_root() / "mirrors" / f"{upstream.name}-{digest}.git"
 
 
 def _resolve_url(url: str, workspace: Path | None) -> str:
-    """Relative local paths in pins.lock are relative to the workspace."""
-    if "://" in url or url.startswith(("git@", "file:")) or workspace is None:
+    """Relative local paths in pins.lock are relative to the workspace; local paths are made absolute."""
+    if "://" in url or url.startswith(("git@", "file:")):
         return url
     path = Path(url).expanduser()
     if not path.is_absolute():
-        path = workspace / path
-    return str(path)
+        path = (workspace if workspace is not None else Path.cwd()) / path
+    return os.path.normpath(str(path.absolute()))
+
+
+def workspace_ref(workspace: Path, *parts: str) -> str:
+    """A ref in a shared mirror that belongs to one workspace: two workspaces with a stack of the same name must
+    not move each other's refs (a gc would then drop the commits the other's checkouts stand on)."""
+    key = hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
+    return "/".join(("refs/patchq/ws", key, *parts))
 
 
 @dataclass(frozen=True)
@@ -90,7 +106,7 @@ def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) 
 def ensure_mirror(upstream: Upstream, *, workspace: Path | None = None, need: tuple[str, ...] = (),
                   refresh: bool = False) -> Repo:
     """The cached bare mirror of `upstream`, holding every commit in `need` (fetched when missing)."""
-    path = mirror_path(upstream)
+    path = mirror_path(upstream, workspace)
     url = _resolve_url(upstream.url, workspace)
     if not (path / "HEAD").exists():
         _clone_mirror(upstream, url, path)
@@ -116,7 +132,7 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
                 run_git(["clone", "--mirror", "--quiet", url, str(tmp / "m.git")])
             except GitError as exc:
                 raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
-                                         f"{exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}",
+                                         f"{_git_cause(exc.stderr) or exc}",
                                          hint="check the url in pins.lock, or give the upstream an archive source"
                                          ) from None
         try:
@@ -142,7 +158,17 @@ def _fetch(upstream: Upstream, url: str, repo: Repo) -> None:
                    check=False)
     if not res.ok:
         raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
-                                 f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else 'no message'}")
+                                 f"{_git_cause(res.stderr) or 'no message'}")
+
+
+def _git_cause(stderr: str) -> str:
+    """The line of a failed fetch that says why: git's first `fatal:`/`error:` line, not its closing advice
+    ("Please make sure you have the correct access rights and the repository exists.")."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in lines:
+        if line.startswith(("fatal: ", "error: ")):
+            return line.split(": ", 1)[1]
+    return lines[0] if lines else ""
 
 
 def resolve_ref(repo: Repo, upstream: Upstream, ref: str) -> str:
@@ -345,6 +371,32 @@ def _check_member(member: str, archive: Path) -> None:
         raise BadInput(f"archive member {member!r} would land outside the extraction folder", path=str(archive))
 
 
+# ---- checkouts whose mirror moved ---------------------------------------------------------------------------
+
+def _follow_mirror(dest: Path, mirror: Repo) -> bool:
+    """Point a patchq checkout at the mirror it should now share objects with; False when its commit is lost.
+
+    Checkouts borrow the mirror's objects (`clone --shared`). When the mirror moves — PATCHQ_CACHE changed, the
+    cache was cleared — the checkout is repointed at the current mirror, keeping the old one second while it
+    exists. patchq's commits are deterministic, so the new mirror usually holds the checkout's commit again.
+    """
+    git_dir = dest / ".git"
+    mark = git_dir / OWNER_MARK
+    recorded = mark.read_text(errors="replace").strip()
+    if recorded != str(mirror.path):
+        objects = [str(objects_dir(mirror.path))]
+        old = Path(recorded) / "objects"
+        if recorded and old.is_dir():
+            objects.append(str(old))
+        alternates = git_dir / "objects" / "info" / "alternates"
+        alternates.parent.mkdir(parents=True, exist_ok=True)
+        alternates.write_text("\n".join(objects) + "\n")
+        mark.write_text(str(mirror.path) + "\n")
+    repo = Repo(dest)
+    head = repo.rev_parse("HEAD")
+    return head is not None and repo.run("cat-file", "-e", f"{head}^{{tree}}", check=False).ok
+
+
 # ---- interrupted moves ----------------------------------------------------------------------------------------
 
 def _marker_commits(moving: Path) -> list[str]:
@@ -425,8 +477,11 @@ def checkout_workers() -> int:
 
 def start_dirty_check(dest: Path) -> Pending | None:
     """Start `git status` of a reusable patchq checkout early, so it runs while the queue is judged elsewhere."""
-    if (dest / ".git" / OWNER_MARK).is_file() and not (dest / ".git" / MOVING_MARK).exists():
-        return Repo(dest).start_status()
+    mark = dest / ".git" / OWNER_MARK
+    if mark.is_file() and not (dest / ".git" / MOVING_MARK).exists():
+        mirror = Path(mark.read_text(errors="replace").strip())
+        if (mirror / "HEAD").is_file():          # else the mirror moved: prepare_checkout repoints it first
+            return Repo(dest).start_status()
     return None
 
 
@@ -444,6 +499,14 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
     if reuse and dest.parent.is_dir():   # patchq's own folder: half-made checkouts of killed runs go (lock is held)
         for stale in dest.parent.glob(f".{dest.name}.*"):
             shutil.rmtree(stale, ignore_errors=True)
+    if dest.exists() and any(dest.iterdir()) and reuse and mark.is_file() and not _follow_mirror(dest, mirror):
+        if not force:
+            raise BadInput(f"checkout {dest} stood on a mirror that is gone (was PATCHQ_CACHE changed?) and its "
+                           "commit is not in the new one, so its changes cannot be told; pass --force to make it anew")
+        if dirty is not None:
+            dirty.cancel()
+            dirty = None
+        shutil.rmtree(dest)                      # --force: the user gave up its uncommitted changes
     if dest.exists() and any(dest.iterdir()):
         if not (reuse and mark.is_file()):
             raise BadInput(f"{dest} exists and is not empty; patchq never overwrites a folder it did not make "

@@ -35,7 +35,7 @@ PIN_A = "a" * 40
 @dataclass(frozen=True)
 class Case:
     name: str
-    kind: str                  # patch | queue | bundle | lock | series | series-link | archive
+    kind: str                  # patch | queue | bundle | lock | series | series-link | archive | *-link
     data: tuple[bytes, ...]    # patch files (queue: several), or the one file of the other kinds
     expect: str                # regex the error message must match (case-insensitive)
     file_name: str = ""        # archive / bundle file name
@@ -133,6 +133,13 @@ def path_cases() -> list[Case]:
         Case("path-quoted-octal-dotdot", "patch",
              (patch_file(b'diff --git "a/\\056\\056/pwned" "b/\\056\\056/pwned"\nnew file mode 100644\n'
                          b'--- /dev/null\n+++ "b/\\056\\056/pwned"\n@@ -0,0 +1 @@\n+pwned\n'),), PATH_EXPECT),
+        # issue 13: names git refuses because some file systems read them as .git: unsafe input, not a conflict
+        Case("path-dotgit-trailing-dot", "patch", (patch_file(git_new_file(".git./hooks/post-checkout")),),
+             r"refused by git as unsafe"),
+        Case("path-dotgit-trailing-space", "patch", (patch_file(git_new_file("pkg/.git /config")),),
+             r"refused by git as unsafe"),
+        Case("path-dotgit-short-name", "patch", (patch_file(git_new_file("git~1/config")),),
+             r"refused by git as unsafe"),
         Case("path-plus-line-differs-from-header", "patch",
              (patch_file(b"diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/../pwned\n"
                          b"@@ -1 +1 @@\n-demo\n+pwned\n"),), PATH_EXPECT),
@@ -505,9 +512,20 @@ def archive_cases() -> list[Case]:
     ]
 
 
+def layout_cases() -> list[Case]:
+    """The workspace's own folders as symlinks: patchq would write wherever they point (issue 13)."""
+    link = r"is a symlink; patchq writes there"
+    return [
+        Case("layout-queue-folder-symlink", "queue-link", (b"",), link),
+        Case("layout-queues-symlink", "queues-link", (b"",), link),
+        Case("layout-state-folder-symlink", "state-link", (b"",), link),
+    ]
+
+
 def all_cases() -> list[Case]:
     cases = (path_cases() + symlink_cases() + mode_cases() + format_cases() + newline_and_count_cases()
-             + duplicate_cases() + bundle_cases() + lock_cases() + series_cases() + archive_cases())
+             + duplicate_cases() + bundle_cases() + lock_cases() + series_cases() + archive_cases()
+             + layout_cases())
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     return cases
