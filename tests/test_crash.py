@@ -176,7 +176,7 @@ def test_edits_after_a_killed_apply_are_never_discarded(lab, make_upstream, tmp_
     template = lab.save()
     code, err = run(["-w", str(template), "apply", "s"])
     assert code == 0, err
-    code, err = run(["-w", str(template), "status", "p1", "negative-archived"])     # the next apply moves it
+    code, err = run(["-w", str(template), "mark", "p1", "negative-archived"])     # the next apply moves it
     assert code == 0, err
     reference = tmp_path / "reference"
     shutil.copytree(template, reference, symlinks=True)

@@ -69,7 +69,7 @@ def _signed_workspace(lab, pyupstream, *, trailers: bytes = b"") -> tuple[Path, 
 def test_status_edits_one_trailer_line_and_keeps_every_other_byte(lab, pyupstream, patchq, trailers):
     root, patch = _signed_workspace(lab, pyupstream, trailers=trailers)
     before = patch.read_bytes()
-    result = patchq("-w", str(root), "status", "scale", "negative-archived")
+    result = patchq("-w", str(root), "mark", "scale", "negative-archived")
     assert result.code == 0, result.err
     after = patch.read_bytes()
     if trailers:      # the one line changes
@@ -213,7 +213,7 @@ def test_new_and_status_lose_nothing(racing, tmp_path, patchq):
     run_git(["clone", "-q", str(up.path), str(work)])
     Repo(work).run("checkout", "-q", "--detach", base)
     (work / "vllm" / "model.py").write_text(MODEL_PY.replace("return x * 5\n", "return x * 5 + 1\n"))
-    _race(root, ["new", "c", "-u", "vllm", "--from", str(work)], ["status", "a", "diagnostic"],
+    _race(root, ["new", "c", "-u", "vllm", "--from", str(work)], ["mark", "a", "diagnostic"],
                           tmp_path, patchq)
     series = (root / "queues" / "vllm" / "series.yaml").read_text()
     assert "id: c" in series
@@ -222,7 +222,7 @@ def test_new_and_status_lose_nothing(racing, tmp_path, patchq):
 
 def test_status_and_status_lose_nothing(racing, tmp_path, patchq):
     root, *_ = racing
-    _race(root, ["status", "a", "diagnostic"], ["status", "b", "negative-archived"], tmp_path,
+    _race(root, ["mark", "a", "diagnostic"], ["mark", "b", "negative-archived"], tmp_path,
                           patchq)
     series = (root / "queues" / "vllm" / "series.yaml").read_text()
     assert series.count("status: diagnostic") == 1
@@ -366,7 +366,7 @@ def test_stacks_of_the_same_name_in_two_workspaces_keep_their_commits(make_upstr
     into = tmp_path / "repro"
     assert patchq("-w", str(a), "apply", "s").code == 0
     assert patchq("-w", str(a), "apply", "s", "--into", str(into)).code == 0
-    assert patchq("-w", str(a), "status", "pa", "diagnostic").code == 0
+    assert patchq("-w", str(a), "mark", "pa", "diagnostic").code == 0
     assert patchq("-w", str(a), "apply", "s").code == 0          # a's own ref moves on: the --into folder stays
     assert patchq("-w", str(b), "apply", "s").code == 0          # b's stack `s`: its own ref
     _gc_mirrors()
@@ -387,7 +387,7 @@ def test_checkouts_follow_the_mirror_when_the_cache_moves(make_upstream, tmp_pat
     assert moved.code == 0, moved.err                 # the same commit again: found in the new mirror
     checkout = Repo(a / ".patchq/checkouts/s/up")
     assert checkout.run("status", "--porcelain").out == ""
-    assert patchq("-w", str(a), "status", "pa", "diagnostic").code == 0     # the stack's result changes
+    assert patchq("-w", str(a), "mark", "pa", "diagnostic").code == 0     # the stack's result changes
     shutil.rmtree(second)
     lost = patchq("-w", str(a), "apply", "s", env={"PATCHQ_CACHE": str(third)})
     assert lost.code == 2 and "PATCHQ_CACHE" in lost.err, lost.err
@@ -550,7 +550,7 @@ def test_series_rewrites_keep_the_document_markers_comments_and_indentation(lab,
             "patches:\n- id: a   # the first\n  file: 0001-a.patch\n  status: promoted\n  flags:\n  - X_ONE\n"
             "  - X_TWO\n- id: b\n  file: 0002-b.patch\n  status: promoted\n...\n# after the end marker\n")
     series.write_text(text)
-    result = patchq("-w", str(root), "status", "b", "diagnostic")
+    result = patchq("-w", str(root), "mark", "b", "diagnostic")
     assert result.code == 0, result.err
     assert series.read_text() == text.replace("0002-b.patch\n  status: promoted", "0002-b.patch\n  status: diagnostic")
     lock = root / "pins.lock"
