@@ -27,7 +27,8 @@ from .errors import BadInput
 from .git import Repo, read_index_entries
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
-from .sources import MOVING_MARK, ensure_base, prepare_checkout, start_dirty_check, workspace_ref
+from .sources import (LOST_MIRROR, MOVING_MARK, ensure_base, follow_mirror, prepare_checkout, start_dirty_check,
+                      workspace_ref)
 from .treecheck import escaping_link
 from .workspace import STATE_DIR, Workspace, check_requires
 
@@ -665,6 +666,15 @@ def _guard_checkouts(ws: Workspace, stack_name: str, plans, dirty: dict, commits
         dest = default_checkout_dir(ws, stack_name, name)
         if not is_patchq_checkout(dest) or (dest / ".git" / MOVING_MARK).exists():
             continue
+        mirror = follow_mirror(dest, _base.repo)         # PATCHQ_CACHE changed: repoint it before reading it
+        if mirror != "same":
+            for pending in (dirty.pop(name, None), commits.pop(name, None)):
+                if pending is not None:
+                    pending.cancel()                     # they read the old mirror
+            if mirror == "lost":
+                if not force:
+                    raise BadInput(f"checkout {ws.rel(dest)} {LOST_MIRROR}")
+                continue                                 # nothing readable to set aside: prepare_checkout remakes it
         work = local_work(dest, name, pending_status=dirty.pop(name, None), pending_log=commits.pop(name, None),
                           queue_diffs={lp.entry.id: lp.patch.diff for lp in patches})
         changed[name] = list(work.dirty)

@@ -373,8 +373,9 @@ def _check_member(member: str, archive: Path) -> None:
 
 # ---- checkouts whose mirror moved ---------------------------------------------------------------------------
 
-def _follow_mirror(dest: Path, mirror: Repo) -> bool:
-    """Point a patchq checkout at the mirror it should now share objects with; False when its commit is lost.
+def follow_mirror(dest: Path, mirror: Repo) -> str:
+    """Point a patchq checkout at the mirror it should now share objects with: "same" (nothing to do), "moved"
+    (repointed: git processes started before read the old one) or "lost" (its commit is in no mirror now).
 
     Checkouts borrow the mirror's objects (`clone --shared`). When the mirror moves — PATCHQ_CACHE changed, the
     cache was cleared — the checkout is repointed at the current mirror, keeping the old one second while it
@@ -383,7 +384,8 @@ def _follow_mirror(dest: Path, mirror: Repo) -> bool:
     git_dir = dest / ".git"
     mark = git_dir / OWNER_MARK
     recorded = mark.read_text(errors="replace").strip()
-    if recorded != str(mirror.path):
+    moved = recorded != str(mirror.path)
+    if moved:
         objects = [str(objects_dir(mirror.path))]
         old = Path(recorded) / "objects"
         if recorded and old.is_dir():
@@ -394,7 +396,13 @@ def _follow_mirror(dest: Path, mirror: Repo) -> bool:
         mark.write_text(str(mirror.path) + "\n")
     repo = Repo(dest)
     head = repo.rev_parse("HEAD")
-    return head is not None and repo.run("cat-file", "-e", f"{head}^{{tree}}", check=False).ok
+    if head is None or not repo.run("cat-file", "-e", f"{head}^{{tree}}", check=False).ok:
+        return "lost"
+    return "moved" if moved else "same"
+
+
+LOST_MIRROR = ("stood on a mirror that is gone (was PATCHQ_CACHE changed?) and its commit is not in the new one, so "
+               "its changes cannot be told; pass --force to make it anew")
 
 
 # ---- interrupted moves ----------------------------------------------------------------------------------------
@@ -499,10 +507,9 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
     if reuse and dest.parent.is_dir():   # patchq's own folder: half-made checkouts of killed runs go (lock is held)
         for stale in dest.parent.glob(f".{dest.name}.*"):
             shutil.rmtree(stale, ignore_errors=True)
-    if dest.exists() and any(dest.iterdir()) and reuse and mark.is_file() and not _follow_mirror(dest, mirror):
+    if dest.exists() and any(dest.iterdir()) and reuse and mark.is_file() and follow_mirror(dest, mirror) == "lost":
         if not force:
-            raise BadInput(f"checkout {dest} stood on a mirror that is gone (was PATCHQ_CACHE changed?) and its "
-                           "commit is not in the new one, so its changes cannot be told; pass --force to make it anew")
+            raise BadInput(f"checkout {dest} {LOST_MIRROR}")
         if dirty is not None:
             dirty.cancel()
             dirty = None
