@@ -509,7 +509,7 @@ def load_workspace(root: Path) -> Workspace:
     for name, node in st_doc.items():
         stacks[str(name)] = _load_stack(str(name), node, st_doc, lock_path, upstreams)
     ws = Workspace(root=root, upstreams=upstreams, stacks=stacks, queues={}, lock_doc=doc)
-    for folder in (root / "queues", root / STATE_DIR, *(ws.queue_dir(name) for name in upstreams)):
+    for folder in (root / STATE_DIR, *(ws.queue_dir(name) for name in upstreams)):
         _refuse_link(folder, root)
     for name in upstreams:
         series = ws.queue_dir(name) / SERIES_NAME
@@ -701,8 +701,9 @@ def requires_cycle(entries: list[PatchEntry] | tuple[PatchEntry, ...]) -> list[s
 
 
 def _refuse_link(folder: Path, root: Path) -> None:
-    """The workspace's own folders (queues/, queues/<upstream>/, .patchq/) must be real folders inside it: through a
-    symlink, import and apply would write wherever it points."""
+    """The workspace's own folders (queues/<upstream>/, .patchq/) must be real folders inside it: through a symlink,
+    import and apply would write wherever it points. (`queues/` itself may be a link: patchq's own scratch
+    workspaces, which check a pins.lock before it is written, borrow the real one that way.)"""
     if folder.is_symlink():
         raise BadInput(f"{folder.relative_to(root)} is a symlink; patchq writes there, so it must be a real folder "
                        "of the workspace", path=str(folder))

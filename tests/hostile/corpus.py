@@ -517,7 +517,6 @@ def layout_cases() -> list[Case]:
     link = r"is a symlink; patchq writes there"
     return [
         Case("layout-queue-folder-symlink", "queue-link", (b"",), link),
-        Case("layout-queues-symlink", "queues-link", (b"",), link),
         Case("layout-state-folder-symlink", "state-link", (b"",), link),
     ]
 
