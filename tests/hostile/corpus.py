@@ -504,8 +504,8 @@ def archive_cases() -> list[Case]:
         Case("archive-zip-corrupt", "archive", (b"PK\x03\x04garbage",), outside, "pkg-1.0.zip"),
         # issue 13: a link measured against the folder that becomes the tree root, not the extraction folder
         Case("archive-tar-symlink-to-top-parent", "archive",
-             (_tar([_file("pkg-1.0/setup.py"), _link("pkg-1.0/lnk", "..")]),), r"pointing outside the tree",
-             "pkg-1.0.tar.gz"),
+             (_tar([_file("pkg-1.0/setup.py"), _link("pkg-1.0/lnk", "..")]),),
+             r"pointing outside the tree|outside the extraction folder", "pkg-1.0.tar.gz"),
         Case("archive-tar-symlink-chain-out", "archive",
              (_tar([_file("pkg-1.0/setup.py"), _link("pkg-1.0/a", "."), _link("pkg-1.0/b/c", "../a/..")]),),
              r"pointing outside the tree", "pkg-1.0.tar.gz"),
