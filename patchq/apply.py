@@ -22,16 +22,20 @@ from pathlib import Path
 
 from .checkout import (SAVED_PREFIX, LocalWork, is_patchq_checkout, local_work, record_applied, save_local_work,
                        start_local_commits)
+from .crashtest import pause_point
 from .errors import BadInput
 from .git import Repo, read_index_entries
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
-from .sources import MOVING_MARK, ensure_base, prepare_checkout, start_dirty_check
+from .sources import (LOST_MIRROR, MOVING_MARK, ensure_base, follow_mirror, prepare_checkout, start_dirty_check,
+                      workspace_ref)
+from .treecheck import escaping_link
 from .workspace import STATE_DIR, Workspace, check_requires
 
 OFFSET_LINE = re.compile(r"^Hunk #(\d+) succeeded at (\d+)(?: \(offset (-?\d+) lines?\))?\.")
 CHECKING_LINE = re.compile(r"^Checking patch (.+?)\.\.\.$")
 FAILED_AT = re.compile(r"^error: patch failed: (.+):(\d+)$")
+INVALID_PATH = re.compile(r"^error: invalid path '(.*)'$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,28 @@ def load_patch(ws: Workspace, entry: PatchEntry) -> LoadedPatch:
     return LoadedPatch(entry, read_patch_file(data, source=source), source)
 
 
+ARG_BYTES_PER_CALL = 256 * 1024     # path bytes per git command line: far below the kernel's ARG_MAX
+
+
+def _arg_chunks(paths: list[str]) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for path in paths:
+        if chunks[-1] and size + len(path) + 1 > ARG_BYTES_PER_CALL:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(path)
+        size += len(path.encode("utf-8", "surrogateescape")) + 1
+    return [c for c in chunks if c]
+
+
+def ls_tree(repo: Repo, base: str, paths: list[str], *, recursive: bool = False) -> bytes:
+    """`git ls-tree -z` of `paths` at `base`, in as many calls as the command-line limit needs (a queue that
+    names 100k files, or very long names, must not fail with "Argument list too long")."""
+    return b"".join(repo.run("ls-tree", *(["-r"] if recursive else []), "-z", "--full-tree", base, "--",
+                             *chunk).stdout for chunk in _arg_chunks(paths))
+
+
 class TinyIndex:
     """A temporary index holding only the queue's paths at the base, with snapshots to undo a failed attempt."""
 
@@ -71,7 +97,7 @@ class TinyIndex:
         self.env = {"GIT_INDEX_FILE": self.file, "GIT_INDEX_VERSION": "2"}
         listing = b""
         if paths:
-            listing = repo.run("ls-tree", "-r", "-z", "--full-tree", base, "--", *paths).stdout
+            listing = ls_tree(repo, base, paths, recursive=True)
         repo.run("update-index", "-z", "--index-info", input=listing, env=self.env)
         if not os.path.exists(self.file):
             repo.run("read-tree", "--empty", env=self.env)
@@ -109,7 +135,7 @@ def check_symlink_ancestors(repo: Repo, base: str, patches: list[LoadedPatch]) -
                 created[section.new_path] = loaded
     if not parents:
         return
-    listing = repo.run("ls-tree", "-z", "--full-tree", base, "--", *parents).out
+    listing = ls_tree(repo, base, list(parents)).decode("utf-8", "surrogateescape")
     for record in listing.split("\0"):
         if not record:
             continue
@@ -118,6 +144,19 @@ def check_symlink_ancestors(repo: Repo, base: str, patches: list[LoadedPatch]) -
             loaded = parents[path]
             raise BadInput(f"patch {loaded.entry.id!r} writes below {path!r}, which is a symlink at the base commit",
                            path=loaded.source)
+
+
+def check_result_links(repo: Repo, base: str, patches: list[LoadedPatch], at_base: dict, final: dict) -> None:
+    """Refuse a queue whose result has a symlink pointing outside the tree, however the diff made it (a `+` line,
+    a binary patch with mode 120000, a rename or copy to a shallower folder, a mode change)."""
+    changed = {path: (mode, sha) for mode, sha, path in _index_delta(at_base, final) if "\0" not in path}
+    found = escaping_link(repo, base, changed)
+    if found is None:
+        return
+    path, why = found
+    owner = next((lp for lp in reversed(patches) if path in touched_paths(lp.patch.files)), None)
+    raise BadInput(f"patch {owner.entry.id if owner else '?'!r} makes {path!r} a symlink that points outside the "
+                   f"tree ({why})", path=owner.source if owner else None)
 
 
 def _parse_offsets(stderr: str) -> list[str]:
@@ -191,6 +230,10 @@ def classify_patch(repo: Repo, index: TinyIndex, loaded: LoadedPatch) -> tuple[O
         return Outcome(entry.id, entry.upstream, OutcomeKind.EMPTY, detail="the patch has no file changes"), False
     before = index.snapshot()
     res = repo.apply(loaded.patch.diff, cached=True, verbose=True, env=index.env)
+    unsafe = INVALID_PATH.search(res.stderr)
+    if unsafe:       # `.git.`, `git~1`, `.git::$INDEX_ALLOCATION`: names git itself refuses as standing for .git
+        raise BadInput(f"path {unsafe.group(1)!r} is refused by git as unsafe (on some file systems it names "
+                       ".git)", path=loaded.source)
     if res.ok:
         offsets = tuple(_parse_offsets(res.stderr))
         kind = OutcomeKind.OFFSET if offsets else OutcomeKind.CLEAN
@@ -244,8 +287,11 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
     changes: list[tuple[LoadedPatch, list[tuple[str, str, str]]]] = []
     try:
         at_base = index.entries()
+        pause_point("judging")           # test hook: a signal while a temporary index exists
         snapshot = index.snapshot()
         quick = _judge_in_one_pass(repo, index, patches)
+        if quick is not None:
+            check_result_links(repo, base, patches, at_base, index.entries())
         replayed = None
         if quick is not None and commit_ref is not None:
             replayed = _replay_in_python(repo, base, patches, at_base, index.entries())
@@ -285,6 +331,7 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
             run.outcomes.append(outcome)
             if outcome.kind == OutcomeKind.CONFLICT and not keep_going:
                 stopped = True
+        check_result_links(repo, base, patches, at_base, current)
     finally:
         index.close()
     if commit_ref is not None:
@@ -573,7 +620,7 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
             if upto_entry is not None and upto_entry.upstream == name:
                 patches = patches[:next(i for i, lp in enumerate(patches) if lp.entry.id == upto_entry.id) + 1]
             base = ensure_base(upstream, pin, workspace=ws.root)
-            ref = f"refs/patchq/stacks/{stack_name}/{name}"
+            ref = workspace_ref(ws.root, "stacks", stack_name, name)
             run = run_queue(base.repo, base.commit, patches, keep_going=keep_going,
                             commit_ref=None if check_only else ref)
             plans.append((name, pin, base, run, patches))
@@ -592,6 +639,9 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
                                         branch=f"patchq/{stack_name}", dirty=dirty.pop(name, None),
                                         changed=changed.get(name))
                 record_applied(dest, run.head, created=made.created)
+                if into is not None:     # the folder borrows the mirror's objects: keep its commit reachable
+                    digest = hashlib.sha256(str(dest).encode()).hexdigest()[:16]
+                    base.repo.run("update-ref", workspace_ref(ws.root, "into", digest), run.head)
                 checkout = str(dest)
             recorded = stack.trees.get(name, "")
             verified = None
@@ -631,6 +681,15 @@ def _guard_checkouts(ws: Workspace, stack_name: str, plans, dirty: dict, commits
         dest = default_checkout_dir(ws, stack_name, name)
         if not is_patchq_checkout(dest) or (dest / ".git" / MOVING_MARK).exists():
             continue
+        mirror = follow_mirror(dest, _base.repo)         # PATCHQ_CACHE changed: repoint it before reading it
+        if mirror != "same":
+            for pending in (dirty.pop(name, None), commits.pop(name, None)):
+                if pending is not None:
+                    pending.cancel()                     # they read the old mirror
+            if mirror == "lost":
+                if not force:
+                    raise BadInput(f"checkout {ws.rel(dest)} {LOST_MIRROR}")
+                continue                                 # nothing readable to set aside: prepare_checkout remakes it
         work = local_work(dest, name, pending_status=dirty.pop(name, None), pending_log=commits.pop(name, None),
                           queue_diffs={lp.entry.id: lp.patch.diff for lp in patches})
         changed[name] = list(work.dirty)
@@ -676,7 +735,7 @@ def lock_stack(ws: Workspace, stack_name: str) -> dict[str, str]:
         pin = ws.pin_for(stack, name)
         base = ensure_base(upstream, pin, workspace=ws.root)
         run = run_queue(base.repo, base.commit, stack_patches(ws, stack, name),
-                        commit_ref=f"refs/patchq/stacks/{stack_name}/{name}")
+                        commit_ref=workspace_ref(ws.root, "stacks", stack_name, name))
         bad = [o for o in run.outcomes if not o.kind.ok]
         if bad:
             from .errors import NeedsYou

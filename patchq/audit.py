@@ -568,7 +568,7 @@ def declared_vs_found(ws: Workspace) -> list[Finding]:
     from .sources import mirror_path
     findings = []
     missing = [name for name, up in ws.upstreams.items()
-               if ws.queue(name).entries and not (mirror_path(up) / "HEAD").exists()]
+               if ws.queue(name).entries and not (mirror_path(up, ws.root) / "HEAD").exists()]
     for name in missing:
         findings.append(Finding("flags-unchecked", f"env flags of queue {name!r} not checked: its upstream is not "
                                 "cached yet (run 'patchq apply' once)", f"queues/{name}", severity="warning"))

@@ -29,7 +29,7 @@ from .errors import BadInput, NeedsYou
 from .git import Repo
 from .model import Finding, Outcome, OutcomeKind
 from .patchfile import PatchFile, read_patch_file, render_patch_file
-from .sources import ensure_base, ensure_mirror
+from .sources import ensure_base, ensure_mirror, workspace_ref
 from .workspace import Workspace, write_atomic
 
 DEFAULT_LIMIT = 64 * 1024 * 1024
@@ -391,11 +391,35 @@ def _safe_relative(name: object, *, source: str, what: str) -> str:
     return name
 
 
+MAX_JSON_DEPTH = 32
+MAX_JSON_NUMBER = 64          # digits: a manifest holds counts and sizes, never a 5,000-digit number
+
+
+def _guarded_json(text: str, source: str):
+    """json.loads, refusing what would crash or stall it: deep nesting (a RecursionError) and huge numbers
+    (Python refuses to convert more than 4,300 digits, with a ValueError of its own)."""
+    depth = 0
+    for char in re.sub(r'"(?:[^"\\]|\\.)*"|[^\[\]{}"]+', "", text):
+        if char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise BadInput(f"manifest nests more than {MAX_JSON_DEPTH} levels deep", path=source)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+
+    def number(raw: str):
+        if len(raw) > MAX_JSON_NUMBER:
+            raise BadInput(f"manifest holds a number of {len(raw)} characters", path=source)
+        return float(raw) if any(c in raw for c in ".eE") else int(raw)
+
+    return json.loads(text, parse_int=number, parse_float=number)
+
+
 def read_manifest(path: Path) -> Manifest:
     """Load and validate a manifest; anything malformed is a BadInput naming the manifest."""
     source = str(path)
     try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
+        doc = _guarded_json(path.read_bytes().decode("utf-8"), source)
     except FileNotFoundError:
         raise BadInput("manifest not found", path=source) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -484,7 +508,7 @@ def plan_export(ws: Workspace, stack_name: str, upstream: str, fmt: str) -> Expo
         raise BadInput(f"stack {stack_name!r} has no patches for upstream {upstream!r}: nothing to export")
     pin = ws.pin_for(stack, upstream)
     base = ensure_base(ws.upstream(upstream), pin, workspace=ws.root)
-    run = run_queue(base.repo, base.commit, patches, commit_ref=f"refs/patchq/stacks/{stack_name}/{upstream}")
+    run = run_queue(base.repo, base.commit, patches, commit_ref=workspace_ref(ws.root, "stacks", stack_name, upstream))
     for loaded, outcome in zip(patches, run.outcomes):
         if outcome.kind not in PLAIN_APPLY:
             raise _refuse_unexportable(loaded, outcome, base.commit)
@@ -729,8 +753,8 @@ def check_export(ws: Workspace, out_dir: Path, *, stack_name: str | None = None,
     manifests = []
     for path in sorted(out_dir.glob("*.manifest.json")):
         try:
-            doc = json.loads(path.read_bytes())
-        except (ValueError, UnicodeDecodeError):
+            doc = _guarded_json(path.read_bytes().decode("utf-8"), str(path))
+        except (ValueError, UnicodeDecodeError, BadInput):
             doc = {"kind": MANIFEST_KIND}             # unreadable: let read_manifest say why
         if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND:
             continue                                  # someone else's manifest in a shared folder
@@ -877,8 +901,8 @@ def _shipped_patch_changes(shipped: tuple[PatchFile, ...], expected: Manifest) -
 def _same_but_checksums(current: bytes, expected: Manifest) -> bool:
     """Two manifests that differ only in the checksums of the bundle file."""
     try:
-        doc, want = json.loads(current), json.loads(manifest_bytes(expected))
-    except ValueError:
+        doc, want = _guarded_json(current.decode("utf-8"), "manifest"), json.loads(manifest_bytes(expected))
+    except (ValueError, BadInput):
         return False
     for key in ("files", "bundle_sha256"):
         doc.pop(key, None)

@@ -1,21 +1,32 @@
 """Click commands only: parse options, call one function of the core, render its result.
 
-Exit codes: 0 ok, 1 the patches need you, 2 bad input, 3 the environment failed, 130 interrupted.
+Exit codes: 0 ok, 1 the patches need you, 2 bad input, 3 the environment failed, 128+N interrupted by signal N.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from rich.console import Console
 
-from . import __version__
-from .errors import EXIT_ENVIRONMENT, EXIT_NEEDS_YOU, BadInput, PatchqError, describe_os_error
+from . import __version__, signals
+from .crashtest import pause_point
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_ENVIRONMENT,
+    EXIT_NEEDS_YOU,
+    BadInput,
+    PatchqError,
+    describe_os_error,
+)
 from .model import PatchEntry, Status
 from .report import render_apply, render_entries, render_entry, render_findings, to_json
 from .workspace import Workspace, find_workspace, load_workspace, workspace_lock
@@ -35,13 +46,28 @@ class Context:
             else Path(self.workspace_opt).resolve()
 
     def ws(self) -> Workspace:
-        return load_workspace(self.root())
+        """The workspace, read unlocked: for commands that only read it."""
+        return _load(self.root())
+
+    @contextlib.contextmanager
+    def locked(self, operation: str, *, shared: bool = False) -> Iterator[Workspace]:
+        """Lock, then load: a writing command must read the workspace under its lock, or a change another patchq
+        made between the read and the write is lost."""
+        root = self.root()
+        with workspace_lock(root, operation, shared=shared):
+            yield _load(root)
 
     def emit(self, value, render) -> None:
         if self.json:
             click.echo(to_json(value))
         else:
             render()
+
+
+def _load(root: Path) -> Workspace:
+    ws = load_workspace(root)
+    pause_point("loaded")
+    return ws
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -169,8 +195,7 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
     from .apply import apply_stack
     from .rebuild import build_after_apply
     from .report import render_build
-    ws = c.ws()
-    with workspace_lock(ws.root, f"apply {stack_name}"):
+    with c.locked(f"apply {stack_name}") as ws:
         report = apply_stack(ws, stack_name, into=into.resolve() if into else None, keep_going=keep_going,
                              verify=verify, only=only, extra=extra, check_only=check_only, force=force,
                              upto=upto)
@@ -190,8 +215,7 @@ def lock(c: Context, stack_name: str) -> None:
     """Record each upstream's result tree for STACK in pins.lock (for apply --verify)."""
     from .apply import lock_stack
     from .workspace import set_lock_values, write_atomic
-    ws = c.ws()
-    with workspace_lock(ws.root, f"lock {stack_name}"):
+    with c.locked(f"lock {stack_name}") as ws:
         trees = lock_stack(ws, stack_name)
         write_atomic(ws.lock_path, set_lock_values(ws, trees={stack_name: trees}))
     c.emit({"stack": stack_name, "trees": trees},
@@ -209,10 +233,9 @@ def pin(c: Context, spec: str, stack_name: str | None) -> None:
     name, _, ref = spec.partition("@")
     if not ref:
         raise BadInput(f"expected UPSTREAM@REF, got {spec!r}")
-    ws = c.ws()
-    upstream = ws.upstream(name)
-    sha, label, releases = pin_target(upstream, ref, ws.root)
-    with workspace_lock(ws.root, f"pin {spec}"):
+    with c.locked(f"pin {spec}") as ws:
+        upstream = ws.upstream(name)
+        sha, label, releases = pin_target(upstream, ref, ws.root)
         extra = {"releases": {name: releases}} if releases is not None else {}
         if stack_name:
             ws.stack(stack_name)
@@ -268,8 +291,7 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
     if check_dir is not None:
         if out_dir is not None or upstreams or force:
             raise BadInput("--check takes a folder and optionally a stack; -o, -u and --force do not apply")
-        ws = c.ws()
-        with workspace_lock(ws.root, "export --check", shared=True):
+        with c.locked("export --check", shared=True) as ws:
             report = check_export(ws, check_dir, stack_name=stack_name, limit=max_size)
         c.emit(report, lambda: render_export_check(c.console, report))
         if not report.ok:
@@ -278,8 +300,7 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
     if stack_name is None or out_dir is None:
         raise BadInput("usage: patchq export STACK -o DIR [-u UPSTREAM] [--format F]  |  patchq export --check DIR "
                        "[STACK]")
-    ws = c.ws()
-    with workspace_lock(ws.root, f"export {stack_name}", shared=True):
+    with c.locked(f"export {stack_name}", shared=True) as ws:
         result = export_stack(ws, stack_name, out_dir=out_dir, upstreams=upstreams, fmt=fmt, force=force)
     c.emit(result, lambda: render_export(c.console, result))
 
@@ -376,8 +397,7 @@ def build(c: Context, stack_name: str, targets: tuple[str, ...], dry_run: bool, 
     """Rebuild the native targets STACK's changes touch, cached by content."""
     from .rebuild import build_stack
     from .report import render_build
-    ws = c.ws()
-    with workspace_lock(ws.root, f"build {stack_name}"):
+    with c.locked(f"build {stack_name}") as ws:
         report = build_stack(ws, stack_name, targets=targets, dry_run=dry_run, jobs=jobs, launcher=launcher,
                              force=force)
     c.emit(report, lambda: render_build(c.console, report))
@@ -399,8 +419,7 @@ def overlay(c: Context, stack_name: str | None, site: Path, upstream: str, packa
     """Apply STACK's Python changes onto an installed package (with a backup), or --revert them."""
     from .rebuild import overlay_stack, revert_overlay
     from .report import render_overlay
-    ws = c.ws()
-    with workspace_lock(ws.root, "overlay"):
+    with c.locked("overlay") as ws:
         if revert:
             result = revert_overlay(ws, site)
         else:
@@ -428,6 +447,7 @@ def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every patchq error becomes one line on stderr and its exit code, never a traceback."""
+    signals.started()
     try:
         cli.main(args=argv, prog_name="patchq", standalone_mode=False)
     except PatchqError as exc:
@@ -435,11 +455,13 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
+        if isinstance(cause, KeyboardInterrupt):      # SIGINT, SIGTERM or SIGHUP, after the cleanup on the way out
+            click.echo(f"interrupted ({signals.name_of(cause)}): nothing half-written was left in the workspace",
+                       err=True)
+            sys.exit(signals.exit_code(cause))
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted: nothing half-written was left in the workspace", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -449,6 +471,12 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(0)
     except OSError as exc:   # the machine refused a file operation: disk full, read-only, permissions
+        if exc.errno == errno.E2BIG:      # the input names more paths than one command line can carry
+            if os.environ.get("PATCHQ_DEBUG"):
+                traceback.print_exc()
+            click.echo("error: the input names more paths than one git command can take (Argument list too long)",
+                       err=True)
+            sys.exit(EXIT_BAD_INPUT)
         click.echo(f"error: {describe_os_error(exc)}", err=True)
         sys.exit(EXIT_ENVIRONMENT)
     except Exception as exc:  # a bug in patchq: say so plainly, keep the traceback for those who ask

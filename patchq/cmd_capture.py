@@ -10,7 +10,6 @@ from rich.table import Table
 
 from .cli import STATUS_CHOICES, Context, cli, pass_ctx
 from .model import Status
-from .workspace import workspace_lock
 
 
 @cli.command("capture")
@@ -32,8 +31,7 @@ def capture_cmd(c: Context, upstream: str, source: Path, patch_id: str, status: 
     """Capture the live tree at PATH as a snapshot patch on UPSTREAM's pin (with --decompose: queue patches plus a
     residual), verified to reproduce every captured file before anything is written."""
     from .capture import capture
-    ws = c.ws()
-    with workspace_lock(ws.root, f"capture {upstream}", shared=dry_run):
+    with c.locked(f"capture {upstream}", shared=dry_run) as ws:
         report = capture(ws, upstream, source, patch_id=patch_id, status=Status.parse(status),
                          stack_name=stack_name, decompose=decompose, dry_run=dry_run)
     c.emit(report, lambda: render_capture(c.console, report))

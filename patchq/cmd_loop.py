@@ -20,10 +20,9 @@ from .workspace import Workspace, load_workspace, workspace_lock
 
 @contextlib.contextmanager
 def writing(c: Context, operation: str) -> Iterator[Workspace]:
-    """The workspace loaded under its lock, for a command that writes."""
-    root = c.root()
-    with workspace_lock(root, operation):
-        yield load_workspace(root)
+    """The workspace loaded under its lock, for a command that writes (the one helper: `Context.locked`)."""
+    with c.locked(operation) as ws:
+        yield ws
 
 
 def _dir(path: Path | None) -> Path | None:

@@ -21,3 +21,24 @@ def file_operation() -> None:
         _operations[0] += 1
         if _operations[0] == int(limit):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+TEST_PAUSE_ENV = "PATCHQ_TEST_PAUSE_AT"      # "<point>:<folder>": stop at <point> until <folder>/go exists
+
+
+def pause_point(name: str) -> None:
+    """For the two-process tests: at the named point, say so (<folder>/reached) and wait for <folder>/go.
+
+    This lets a test hold one command exactly where it has read the workspace, run another command to the end,
+    then let the first go on — the interleaving that loses an update when a command reads before it locks.
+    """
+    spec = os.environ.get(TEST_PAUSE_ENV)
+    if not spec or not spec.startswith(name + ":"):
+        return
+    import time
+    from pathlib import Path
+    folder = Path(spec[len(name) + 1:])
+    (folder / "reached").write_text(f"{os.getpid()}\n")
+    deadline = time.monotonic() + 60
+    while not (folder / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -1939,6 +1939,9 @@ class _Assignment:
     value: str
 
 
+_NEAR = 256        # characters around a shell expansion where the test that uses it is looked for
+
+
 def _shell_reads(path: str, text: str) -> list[_Found]:
     return _ShellScript(path, text).reads()
 
@@ -2022,9 +2025,13 @@ class _ShellScript:
 
     def _judge(self, expansion: _Expansion, unset: object, start: int, end: int
                ) -> tuple[FlagIdiom, str | None, bool | None, int, int]:
-        """How `[ "${X:-0}" = "1" ]`, `-eq`, `-n`, `(( ))` or `${X:+..}` use the value; else it is text."""
-        line_start = self.text.rfind("\n", 0, start) + 1
-        line_end = _line_end(self.text, end)
+        """How `[ "${X:-0}" = "1" ]`, `-eq`, `-n`, `(( ))` or `${X:+..}` use the value; else it is text.
+
+        Only the stretch of the line around the expansion is looked at (`_NEAR` characters each way): a test's
+        operator and operand sit next to it, and a 40 KB one-line script must stay linear.
+        """
+        line_start = max(self.text.rfind("\n", 0, start) + 1, start - _NEAR)
+        line_end = min(_line_end(self.text, end), end + _NEAR)
         before, after = self.text[line_start:start], self.text[end:line_end]
         if expansion.op in (":+", "+"):
             return FlagIdiom.PRESENCE, None, False, expansion.start, expansion.end
@@ -2060,7 +2067,9 @@ class _ShellScript:
 
     def _is_colon_command(self, start: int) -> bool:
         line_start = self.text.rfind("\n", 0, start) + 1
-        return bool(re.search(r"(?:^|[;&|]|\bthen|\bdo)\s*:\s+\Z", self.text[line_start:start]))
+        near = max(line_start, start - _NEAR)
+        pattern = r"(?:^|[;&|]|\bthen|\bdo)\s*:\s+\Z" if near == line_start else r"(?:[;&|]|\bthen|\bdo)\s*:\s+\Z"
+        return bool(re.search(pattern, self.text[near:start]))
 
     # -- sets ----------------------------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from .errors import EnvironmentFailure
+from .signals import deferred
 
 # Variables that would redirect git to another repository or identity if inherited from the user's shell.
 _LEAKY = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
@@ -44,6 +45,11 @@ MACHINE_FAILURES = ("No space left on device", "Disk quota exceeded", "Read-only
 SIGNAL_CAUSES = {signal.SIGXFSZ: "File too large (the process file-size limit, ulimit -f, was reached)",
                  signal.SIGKILL: "killed from outside (out of memory, or kill -9)"}
 
+
+# A patch that adds `.gitattributes`/`.lfsconfig` must not make git-lfs (when the user has it) fetch from a server the
+# patch names: every git patchq runs has the lfs filter switched off (an empty command disables a filter driver).
+NO_FILTERS = ("-c", "filter.lfs.smudge=", "-c", "filter.lfs.clean=", "-c", "filter.lfs.process=",
+              "-c", "filter.lfs.required=false")
 
 _STALE_LOCK = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
@@ -98,6 +104,7 @@ def _base_env(extra: Mapping[str, str] | None, *, ident: bool = True) -> dict[st
     env["LC_ALL"] = "C"
     env["LANGUAGE"] = "C"
     env["GIT_TERMINAL_PROMPT"] = "0"
+    env["GIT_LFS_SKIP_SMUDGE"] = "1"
     env.setdefault("GIT_CONFIG_NOSYSTEM", "1")
     if ident:
         for key, value in PATCHQ_IDENT.items():
@@ -113,13 +120,17 @@ def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | st
     if shutil.which("git") is None:
         raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
     data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
-    proc = subprocess.Popen(["git", *args], cwd=str(cwd) if cwd else None, env=_base_env(env, ident=ident),
-                            stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = None
     try:
+        with deferred():         # a signal landing while git starts waits until `proc` can be stopped
+            proc = subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd) if cwd else None,
+                                    env=_base_env(env, ident=ident),
+                                    stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stdout, stderr = proc.communicate(data)
     except BaseException:        # Ctrl-C or SIGTERM of patchq: let git remove its lock files before going
-        _stop(proc)
+        if proc is not None:
+            _stop(proc)
         raise
     result = GitResult(proc.returncode, stdout, stderr.decode("utf-8", "replace"))
     if check and proc.returncode != 0:
@@ -146,8 +157,16 @@ class Pending:
         if shutil.which("git") is None:
             raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
         self.args, self.cwd, self.finished = args, cwd, False
-        self.proc = subprocess.Popen(["git", *args], cwd=str(cwd), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_base_env(None))
+        self.proc = None
+        try:
+            with deferred():
+                self.proc = subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_base_env(None))
+        except BaseException:
+            if self.proc is not None:
+                _stop(self.proc)
+                self.proc.communicate()
+            raise
 
     def result(self, *, check: bool = True) -> GitResult:
         out, err = self.proc.communicate()
@@ -224,7 +243,7 @@ class Repo:
 
     # ---- creation ---------------------------------------------------------------------------------------------
     @classmethod
-    def init(cls, path: str | Path, *, bare: bool = False) -> "Repo":
+    def init(cls, path: str | Path, *, bare: bool = False) -> Repo:
         Path(path).mkdir(parents=True, exist_ok=True)
         run_git(["init", "-q", "-b", "main", *(["--bare"] if bare else []), str(path)])
         return cls(path)
@@ -385,9 +404,6 @@ class Repo:
 
     def update_ref(self, ref: str, sha: str, message: str = "patchq") -> None:
         self.run("update-ref", "-m", message, ref, sha)
-
-    def delete_ref(self, ref: str) -> None:
-        self.run("update-ref", "-d", ref, check=False)
 
     def config_get(self, key: str) -> str | None:
         res = self.run("config", "--get", key, check=False)

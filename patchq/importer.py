@@ -1376,6 +1376,7 @@ class _Read:
     metadata: dict[Path, str] = field(default_factory=dict)                      # export files that are not patches
     ordered_folders: set[Path] = field(default_factory=set)   # patchq folders whose patch files apply in order
     folder_groups: dict[Path, int] = field(default_factory=dict)
+    broken_manifests: dict[Path, str] = field(default_factory=dict)   # folder/label of an invalid manifest -> why
 
 
 def _find_manifests(inputs: list[InputFile], read: _Read) -> None:
@@ -1389,7 +1390,11 @@ def _find_manifests(inputs: list[InputFile], read: _Read) -> None:
             continue
         try:
             manifest = read_manifest(item.path)
-        except (BadInput, OSError):
+        except BadInput as exc:      # its bundle must not be imported unchecked: refuse the files it would cover
+            label = item.path.name[: -len(".manifest.json")]
+            read.broken_manifests[item.path.parent / label] = f"{item.path.name} is invalid ({exc.message})"
+            continue
+        except OSError:
             continue
         read.manifests[item.path.parent / manifest.bundle] = (item.path, manifest)
         if manifest.format == "patch":
@@ -1410,6 +1415,12 @@ def _is_patchq_series(path: Path) -> bool:
 
 def _check_against_manifest(item: InputFile, read: _Read, limit: int) -> tuple[str, list[str]]:
     """The upstream a manifest names for this input, after checking the input against the manifest."""
+    for label, why in read.broken_manifests.items():
+        if item.path == label.parent / f"{label.name}.manifest.json":
+            raise Refused(f"manifest {why.partition(' is ')[2]}: the bundle it describes is not imported")
+        if item.path.parent == label.parent and item.path.name.startswith(label.name + ".") \
+                or item.path.parent == label or label in item.path.parents:
+            raise Refused(f"its manifest {why}: not imported unchecked")
     found = read.manifests.get(item.path) or read.manifests.get(item.path.parent)
     if found is None:
         return "", []

@@ -143,6 +143,8 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def _parse_yaml(text: str, where: str) -> tuple[Any, dict[str, int]]:
+    from .workspace import guard_yaml
+    guard_yaml(text, where)        # the same guard as pins.lock and series.yaml: no alias bombs, no deep nesting
     yaml = YAML(typ="safe", pure=True)
     try:
         data = yaml.load(text)
@@ -751,6 +753,13 @@ class BuildCache:
         pointer = _read_json(self.last_good_dir / f"{target}.json")
         return self.lookup(pointer["key"]) if pointer and "key" in pointer else None
 
+    def last_good_facts(self, target: str) -> dict[str, str] | None:
+        """The toolchain facts the target's last good build was keyed with (for a dry run, which probes nothing)."""
+        obj = self.last_good(target)
+        meta = _read_json(Path(obj.path) / "meta.json") if obj else None
+        facts = meta.get("facts") if meta else None
+        return {str(k): str(v) for k, v in facts.items()} if isinstance(facts, dict) else None
+
     def mark_good(self, target: str, obj: CachedObject) -> None:
         _write_json_atomic(self.last_good_dir / f"{target}.json",
                            {"target": target, "key": obj.key, "outputs": list(obj.outputs),
@@ -900,10 +909,22 @@ def build_target(recipe: Recipe, source_dir: str | Path, cache_dir: str | Path, 
     if not (source / recipe.workdir).is_dir():
         raise BadInput(f"workdir: {recipe.workdir!r} is not a folder of {source}", path=recipe.path,
                        line=recipe.line_of("workdir"))
-    known_facts = dict(facts) if facts is not None else probe_toolchain(recipe, env)
-    key = cache_key(recipe, source, known_facts)
     cache = BuildCache(cache_dir)
     cache.prepare()
+    if dry_run and facts is None:
+        # A dry run runs none of the recipe's commands (toolchain facts, setup script): the key is computed with
+        # the facts the last good build recorded, so an unchanged checkout is reported cached, the rest would build.
+        recorded = cache.last_good_facts(recipe.target)
+        key = cache_key(recipe, source, recorded) if recorded is not None else ""
+        hit = cache.lookup(key) if key else None
+        if hit is None:
+            plan = plan_jobs(recipe.resources, jobs, cpu_count=os.cpu_count() or 1, memory=read_machine_memory())
+            return BuildOutcome(kind=BuildKind.WOULD_BUILD, key=key, jobs=plan.jobs, notes=plan.notes,
+                                seconds=time.monotonic() - started, **base)
+        return BuildOutcome(kind=BuildKind.CACHED, key=key, outputs=hit.outputs, facts=recorded,
+                            seconds=time.monotonic() - started, **base)
+    known_facts = dict(facts) if facts is not None else probe_toolchain(recipe, env)
+    key = cache_key(recipe, source, known_facts)
     hit = cache.lookup(key)
     if hit is None and dry_run:
         plan = plan_jobs(recipe.resources, jobs, cpu_count=os.cpu_count() or 1, memory=read_machine_memory())
@@ -960,10 +981,24 @@ def _failure(recipe: Recipe, cache: BuildCache, log: Path, why: str, started: fl
                         seconds=time.monotonic() - started, **common)
 
 
+def _real_inside(source: Path, path: Path) -> bool:
+    """Whether `path`, every symlink on the way resolved, is inside the checkout `source`."""
+    root, real = os.path.realpath(source), os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+def _refuse_outside(recipe: Recipe, source: Path, match: Path, doing: str) -> None:
+    raise BadInput(f"output {match.relative_to(source).as_posix()!r} of target {recipe.target!r} is reached through a "
+                   f"symlink that leaves the checkout; patchq does not {doing} it", path=str(source))
+
+
 def _clear_stale_outputs(recipe: Recipe, source: Path) -> None:
-    """An output left by an earlier build must not be stored as this build's."""
+    """An output left by an earlier build must not be stored as this build's (and nothing outside the checkout is
+    deleted: a match reached through a symlink that leaves it is refused)."""
     for spec in recipe.outputs:
         for match in source.glob(spec.path):
+            if not _real_inside(source, match.parent):
+                _refuse_outside(recipe, source, match, "delete")
             if match.is_dir() and not match.is_symlink():
                 shutil.rmtree(match)
             else:
@@ -975,6 +1010,9 @@ def _collect_outputs(recipe: Recipe, source: Path) -> tuple[list[tuple[OutputSpe
     for spec in recipe.outputs:
         want_dir = spec.kind == "directory"
         found = sorted(p for p in source.glob(spec.path) if p.is_dir() == want_dir)
+        for match in found:
+            if not _real_inside(source, match):
+                _refuse_outside(recipe, source, match, "collect")
         if not found:
             absent.append(spec.path)
         produced.extend((spec, p.relative_to(source).as_posix()) for p in found)

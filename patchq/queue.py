@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import BadInput
 from .git import Repo, run_git
+from .headedit import set_trailer
 from .model import PATCH_ID, PatchEntry, Status
 from .patchfile import entry_from_patch, read_patch_file, render_patch_file
 from .workspace import Workspace, series_bytes, write_atomic
@@ -81,7 +82,7 @@ def commit_diff(repo: Repo, commit: str) -> bytes:
 
 
 def set_status(ws: Workspace, patch_ref: str, status: Status) -> PatchEntry:
-    """Change a patch's status in series.yaml and in its trailer together."""
+    """Change a patch's status in series.yaml and in its trailer together: one trailer line, no other byte."""
     entry = ws.find_patch(patch_ref)
     if status == Status.PROMOTED and entry.salvaged:
         raise BadInput(f"{entry.ref} was salvaged from a damaged bundle ({entry.salvaged}); a salvaged patch can "
@@ -89,7 +90,9 @@ def set_status(ws: Workspace, patch_ref: str, status: Status) -> PatchEntry:
     updated = replace(entry, status=status)
     path = ws.patch_path(entry)
     patch = read_patch_file(path.read_bytes(), source=ws.rel(path))
-    write_atomic(path, render_patch_file(updated, patch.diff))
+    data = set_trailer(patch.head, "Patchq-Status", status.value) + patch.diff + patch.tail
+    read_patch_file(data, source=ws.rel(path))          # never write a patch patchq itself cannot read back
+    write_atomic(path, data)
     entries = [updated if e.id == entry.id else e for e in ws.queue(entry.upstream).entries]
     write_atomic(ws.queue_dir(entry.upstream) / "series.yaml", series_bytes(ws, entry.upstream, entries))
     return updated

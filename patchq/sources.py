@@ -25,8 +25,10 @@ from pathlib import Path
 from .archive_import import commit_archive
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
-from .git import GitError, Pending, Repo, run_git
+from .git import GitError, Pending, Repo, objects_dir, run_git
 from .model import FULL_SHA, Upstream
+from .treecheck import check_tree
+from .workspace import check_archive_subdir
 
 OWNER_MARK = "patchq-checkout"   # file inside a checkout's .git naming the mirror it came from
 MOVING_MARK = "patchq-moving"      # present inside a checkout's .git only while patchq moves it to a new result
@@ -38,23 +40,39 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def cache_root() -> Path:
-    env = os.environ.get("PATCHQ_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "patchq"
+    """`$PATCHQ_CACHE`, else `~/.cache/patchq`; an empty HOME is refused (it would put the cache at `/.cache`)."""
+    env = os.environ.get("PATCHQ_CACHE", "").strip()
+    if env:
+        return Path(env).expanduser().absolute()
+    if "HOME" in os.environ and not os.environ["HOME"].strip():
+        raise EnvironmentFailure("HOME is empty and PATCHQ_CACHE is not set: there is no place for the cache",
+                                 hint="set HOME, or PATCHQ_CACHE to a folder for patchq's mirrors and builds")
+    return Path.home() / ".cache" / "patchq"
 
 
-def mirror_path(upstream: Upstream) -> Path:
-    digest = hashlib.sha256(upstream.url.encode()).hexdigest()[:12]
+def mirror_path(upstream: Upstream, workspace: Path | None = None) -> Path:
+    """The cache folder of an upstream's mirror, keyed by the url as resolved (a local path made absolute), so two
+    workspaces that both say `url: upstreams/up.git` never share a mirror of two different repositories."""
+    url = _resolve_url(upstream.url, workspace)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
     return cache_root() / "mirrors" / f"{upstream.name}-{digest}.git"
 
 
 def _resolve_url(url: str, workspace: Path | None) -> str:
-    """Relative local paths in pins.lock are relative to the workspace."""
-    if "://" in url or url.startswith(("git@", "file:")) or workspace is None:
+    """Relative local paths in pins.lock are relative to the workspace; local paths are made absolute."""
+    if "://" in url or url.startswith(("git@", "file:")):
         return url
     path = Path(url).expanduser()
     if not path.is_absolute():
-        path = workspace / path
-    return str(path)
+        path = (workspace if workspace is not None else Path.cwd()) / path
+    return os.path.normpath(str(path.absolute()))
+
+
+def workspace_ref(workspace: Path, *parts: str) -> str:
+    """A ref in a shared mirror that belongs to one workspace: two workspaces with a stack of the same name must
+    not move each other's refs (a gc would then drop the commits the other's checkouts stand on)."""
+    key = hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
+    return "/".join(("refs/patchq/ws", key, *parts))
 
 
 @dataclass(frozen=True)
@@ -85,7 +103,7 @@ def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) 
                 return Base(repo, found[0], pin, found[1])
             if upstream.archive is None:
                 raise not_a_release(upstream, pin)
-        commit = import_archive(upstream, repo)
+        commit = import_archive(upstream, repo, workspace=workspace)
         from .releases import check_recorded_commit
         check_recorded_commit(repo, commit, pin, f"archive of {upstream.name!r} (sha256 {upstream.archive.sha256[:12]})")
         source = upstream.archive.pypi or upstream.archive.url
@@ -97,7 +115,7 @@ def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) 
 def ensure_mirror(upstream: Upstream, *, workspace: Path | None = None, need: tuple[str, ...] = (),
                   refresh: bool = False) -> Repo:
     """The cached bare mirror of `upstream`, holding every commit in `need` (fetched when missing)."""
-    path = mirror_path(upstream)
+    path = mirror_path(upstream, workspace)
     url = _resolve_url(upstream.url, workspace)
     if not (path / "HEAD").exists():
         _clone_mirror(upstream, url, path)
@@ -123,7 +141,7 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
                 run_git(["clone", "--mirror", "--quiet", url, str(tmp / "m.git")])
             except GitError as exc:
                 raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
-                                         f"{exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}",
+                                         f"{_git_cause(exc.stderr) or exc}",
                                          hint="check the url in pins.lock, or give the upstream an archive source"
                                          ) from None
         try:
@@ -154,7 +172,17 @@ def _fetch(upstream: Upstream, url: str, repo: Repo) -> None:
                    check=False)
     if not res.ok:
         raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
-                                 f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else 'no message'}")
+                                 f"{_git_cause(res.stderr) or 'no message'}")
+
+
+def _git_cause(stderr: str) -> str:
+    """The line of a failed fetch that says why: git's first `fatal:`/`error:` line, not its closing advice
+    ("Please make sure you have the correct access rights and the repository exists.")."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in lines:
+        if line.startswith(("fatal: ", "error: ")):
+            return line.split(": ", 1)[1]
+    return lines[0] if lines else ""
 
 
 def resolve_ref(repo: Repo, upstream: Upstream, ref: str) -> str:
@@ -176,8 +204,9 @@ def resolve_ref(repo: Repo, upstream: Upstream, ref: str) -> str:
 
 # ---- archives ---------------------------------------------------------------------------------------------------
 
-def archive_file(upstream: Upstream) -> Path:
-    """The archive downloaded (once) into the cache and verified by sha256."""
+def archive_file(upstream: Upstream, *, workspace: Path | None = None) -> Path:
+    """The archive downloaded (once) into the cache and verified by sha256; a relative local `url` is relative to
+    the workspace, like the upstream's own url."""
     archive = upstream.archive
     assert archive is not None
     folder = cache_root() / "archives" / archive.sha256
@@ -190,9 +219,12 @@ def archive_file(upstream: Upstream) -> Path:
         if archive.pypi:
             _download_sdist(archive.pypi, archive.sha256, tmp)
         elif archive.url and "://" not in archive.url:
-            src = Path(archive.url).expanduser()
+            src = Path(_resolve_url(archive.url, workspace))
             if not src.exists():
                 raise BadInput(f"archive {archive.url} of upstream {upstream.name!r} does not exist", path="pins.lock")
+            if not src.is_file():
+                raise BadInput(f"archive {archive.url} of upstream {upstream.name!r} is not a regular file",
+                               path="pins.lock")
             shutil.copy2(src, tmp / src.name)
         else:
             raise EnvironmentFailure(f"archive of {upstream.name!r}: only PyPI sdists and local files can be fetched "
@@ -282,15 +314,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def import_archive(upstream: Upstream, repo: Repo) -> str:
-    """Turn the archive into one commit with fixed author, dates and message: the same archive, the same id."""
+def import_archive(upstream: Upstream, repo: Repo, *, workspace: Path | None = None) -> str:
+    """Turn the archive into one commit with fixed author, dates and message: the same archive, the same id.
+
+    The commit's symlinks are judged against the folder that becomes the tree root (after `subdir`), not against
+    the extraction folder: `pkg-1.0/lnk -> ..` stays inside the latter but leaves the former.
+    """
     archive = upstream.archive
     assert archive is not None
     ref = f"refs/patchq/archive/{archive.sha256[:16]}"
     existing = repo.rev_parse(ref)
     if existing:
         return existing
-    path = archive_file(upstream)
+    path = archive_file(upstream, workspace=workspace)
+    if archive.subdir:
+        check_archive_subdir(archive.subdir, upstream.name)
     # streamed into one fast-import pack (no extraction, no loose objects); the same tree `commit_folder` records
     importing = f"refs/patchq/importing/{os.getpid()}"
     try:
@@ -298,6 +336,7 @@ def import_archive(upstream: Upstream, repo: Repo) -> str:
                              subdir=archive.subdir, name=upstream.name, ref=importing)
     finally:
         repo.run("update-ref", "-d", importing, check=False)
+    check_tree(repo, sha, source=str(path), what=f"the archive of {upstream.name!r}")
     repo.run("update-ref", ref, sha)
     return sha
 
@@ -351,6 +390,101 @@ def _check_member(member: str, archive: Path) -> None:
         raise BadInput(f"archive member {member!r} would land outside the extraction folder", path=str(archive))
 
 
+# ---- checkouts whose mirror moved ---------------------------------------------------------------------------
+
+def follow_mirror(dest: Path, mirror: Repo) -> str:
+    """Point a patchq checkout at the mirror it should now share objects with: "same" (nothing to do), "moved"
+    (repointed: git processes started before read the old one) or "lost" (its commit is in no mirror now).
+
+    Checkouts borrow the mirror's objects (`clone --shared`). When the mirror moves — PATCHQ_CACHE changed, the
+    cache was cleared — the checkout is repointed at the current mirror, keeping the old one second while it
+    exists. patchq's commits are deterministic, so the new mirror usually holds the checkout's commit again.
+    """
+    git_dir = dest / ".git"
+    mark = git_dir / OWNER_MARK
+    recorded = mark.read_text(errors="replace").strip()
+    moved = recorded != str(mirror.path)
+    if moved:
+        objects = [str(objects_dir(mirror.path))]
+        old = Path(recorded) / "objects"
+        if recorded and old.is_dir():
+            objects.append(str(old))
+        alternates = git_dir / "objects" / "info" / "alternates"
+        alternates.parent.mkdir(parents=True, exist_ok=True)
+        alternates.write_text("\n".join(objects) + "\n")
+        mark.write_text(str(mirror.path) + "\n")
+    repo = Repo(dest)
+    head = repo.rev_parse("HEAD")
+    if head is None or not repo.run("cat-file", "-e", f"{head}^{{tree}}", check=False).ok:
+        return "lost"
+    return "moved" if moved else "same"
+
+
+LOST_MIRROR = ("stood on a mirror that is gone (was PATCHQ_CACHE changed?) and its commit is not in the new one, so "
+               "its changes cannot be told; pass --force to make it anew")
+
+
+# ---- interrupted moves ----------------------------------------------------------------------------------------
+
+def _marker_commits(moving: Path) -> list[str]:
+    """The commits a move marker names (the checkout's commit before the move and the one it moved to)."""
+    out = []
+    for line in moving.read_text(errors="replace").splitlines()[1:]:
+        word, _, sha = line.partition(" ")
+        if word in ("from", "to") and FULL_SHA.match(sha.strip()):
+            out.append(sha.strip())
+    return out
+
+
+def _check_interrupted_move(repo: Repo, moving: Path) -> None:
+    """After a kill during a move, every file must be as one of the two commits has it (or on its way there).
+
+    The marker is no licence to discard: edits made in the checkout since the kill match neither commit, and the
+    next apply refuses them as it refuses any uncommitted change. Files git was writing when it died — missing, or
+    holding the first bytes of the version it was writing — are patchq's own and are finished.
+    """
+    commits = [c for c in _marker_commits(moving) if repo.has_commit(c)] or [c for c in [repo.head()] if c]
+    if not commits:
+        raise BadInput(f"checkout {repo.path} was left half-moved by a killed run and its marker names no commit; "
+                       "pass --force to discard it")
+    differs: list[set[str]] = []
+    with tempfile.TemporaryDirectory(prefix="patchq-moved-") as tmp:
+        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        index = repo.path / ".git" / "index"
+        if index.is_file():
+            shutil.copyfile(index, env["GIT_INDEX_FILE"])     # its stat data spares hashing unchanged files
+        else:
+            repo.run("read-tree", commits[0], env=env)
+        repo.run("add", "-A", "--", ".", env=env)
+        current = dict(_index_listing(repo, env))
+        for commit in commits:
+            names = repo.run("diff-index", "--cached", "-z", "--name-only", "--no-renames", commit, "--",
+                             env=env).out.split("\0")
+            differs.append({n for n in names if n})
+    suspect = set.intersection(*differs) if differs else set()
+    edited = [p for p in sorted(suspect) if not _in_transit(repo, commits[-1], p, current.get(p))]
+    if edited:
+        raise BadInput(f"checkout {repo.path} was left half-moved by a killed run, and {', '.join(edited[:3])}"
+                       f"{', ...' if len(edited) > 3 else ''} match neither the commit it left nor the one it was "
+                       "moving to (edited since?); save them, or pass --force to discard")
+
+
+def _index_listing(repo: Repo, env: dict[str, str]):
+    for record in repo.run("ls-files", "-s", "-z", env=env).out.split("\0"):
+        meta, _, path = record.partition("\t")
+        if path:
+            yield path, meta.split()[1]
+
+
+def _in_transit(repo: Repo, target: str, path: str, blob: str | None) -> bool:
+    """A file git was writing when killed: missing, or a prefix of the version it was moving to."""
+    if blob is None:
+        return True
+    want = repo.read_blob(target, path)
+    have = repo.read_blobs([blob]).get(blob)
+    return want is not None and have is not None and want.startswith(have)
+
+
 # ---- checkouts --------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -370,8 +504,11 @@ def checkout_workers() -> int:
 
 def start_dirty_check(dest: Path) -> Pending | None:
     """Start `git status` of a reusable patchq checkout early, so it runs while the queue is judged elsewhere."""
-    if (dest / ".git" / OWNER_MARK).is_file() and not (dest / ".git" / MOVING_MARK).exists():
-        return Repo(dest).start_status()
+    mark = dest / ".git" / OWNER_MARK
+    if mark.is_file() and not (dest / ".git" / MOVING_MARK).exists():
+        mirror = Path(mark.read_text(errors="replace").strip())
+        if (mirror / "HEAD").is_file():          # else the mirror moved: prepare_checkout repoints it first
+            return Repo(dest).start_status()
     return None
 
 
@@ -389,16 +526,25 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
     if reuse and dest.parent.is_dir():   # patchq's own folder: half-made checkouts of killed runs go (lock is held)
         for stale in dest.parent.glob(f".{dest.name}.*"):
             shutil.rmtree(stale, ignore_errors=True)
+    if dest.exists() and any(dest.iterdir()) and reuse and mark.is_file() and follow_mirror(dest, mirror) == "lost":
+        if not force:
+            raise BadInput(f"checkout {dest} {LOST_MIRROR}")
+        if dirty is not None:
+            dirty.cancel()
+            dirty = None
+        shutil.rmtree(dest)                      # --force: the user gave up its uncommitted changes
     if dest.exists() and any(dest.iterdir()):
         if not (reuse and mark.is_file()):
             raise BadInput(f"{dest} exists and is not empty; patchq never overwrites a folder it did not make "
                            "(choose a new --into folder)")
         repo = Repo(dest)
         moving = dest / ".git" / MOVING_MARK
-        interrupted = moving.is_file()      # a run died while moving it: its half-done state is patchq's own
+        interrupted = moving.is_file()      # a run died while moving it between the two commits its marker names
         if interrupted:
             for stale in (dest / ".git").rglob("*.lock"):
                 stale.unlink(missing_ok=True)
+            if not force:
+                _check_interrupted_move(repo, moving)
         # Ignored files (build outputs) are kept: they are not the user's edits, and they let builds be incremental.
         if changed is not None and not interrupted:      # already looked at by the caller
             if dirty is not None:
@@ -413,7 +559,9 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             raise BadInput(f"checkout {dest} has uncommitted changes ({', '.join(changed[:3])}"
                            f"{', ...' if len(changed) > 3 else ''}); record them with 'patchq refresh' or 'patchq new ID', "
                            "or pass --force to set them aside and regenerate")
-        moving.write_text(f"{os.getpid()}\n")
+        if not interrupted:     # a recovery keeps the first marker: the tree is still between those two commits
+            old_head = repo.head() or ""
+            moving.write_text(f"{os.getpid()}\nfrom {old_head}\nto {repo.rev_parse(commit) or commit}\n")
         file_operation()
         repo.run("checkout", "-q", "-f", *target)
         file_operation()

@@ -67,6 +67,7 @@ def load_yaml(path: Path, *, what: str, editable: bool = False) -> Any:
         raise BadInput(f"{what} is {len(data)} bytes; more than {MAX_YAML_BYTES} is not a hand-written file",
                        path=str(path))
     text = data.decode("utf-8", "replace")
+    _flow_depth_problem(text, str(path))
     if not editable:
         fast = fastyaml.load(text, max_depth=MAX_YAML_DEPTH)
         if fast is not None:
@@ -136,6 +137,67 @@ _COUNTED = {"BlockMappingStartToken": 1, "BlockSequenceStartToken": 1, "FlowMapp
             "FlowSequenceStartToken": 1, "BlockEndToken": -1, "FlowMappingEndToken": -1, "FlowSequenceEndToken": -1}
 
 
+_QUOTED_OR_COMMENT = re.compile(r"""(?:(?<=[\s\[{,:])|^)(?:'(?:[^']|'')*'|"(?:[^"\\]|\\.)*")|(?:(?<=\s)|^)#[^\n]*""",
+                                re.MULTILINE)
+
+
+_BRACKET = re.compile(r"[\[\]{}]")
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def _flow_depth_problem(text: str, path: str) -> None:
+    """Refuse deeply nested flow collections (`[[[[...`) in one linear pass.
+
+    ruamel's scanner looks ahead over a whole flow collection for a possible simple key, so 5,000 opening brackets
+    take it seconds before the nesting guard sees the 65th. This counts brackets first as they come (fast: a
+    hand-written file never gets near the limit); only past the limit does it look again with quoted strings and
+    comments blanked out, so that brackets inside them do not count. Whatever it misjudges, the guard inside the
+    scan still judges.
+    """
+    if text.count("[") + text.count("{") <= MAX_YAML_DEPTH or _bracket_depth(text)[0] <= MAX_YAML_DEPTH:
+        return
+    plain = _QUOTED_OR_COMMENT.sub(lambda m: " " * len(m.group(0).replace("\n", "")) + "\n" * m.group(0).count("\n"),
+                                   text)
+    deepest, line = _bracket_depth(plain)
+    if deepest > MAX_YAML_DEPTH:
+        raise BadInput(f"YAML nested more than {MAX_YAML_DEPTH} levels deep", path=path, line=line)
+
+
+def _bracket_depth(text: str) -> tuple[int, int]:
+    """The deepest bracket nesting of `text` and the 1-based line where it first passes the limit (0: never)."""
+    depth = deepest = 0
+    for char in _NOT_BRACKETS.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_YAML_DEPTH:
+                break
+        else:
+            depth = max(0, depth - 1)
+    if deepest <= MAX_YAML_DEPTH:
+        return deepest, 0
+    depth = 0
+    for match in _BRACKET.finditer(text):          # again, only to name the line
+        depth = depth + 1 if match.group(0) in "[{" else max(0, depth - 1)
+        if depth > MAX_YAML_DEPTH:
+            return deepest, text.count("\n", 0, match.start()) + 1
+    return deepest, 0
+
+
+def guard_yaml(text: str, path: str) -> None:
+    """Refuse, before any loader builds it, what `load_yaml` refuses: a file over the size limit, tags, anchors and
+    aliases (billion laughs), deep nesting. For YAML that another loader reads (kernel recipes); other syntax
+    errors are left to that loader's own message."""
+    if len(text) > MAX_YAML_BYTES:
+        raise BadInput(f"{len(text)} characters; more than {MAX_YAML_BYTES} is not a hand-written file", path=path)
+    _flow_depth_problem(text, path)
+    try:
+        for _ in _guarded_yaml(Path(path)).scan(text):
+            pass
+    except YAMLError:
+        return
+
+
 def _guarded_yaml(path: Path) -> YAML:
     yaml = _yaml()
     yaml.Scanner = _GuardedScanner
@@ -143,10 +205,75 @@ def _guarded_yaml(path: Path) -> YAML:
     return yaml
 
 
-def dump_yaml(data: Any) -> bytes:
+def dump_yaml(data: Any, *, like: Path | None = None) -> bytes:
+    """YAML text for `data`; with `like` (the file being rewritten), in that file's layout.
+
+    ruamel drops what comes before a `---` line (comments included) and the `---` and `...` markers themselves, and
+    writes its own indentation: a rewrite keeps the original's text before `---` and from `...` on byte for byte,
+    and indents block mappings and sequences the way the original does.
+    """
+    yaml = _yaml()
+    head = tail = ""
+    if like is not None:
+        try:
+            original = like.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            original = ""
+        head, tail = _document_frame(original)
+        mapping, sequence, offset = _indentation(original)
+        yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
     buf = io.StringIO()
-    _yaml().dump(data, buf)
-    return buf.getvalue().encode()
+    yaml.dump(data, buf)
+    return (head + buf.getvalue() + tail).encode()
+
+
+_START = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
+_END = re.compile(r"^\.\.\.(?:[ \t].*)?$", re.MULTILINE)
+
+
+def _document_frame(text: str) -> tuple[str, str]:
+    """The text up to and including a `---` line that only comments precede, and from a `...` line to the end."""
+    head = tail = ""
+    start = _START.search(text)
+    if start and all(not ln.strip() or ln.lstrip().startswith(("#", "%")) for ln in text[:start.start()].splitlines()):
+        head = text[:start.end()] + "\n"
+    end = _END.search(text, start.end() if start else 0)
+    if end:
+        tail = text[end.start():]
+        if not tail.endswith("\n"):
+            tail += "\n"
+    return head, tail
+
+
+_DASH = re.compile(r"^( *)- ", re.MULTILINE)
+_KEY = re.compile(r"^( *)[^\s#-][^:#]*:(?:\s|$)")
+
+
+def _indentation(text: str) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) as ruamel's `indent()` takes them, read from how `text` indents its blocks;
+    patchq's own layout (2, 4, 2) where the text does not say."""
+    mapping, sequence, offset = 2, 4, 2
+    lines = text.splitlines()
+    parents: list[int] = []          # indents of keys that open a block (`key:` with nothing after)
+    found_map = found_seq = False
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        while parents and parents[-1] >= indent and not (line.lstrip().startswith("- ") and parents[-1] == indent):
+            parents.pop()
+        if line.lstrip().startswith("- ") and parents and not found_seq:
+            offset = indent - parents[-1]
+            sequence = offset + 2
+            found_seq = True
+        elif _KEY.match(line) and parents and not found_map and indent > parents[-1]:
+            mapping = indent - parents[-1]
+            found_map = True
+        if _KEY.match(line) and line.rstrip().endswith(":"):
+            parents.append(indent)
+        if found_map and found_seq:
+            break
+    return mapping, sequence, offset
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -384,6 +511,8 @@ def load_workspace(root: Path) -> Workspace:
     for name, node in st_doc.items():
         stacks[str(name)] = _load_stack(str(name), node, st_doc, lock_path, upstreams)
     ws = Workspace(root=root, upstreams=upstreams, stacks=stacks, queues={}, lock_doc=doc)
+    for folder in (root / STATE_DIR, *(ws.queue_dir(name) for name in upstreams)):
+        _refuse_link(folder, root)
     for name in upstreams:
         series = ws.queue_dir(name) / SERIES_NAME
         if series.exists():
@@ -428,9 +557,20 @@ def _load_upstream(name: str, node: Any, parent: CommentedMap, path: Path) -> Up
             raise BadInput(f"archive of {name!r} needs 'url' or 'pypi'", path=str(path), line=_line(node, "archive"))
         archive = ArchiveSource(sha256=sha, url=_str(arch, "url", path) or None, pypi=_str(arch, "pypi", path) or None,
                                 subdir=_str(arch, "subdir", path) or None)
+        if archive.subdir:
+            check_archive_subdir(archive.subdir, name, path=str(path), line=_line(arch, "subdir"))
     from .releases import parse_releases
     return Upstream(name=name, url=url, pin=pin, archive=archive, description=_str(node, "description", path),
                     version=_str(node, "version", path), releases=parse_releases(node, name, path))
+
+
+def check_archive_subdir(subdir: str, name: str, *, path: str = LOCK_NAME, line: int | None = None) -> None:
+    """An archive's `subdir` names a folder inside the archive: relative, without `..` (else any readable folder
+    of the machine would be committed as the upstream)."""
+    parts = subdir.replace("\\", "/").split("/")
+    if subdir.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", subdir) or ".." in parts:
+        raise BadInput(f"archive subdir {subdir!r} of {name!r} must be a folder inside the archive (relative, "
+                       "without '..')", path=path, line=line)
 
 
 def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstreams: dict[str, Upstream]) -> Stack:
@@ -565,6 +705,15 @@ def requires_cycle(entries: list[PatchEntry] | tuple[PatchEntry, ...]) -> list[s
     return []
 
 
+def _refuse_link(folder: Path, root: Path) -> None:
+    """The workspace's own folders (queues/<upstream>/, .patchq/) must be real folders inside it: through a symlink,
+    import and apply would write wherever it points. (`queues/` itself may be a link: patchq's own scratch
+    workspaces, which check a pins.lock before it is written, borrow the real one that way.)"""
+    if folder.is_symlink():
+        raise BadInput(f"{folder.relative_to(root)} is a symlink; patchq writes there, so it must be a real folder "
+                       "of the workspace", path=str(folder))
+
+
 def _check_stack_refs(ws: Workspace) -> None:
     for stack in ws.stacks.values():
         for ref in stack.patches:
@@ -598,6 +747,8 @@ def entry_to_yaml(entry: PatchEntry, into: CommentedMap | None = None) -> Commen
     }
     for key, value in values.items():
         empty = value in ("", [], None)
+        if empty and key == "title" and into is not None and key not in node:
+            continue                  # an entry written without a title keeps having none
         if empty and key not in ("id", "file", "status", "title"):
             if key in node:
                 del node[key]
@@ -638,7 +789,7 @@ def series_bytes(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> byt
     if isinstance(old_seq, CommentedSeq):
         seq.ca.items.update({})
     doc["patches"] = seq
-    return dump_yaml(doc)
+    return dump_yaml(doc, like=ws.queue_dir(upstream) / SERIES_NAME)
 
 
 def set_lock_values(ws: Workspace, *, pins: dict[str, str] | None = None,
@@ -667,7 +818,7 @@ def set_lock_values(ws: Workspace, *, pins: dict[str, str] | None = None,
             node["trees"] = CommentedMap()
         for up, tree in values.items():
             node["trees"][up] = tree
-    return dump_yaml(doc)
+    return dump_yaml(doc, like=ws.root / LOCK_NAME)
 
 
 def set_stack_patches(ws: Workspace, stack_name: str, upstream: str, refs: list[str], tree: str) -> bytes:
@@ -757,6 +908,7 @@ def workspace_lock(root: Path, operation: str, *, shared: bool = False) -> Itera
     """
     state = root / STATE_DIR
     path = state / "lock"
+    _refuse_link(state, root)
     try:
         state.mkdir(parents=True, exist_ok=True)
         fd = _locked(path, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)

@@ -169,6 +169,58 @@ def test_kill_apply_anywhere(lab, make_upstream, tmp_path, checkout):
     assert tried >= DELAYS + 2                    # the hook met the checkout's own steps, not only timed kills
 
 
+def test_edits_after_a_killed_apply_are_never_discarded(lab, make_upstream, tmp_path):
+    """Issue 13: a kill while a checkout moves leaves a marker; edits made after it must be refused by the next
+    apply (exit 2, files untouched), never wiped as if --force had been given."""
+    _queue_workspace(lab, make_upstream)
+    template = lab.save()
+    code, err = run(["-w", str(template), "apply", "s"])
+    assert code == 0, err
+    code, err = run(["-w", str(template), "mark", "p1", "negative-archived"])     # the next apply moves it
+    assert code == 0, err
+    reference = tmp_path / "reference"
+    shutil.copytree(template, reference, symlinks=True)
+    start = time.monotonic()
+    assert run(["-w", str(reference), "apply", "s"])[0] == 0
+    duration = time.monotonic() - start
+    want = (reference / ".patchq/checkouts/s/vllm/vllm/model.py").read_bytes()
+
+    def judge(ws: Path) -> None:
+        checkout = ws / ".patchq/checkouts/s/vllm"
+        (checkout / "vllm/model.py").write_text("my work\n")
+        (checkout / "notes.txt").write_text("my notes\n")
+        code, err = run(["-w", str(ws), "apply", "s"])
+        assert code == 2 and explains(code, err), err
+        assert (checkout / "vllm/model.py").read_text() == "my work\n"
+        assert (checkout / "notes.txt").read_text() == "my notes\n"
+        code, err = run(["-w", str(ws), "apply", "s", "--force"])          # the user's explicit choice
+        assert code == 0, err
+        assert (checkout / "vllm/model.py").read_bytes() == want
+
+    tried, n = 0, 0
+    while True:
+        n += 1
+        ws = tmp_path / f"hook-{n}"
+        shutil.copytree(template, ws, symlinks=True)
+        code, err = run(["-w", str(ws), "apply", "s"], env={TEST_KILL_ENV: str(n)})
+        if code != -signal.SIGKILL:
+            assert code == 0, err
+            shutil.rmtree(ws)
+            break
+        judge(ws)
+        tried += 1
+        shutil.rmtree(ws)
+    assert tried >= 2                 # the marker's own kill points: before and after git's checkout
+    for k in range(1, 4):
+        ws = tmp_path / f"delay-{k}"
+        shutil.copytree(template, ws, symlinks=True)
+        run(["-w", str(ws), "apply", "s"], kill_after=max(0.05, duration * k / 4))
+        judge(ws)
+        tried += 1
+        shutil.rmtree(ws)
+    KILL_POINTS_TRIED["apply, then edits"] = tried
+
+
 def test_kill_export_anywhere(lab, make_upstream, tmp_path):
     _queue_workspace(lab, make_upstream)
     template = lab.save()

@@ -97,6 +97,15 @@ def write_workspace(tmp_path: Path, case: Case) -> tuple[Path, list[str]]:
         args = ["-w", str(ws), "--json", "import", str(bundle), "-u", "up", "--max-size", str(BUNDLE_LIMIT)]
     (ws / "pins.lock").write_bytes(lock)
     (queue / "series.yaml").write_bytes(series)
+    if case.kind in ("queue-link", "queues-link"):      # the folder lives elsewhere, reached through a symlink
+        moved = queue if case.kind == "queue-link" else ws / "queues"
+        elsewhere = tmp_path / "elsewhere" / moved.name
+        elsewhere.parent.mkdir()
+        moved.rename(elsewhere)
+        os.symlink(elsewhere, moved)
+    elif case.kind == "state-link":
+        (tmp_path / "elsewhere").mkdir()
+        os.symlink(tmp_path / "elsewhere", ws / ".patchq")
     return ws, args
 
 

@@ -240,11 +240,27 @@ def test_missing_output_is_a_failure_not_an_empty_object(bench, tmp_path):
 
 def test_dry_run_says_what_would_build_without_building(bench):
     dry = bench.build("cli", dry_run=True)
-    assert dry.kind == BuildKind.WOULD_BUILD and dry.key and not dry.log and dry.jobs >= 1
+    assert dry.kind == BuildKind.WOULD_BUILD and not dry.log and dry.jobs >= 1
+    assert dry.key == "" and dry.facts == {}          # no toolchain command ran: the key is not known yet
     assert bench.builds_run() == [] and not (bench.cache / "logs" / "cli").exists()
     built = bench.build("cli")
-    assert built.key == dry.key
-    assert bench.build("cli", dry_run=True).kind == BuildKind.CACHED
+    again = bench.build("cli", dry_run=True)          # keyed with the facts the build recorded
+    assert again.kind == BuildKind.CACHED and again.key == built.key
+    bench.apply_patch([("tools/cli.c", "cli v1", "cli v2")])
+    assert bench.build("cli", dry_run=True).kind == BuildKind.WOULD_BUILD
+
+
+def test_dry_run_runs_no_recipe_command(bench, tmp_path):
+    """Issue 13: `apply --no-build` and `build --dry-run` ran the recipe's toolchain and setup commands."""
+    ran = tmp_path / "ran"
+    setup = tmp_path / "setup.sh"
+    setup.write_text(f"echo setup >> {ran}\n")
+    recipe_path = tmp_path / "kernels" / "probe.yaml"
+    recipe_path.write_text(f"upstream: fastdemo\ninputs: [tools/]\ncommand: 'true'\noutputs: [x]\n"
+                           f"setup: {setup}\ntoolchain: {{cc: 'echo fact >> {ran}'}}\n")
+    dry = build_target(load_recipe(recipe_path), bench.checkout.path, bench.cache, dry_run=True, env=bench.env)
+    assert dry.kind == BuildKind.WOULD_BUILD
+    assert not ran.exists()
 
 
 def test_launcher_prefixes_the_compiler(bench, tmp_path):

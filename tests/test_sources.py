@@ -239,7 +239,9 @@ def test_a_checkout_left_half_moved_by_a_killed_run_is_finished_by_the_next(lab,
     # what a run killed inside `git checkout` leaves: its marker, git's lock, a file half rewritten
     (checkout / ".git" / "patchq-moving").write_text("12345\n")
     (checkout / ".git" / "index.lock").write_text("")
-    (checkout / "vllm/model.py").write_text("half")
+    whole = (checkout / "vllm/model.py").read_bytes()
+    (checkout / "vllm/model.py").write_bytes(whole[:7])          # git died while writing it
+    (checkout / "README.md").unlink()                             # ... or before writing this one
     report = apply_stack(ws, "s")
     assert Repo(checkout).status_porcelain() == []
     assert Repo(checkout).tree_of("HEAD") == report.upstreams[0].tree

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import tarfile
 import zipfile
@@ -34,7 +35,7 @@ PIN_A = "a" * 40
 @dataclass(frozen=True)
 class Case:
     name: str
-    kind: str                  # patch | queue | bundle | lock | series | series-link | archive
+    kind: str                  # patch | queue | bundle | lock | series | series-link | archive | *-link
     data: tuple[bytes, ...]    # patch files (queue: several), or the one file of the other kinds
     expect: str                # regex the error message must match (case-insensitive)
     file_name: str = ""        # archive / bundle file name
@@ -78,6 +79,26 @@ def git_symlink(path: str, target: str) -> bytes:
               f"+++ b/{path}\n@@ -0,0 +1 @@\n+{target}\n\\ No newline at end of file\n")
 
 
+def git_binary_literal(data: bytes) -> bytes:
+    """`GIT binary patch` data for `data`: zlib, then base85 lines of up to 52 bytes, each led by its length."""
+    packed = zlib.compress(data)
+    lines = []
+    for at in range(0, len(packed), 52):
+        chunk = packed[at:at + 52]
+        size = len(chunk)
+        letter = chr(ord("A") + size - 1) if size <= 26 else chr(ord("a") + size - 27)
+        lines.append(letter.encode() + base64.b85encode(chunk, pad=True))
+    return b"GIT binary patch\nliteral %d\n" % len(data) + b"\n".join(lines) + b"\n\n"
+
+
+def git_binary_symlink(path: str, target: str) -> bytes:
+    """A symlink created by a binary patch with mode 120000: no `+` line names its target."""
+    data = target.encode()
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return _b(f"diff --git a/{path} b/{path}\nnew file mode 120000\nindex {'0' * 40}..{blob}\n") \
+        + git_binary_literal(data)
+
+
 ESCAPING_PATHS = {
     "dotdot-1": "../pwned",
     "dotdot-2": "../../pwned",
@@ -112,6 +133,13 @@ def path_cases() -> list[Case]:
         Case("path-quoted-octal-dotdot", "patch",
              (patch_file(b'diff --git "a/\\056\\056/pwned" "b/\\056\\056/pwned"\nnew file mode 100644\n'
                          b'--- /dev/null\n+++ "b/\\056\\056/pwned"\n@@ -0,0 +1 @@\n+pwned\n'),), PATH_EXPECT),
+        # issue 13: names git refuses because some file systems read them as .git: unsafe input, not a conflict
+        Case("path-dotgit-trailing-dot", "patch", (patch_file(git_new_file(".git./hooks/post-checkout")),),
+             r"refused by git as unsafe"),
+        Case("path-dotgit-trailing-space", "patch", (patch_file(git_new_file("pkg/.git /config")),),
+             r"refused by git as unsafe"),
+        Case("path-dotgit-short-name", "patch", (patch_file(git_new_file("git~1/config")),),
+             r"refused by git as unsafe"),
         Case("path-plus-line-differs-from-header", "patch",
              (patch_file(b"diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/../pwned\n"
                          b"@@ -1 +1 @@\n-demo\n+pwned\n"),), PATH_EXPECT),
@@ -129,6 +157,7 @@ def path_cases() -> list[Case]:
 
 def symlink_cases() -> list[Case]:
     through = r"through the symlink|points outside the tree|is a symlink at the base"
+    result_link = r"a symlink that points outside the tree"
     return [
         Case("symlink-target-climbs-out", "patch", (patch_file(git_symlink("lnk", "../../outside")),), through),
         Case("symlink-target-absolute", "patch", (patch_file(git_symlink("lnk", ESCAPE_DIR)),), through),
@@ -150,6 +179,23 @@ def symlink_cases() -> list[Case]:
         Case("symlink-made-by-earlier-patch", "queue",
              (patch_file(git_symlink("lnk", "pkg"), pid="first"), patch_file(git_new_file("lnk/pwned"), pid="second")),
              r"symlink"),
+        # issue 13: links made without a `+` line naming their target are judged in the result tree
+        Case("symlink-binary-patch-out", "patch", (patch_file(git_binary_symlink("dist", "../../outside")),),
+             result_link),
+        Case("symlink-binary-patch-absolute", "patch", (patch_file(git_binary_symlink("dist", ESCAPE_DIR)),),
+             result_link),
+        Case("symlink-deep-then-renamed-shallow", "queue",
+             (patch_file(git_symlink("a/b/c/d/e/f/lnk", "../../../../../x"), pid="first"),
+              patch_file(git_rename("a/b/c/d/e/f/lnk", "dist"), pid="second")), result_link),
+        Case("symlink-deep-then-copied-shallow", "queue",
+             (patch_file(git_symlink("a/b/c/d/e/f/lnk", "../../../../../x"), pid="first"),
+              patch_file(git_rename("a/b/c/d/e/f/lnk", "dist", "copy"), pid="second")), result_link),
+        Case("symlink-to-base-link-out", "patch", (patch_file(git_symlink("dist", "escape")),), result_link),
+        Case("symlink-through-base-link", "patch", (patch_file(git_symlink("pkg/dist", "../escape")),),
+             result_link),
+        Case("symlink-later-link-makes-earlier-escape", "queue",
+             (patch_file(git_symlink("x/y/up", "../a/.."), pid="first"),
+              patch_file(git_symlink("x/a", ".."), pid="second")), result_link),
     ]
 
 
@@ -362,6 +408,12 @@ def lock_cases() -> list[Case]:
               + b"\n? stacks:\n  s:\n    upstreams: [up]\n",), r"mapping or list is used as a key"),
         Case("lock-impossible-date", "lock", (lock_text(extra="    date: 2026-02-30\n"),), r"day is out of range"),
         Case("lock-huge", "lock", (lock_text() + b"#" * (4 << 20),), r"not a hand-written file"),
+        Case("lock-archive-subdir-absolute", "lock",
+             (lock_text(extra=f"    archive:\n      sha256: {'b' * 64}\n      url: a.tar.gz\n      subdir: /etc\n"),),
+             r"subdir .* inside the archive"),
+        Case("lock-archive-subdir-dotdot", "lock",
+             (lock_text(extra=f"    archive:\n      sha256: {'b' * 64}\n      url: a.tar.gz\n"
+                              "      subdir: pkg/../../..\n"),), r"subdir .* inside the archive"),
         Case("lock-invalid-utf8-structure", "lock", (b"version: 1\nupstreams: [\xff\xfe\n",), r"invalid YAML"),
     ]
     return cases
@@ -450,12 +502,29 @@ def archive_cases() -> list[Case]:
              "pkg-1.0.zip"),
         Case("archive-zip-absolute", "archive", (_zip([f"{ESCAPE_DIR}/pwned"]),), outside, "pkg-1.0.zip"),
         Case("archive-zip-corrupt", "archive", (b"PK\x03\x04garbage",), outside, "pkg-1.0.zip"),
+        # issue 13: a link measured against the folder that becomes the tree root, not the extraction folder
+        Case("archive-tar-symlink-to-top-parent", "archive",
+             (_tar([_file("pkg-1.0/setup.py"), _link("pkg-1.0/lnk", "..")]),),
+             r"pointing outside the tree|outside the extraction folder", "pkg-1.0.tar.gz"),
+        Case("archive-tar-symlink-chain-out", "archive",
+             (_tar([_file("pkg-1.0/setup.py"), _link("pkg-1.0/a", "."), _link("pkg-1.0/b/c", "../a/..")]),),
+             r"pointing outside the tree", "pkg-1.0.tar.gz"),
+    ]
+
+
+def layout_cases() -> list[Case]:
+    """The workspace's own folders as symlinks: patchq would write wherever they point (issue 13)."""
+    link = r"is a symlink; patchq writes there"
+    return [
+        Case("layout-queue-folder-symlink", "queue-link", (b"",), link),
+        Case("layout-state-folder-symlink", "state-link", (b"",), link),
     ]
 
 
 def all_cases() -> list[Case]:
     cases = (path_cases() + symlink_cases() + mode_cases() + format_cases() + newline_and_count_cases()
-             + duplicate_cases() + bundle_cases() + lock_cases() + series_cases() + archive_cases())
+             + duplicate_cases() + bundle_cases() + lock_cases() + series_cases() + archive_cases()
+             + layout_cases())
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     return cases
