@@ -185,6 +185,9 @@ def set_stack(ws: Workspace, name: str, change: StackChange, *, create: bool) ->
     for key in (change.profile or {}):
         if not PROFILE_KEY.match(key):
             raise BadInput(f"profile key {key!r} is not an environment variable name")
+    if not create and (change.include is not None or change.extra is not None) and ws.stacks[name].patches:
+        raise BadInput(f"stack {name!r} lists its patches explicitly ('patches:'); --include/--extra select by "
+                       "status and cannot be combined with it: edit its 'patches:' list instead", path=LOCK_NAME)
     doc = _lock_doc(ws)
     if doc.get("stacks") is None:
         doc["stacks"] = CommentedMap()

@@ -134,3 +134,13 @@ def test_export_then_import_into_an_empty_workspace_recreates_upstream_and_stack
     assert applied_doc["upstreams"][0]["tree"] == manifest["result_tree"]
     again = as_json(patchq("-w", str(fresh), "--json", "import", str(out)))       # nothing new the second time
     assert not any("added" in w for w in again["warnings"])
+
+
+def test_stack_set_refuses_status_selection_on_a_stack_that_lists_its_patches(ws, patchq):
+    lock = ws.root / "pins.lock"
+    lock.write_text(lock.read_text().replace("  s:\n", "  s:\n    patches: [one]\n", 1))
+    assert "patches: [one]" in lock.read_text()
+    before = lock.read_bytes()
+    res = run(patchq, ws, "stack", "set", "s", "--include", "diagnostic")
+    assert res.code == 2 and "lists its patches explicitly" in res.err
+    assert lock.read_bytes() == before
