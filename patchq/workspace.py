@@ -654,7 +654,7 @@ def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
         if not (ws.queue_dir(upstream) / file).is_file():
             raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} does not exist", path=str(path),
                            line=_line(node, "file") or line)
-        inside = ws.root.resolve() / "queues" / upstream
+        inside = (ws.root / "queues").resolve() / upstream   # queues/ itself may be a link (pins.lock checks)
         if (ws.queue_dir(upstream) / file).resolve().parent != inside:
             raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} is a link to a file outside queues/"
                            f"{upstream}/", path=str(path), line=_line(node, "file") or line)

@@ -144,3 +144,12 @@ def test_stack_set_refuses_status_selection_on_a_stack_that_lists_its_patches(ws
     res = run(patchq, ws, "stack", "set", "s", "--include", "diagnostic")
     assert res.code == 2 and "lists its patches explicitly" in res.err
     assert lock.read_bytes() == before
+
+
+def test_upstream_and_stack_add_work_in_a_workspace_that_has_patches(ws, patchq, pyupstream):
+    up, base = pyupstream
+    added = as_json(run(patchq, ws, "--json", "upstream", "add", "other", str(up.path), "--pin", base))
+    assert added["pin"] == base
+    made = as_json(run(patchq, ws, "--json", "stack", "add", "both", "-u", "vllm", "-u", "other"))
+    assert made["upstreams"] == ["vllm", "other"]
+    assert "other:" in (ws.root / "pins.lock").read_text()
