@@ -67,6 +67,7 @@ class FileIndex:
 
     def __init__(self, data: bytes) -> None:
         self.lines = data.split(b"\n")
+        self.newline_at_end = not data or data.endswith(b"\n")
         if self.lines and self.lines[-1] == b"":
             self.lines.pop()
         self._exact: dict[bytes, list[int]] | None = None
@@ -174,7 +175,8 @@ def _anchor_section(index: int, section: RawSection, path: str | None, read: Cal
         delta += new_count - old_count
         after = start - 1 + old_count if old_count else start
     if file is not None:
-        placed = _balanced(placed, file.lines)
+        usable = file.lines if file.newline_at_end else file.lines[:-1]    # a last line without its newline
+        placed = _balanced(placed, usable)
     return placed
 
 
