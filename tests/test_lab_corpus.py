@@ -146,3 +146,19 @@ def test_salvage_imports_the_complete_sections_as_a_diagnostic_patch_that_cannot
     assert entry.salvaged and "lost" in entry.salvaged
     res = patchq("-w", str(ws_root), "status", item["patch_id"], "promoted")
     assert res.code == 2 and "never be promoted" in res.err
+
+
+def test_requirements_are_found_among_existing_queue_entries(corpus, tmp_path):
+    _, _, folder, ws_root, _ = corpus
+    fresh = tmp_path / "existing"
+    (fresh / "queues").mkdir(parents=True)
+    (fresh / "pins.lock").write_bytes((ws_root / "pins.lock").read_bytes())
+    first = import_paths(load_workspace(fresh), [folder / "z-mtp-base.patch"])
+    assert [i.outcome for i in first.items] == ["clean"]
+    second = import_paths(load_workspace(fresh), [folder / "b-mtp-step.patch"])
+    (item,) = second.items
+    assert (item.action, item.outcome, item.requires) == (ImportAction.IMPORTED, "clean", ("z-mtp-base",))
+    assert any("alone at the pin: conflict" in r for r in item.remarks)
+    queue = load_workspace(fresh).queue("vllm")
+    assert [e.id for e in queue.entries] == ["z-mtp-base", "b-mtp-step"]
+    assert queue.get("b-mtp-step").requires == ("z-mtp-base",)
