@@ -144,7 +144,7 @@ def test_salvage_imports_the_complete_sections_as_a_diagnostic_patch_that_cannot
     assert any("salvaged from a damaged bundle" in r for r in item["remarks"])
     entry = load_workspace(ws_root).queue("vllm").get(item["patch_id"])
     assert entry.salvaged and "lost" in entry.salvaged
-    res = patchq("-w", str(ws_root), "status", item["patch_id"], "promoted")
+    res = patchq("-w", str(ws_root), "mark", item["patch_id"], "promoted")
     assert res.code == 2 and "never be promoted" in res.err
 
 
