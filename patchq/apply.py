@@ -179,11 +179,9 @@ def _diagnose_conflict(repo: Repo, env: dict[str, str], loaded: LoadedPatch) -> 
     problems: list[HunkProblem] = []
     files: list[str] = []
     diff = loaded.patch.diff
+    lines = diff.split(b"\n")
     for section in loaded.patch.files:
-        header_end = section.hunks[0].header_line - 1 if section.hunks else section.end_line - 1
-        lines = diff.split(b"\n")
         whole = b"\n".join(lines[section.start_line - 1: section.end_line - 1]) + b"\n"
-        del header_end
         res = repo.apply(whole, cached=True, check=True, env=env)
         if res.ok:
             continue

@@ -29,6 +29,7 @@ from .errors import BadInput, NeedsYou
 from .git import Repo
 from .model import Finding, Outcome, OutcomeKind
 from .patchfile import PatchFile, read_patch_file, render_patch_file
+from .patchtext import split_mbox
 from .sources import ensure_base, ensure_mirror, workspace_ref
 from .workspace import Workspace, write_atomic
 
@@ -111,7 +112,6 @@ MANIFEST_KIND = "patchq-bundle-manifest"
 FORMATS = ("gz.b64", "patch", "mbox", "quilt")
 FILE_MODE = 0o644
 DIR_MODE = 0o755
-MBOX_FROM = re.compile(rb"^From [0-9a-f]{40} Mon Sep 17 00:00:00 2001$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -272,25 +272,12 @@ def manifest_for(bundle: Path) -> Path | None:
 # ---- reading bundles back -------------------------------------------------------------------------------------------
 
 def split_patch_stream(data: bytes) -> list[tuple[int, bytes]]:
-    """Cut a concatenation of patch files at each `From <40 hex> Mon Sep 17 00:00:00 2001` line.
+    """Cut a concatenation of patch files at each mbox separator line (`patchtext.split_mbox`).
 
-    Returns (1-based first line, text) per piece. A stream without such lines (one squashed diff) is one piece.
+    Returns (1-based first line, text) per piece. A stream without separators (one squashed diff) is one piece.
     Diff lines always start with a space, '+', '-', '@' or a header word, so the cut cannot fall inside a diff.
     """
-    lines = data.split(b"\n")
-    starts = [i for i, line in enumerate(lines) if MBOX_FROM.match(line)]
-    if not starts or starts[0] != 0:
-        starts = [0, *starts]
-    pieces = []
-    for k, start in enumerate(starts):
-        end = starts[k + 1] if k + 1 < len(starts) else len(lines)
-        text = b"\n".join(lines[start:end])
-        if end < len(lines):
-            text += b"\n"
-        if k == 0 and not text.strip() and len(starts) > 1:
-            continue                     # nothing before the first From line
-        pieces.append((start + 1, text))
-    return pieces
+    return split_mbox(data)
 
 
 def parse_patch_stream(data: bytes, *, source: str, encoded: bool) -> tuple[PatchFile, ...]:

@@ -366,16 +366,18 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("--max-size", "max_size", default="64M", show_default=True, callback=_size, metavar="N",
               help="Refuse inputs (decompressed bundles included) larger than this.")
 @click.option("--strict", is_flag=True, help="Write nothing unless every input can be imported.")
+@click.option("--salvage", is_flag=True,
+              help="Import the complete file sections of a damaged bundle as a diagnostic patch (never promotable).")
 @pass_ctx
 def import_cmd(c: Context, paths: tuple[Path, ...], upstream: str | None, status: str | None,
-               map_file: Path | None, dry_run: bool, max_size: int, strict: bool) -> None:
+               map_file: Path | None, dry_run: bool, max_size: int, strict: bool, salvage: bool) -> None:
     """Import lab patch folders, bundles, quilt series and mbox files into the queues, each file accounted for."""
     from .importer import import_paths
     from .report import render_import
     from .import_setup import prepared_import
     with prepared_import(c.ws(), paths, dry_run=dry_run) as (ws, created):   # upstreams and stacks of manifests
         report = import_paths(ws, paths, upstream=upstream, status=status, mapping=map_file, dry_run=dry_run,
-                              limit=max_size, strict=strict)
+                              limit=max_size, strict=strict, salvage=salvage)
     if created:
         import dataclasses
         report = dataclasses.replace(report, warnings=(*created, *report.warnings))

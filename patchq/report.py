@@ -305,7 +305,13 @@ def render_import(console: Console, report) -> None:
         patch = f"{item.upstream}:{item.patch_id}" if item.upstream and item.patch_id else (item.file or "")
         status = f"{item.status} [dim]({item.status_rule})[/dim]" if item.status else ""
         outcome = Text(item.outcome, style=KIND_STYLE.get(OutcomeKind(item.outcome), "")) if item.outcome else ""
-        detail = "\n".join(x for x in (item.reason, *item.remarks) if x)
+        summary = []
+        if item.requires:
+            summary.append("needs " + ", ".join(f"{item.upstream}:{r}" for r in item.requires))
+        if item.missing_context:
+            n = len(item.missing_context)
+            summary.append(f"{n}{'+' if n >= 5 else ''} context line{'s' if n > 1 else ''} found nowhere")
+        detail = "\n".join(x for x in ("; ".join(summary), item.reason, *item.remarks) if x)
         table.add_row(item.source, Text(action, style=IMPORT_STYLE.get(action, "")), patch, status, item.date,
                       outcome, detail)
     console.print(table)

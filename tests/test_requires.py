@@ -105,7 +105,7 @@ def test_a_salvaged_patch_can_never_be_promoted(lab, pyupstream, patchq):
     lab.patch("vllm", "rescued", up.diff(base, [("README.md", "demo\n", "demo!\n")]), status=Status.DIAGNOSTIC,
               salvaged="2 file sections lost after line 40 of the decoded text")
     root = lab.save()
-    res = patchq("-w", str(root), "status", "rescued", "promoted")
+    res = patchq("-w", str(root), "mark", "rescued", "promoted")
     assert res.code == 2 and "salvaged" in res.err and "never be promoted" in res.err
     assert load_workspace(root).queue("vllm").get("rescued").status == Status.DIAGNOSTIC
     series = root / "queues/vllm/series.yaml"

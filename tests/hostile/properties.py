@@ -99,6 +99,19 @@ def patch_reader_property(data: bytes) -> None:
     only_patchq_errors(lambda: read_patch_file(data, source="fuzz.patch"))
 
 
+def lenient_reader_property(data: bytes) -> None:
+    """Import's lenient reading: a diff it cannot read is `Unreadable` (a per-file refusal), never a traceback."""
+    from patchq.patchtext.lenient import Unreadable, read_lenient
+    try:
+        scanned = read_lenient(data)
+    except Unreadable:
+        return
+    for section in scanned.sections:
+        for hunk in section.hunks:
+            assert len(hunk.body) == len(hunk.body_lines) and hunk.body
+            assert all(raw[:1] in (b" ", b"+", b"-", b"\\") for raw in hunk.body)
+
+
 def bundle_reader_property(data: bytes) -> None:
     from patchq.bundle import decode_gz_b64, parse_patch_stream
 
@@ -208,6 +221,7 @@ def yaml_fast_path_property(data: bytes) -> None:
 
 PROPERTIES = {
     "patch-reader": (patch_reader_property, lambda: mutated(patch_seeds(), DIFF_TOKENS)),
+    "lenient-reader": (lenient_reader_property, lambda: mutated(patch_seeds(), DIFF_TOKENS + [b"@@\n", b"@@ def f():\n"])),
     "bundle-reader": (bundle_reader_property, lambda: mutated(bundle_seeds(), DIFF_TOKENS + [b"=", b"A", b"\x1f\x8b"])),
     "pins.lock": (lock_loader_property, lambda: mutated([LOCK, *_corpus("lock")[:12]], YAML_TOKENS)),
     "series.yaml": (series_loader_property, lambda: mutated([SERIES, *_corpus("series")], YAML_TOKENS)),
