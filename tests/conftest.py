@@ -196,3 +196,12 @@ def patchq():
                               env=full_env)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
     return run
+
+
+def result_of(text: str):
+    """The `result` of a `--json` envelope, after checking the envelope's fixed keys."""
+    import json
+    doc = json.loads(text)
+    assert set(doc) == {"version", "command", "ok", "result", "error"}, doc
+    assert doc["version"] == 1 and doc["error"] is None, doc
+    return doc["result"]

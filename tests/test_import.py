@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.bundle import encode_gz_b64, export_stack
 from patchq.errors import BadInput
@@ -572,7 +573,7 @@ def test_cli_reports_json_and_exit_codes(ws3, tmp_path, patchq):
     (folder / "one-promoted.patch").write_bytes(gdiff(ws3, "vllm", [block_edit(1)]))
     res = patchq("--json", "import", str(folder), "--dry-run", cwd=ws3.root)
     assert res.code == 0, res.err
-    doc = json.loads(res.out)
+    doc = result_of(res.out)
     assert doc["dry_run"] and doc["items"][0]["action"] == "imported" and doc["items"][0]["status"] == "promoted"
     (folder / "junk.txt").write_text("hello\n")
     res = patchq("import", str(folder), "--max-size", "1M", cwd=ws3.root)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.apply import apply_stack
 from patchq.check import check_workspace
@@ -59,10 +60,10 @@ def test_every_example_patch_is_env_gated_by_its_declared_flags():
 def test_root_workspace_through_the_cli(patchq):
     listed = patchq("--json", "--workspace", str(REPO), "list", "--status", "promoted")
     assert listed.code == 0, listed.err
-    assert {e["upstream"] for e in json.loads(listed.out)} == {"vllm", "llm-scaler", "llama-cpp"}
+    assert {e["upstream"] for e in result_of(listed.out)} == {"vllm", "llm-scaler", "llama-cpp"}
     shown = patchq("--json", "--workspace", str(REPO), "show", "vllm:minimax-m2-router-bf16")
     assert shown.code == 0, shown.err
-    assert json.loads(shown.out)["patch"]["status"] == "negative-archived"
+    assert result_of(shown.out)["patch"]["status"] == "negative-archived"
 
 
 # ---- network: real release sources through the archive path ------------------------------------------------------

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.demo import build_demo
 from patchq.git import Repo
@@ -45,13 +46,13 @@ def _installed_vllm(demo: Path, site: Path, version: str = "0.20.1") -> None:
 def test_apply_builds_the_affected_target_then_reuses_the_cache(demo, patchq):
     first = patchq("--json", "apply", "promoted-demo", cwd=demo)
     assert first.code == 0, first.err
-    builds = {b["target"]: b["kind"] for b in json.loads(first.out)["build"]["builds"]}
+    builds = {b["target"]: b["kind"] for b in result_of(first.out)["build"]["builds"]}
     assert builds == {"demo-ggml-cpu": "built"}          # only the C library: the vllm patches are Python-only
     again = patchq("--json", "build", "promoted-demo", cwd=demo)
     assert again.code == 0, again.err
-    assert {b["target"]: b["kind"] for b in json.loads(again.out)["builds"]} == {"demo-ggml-cpu": "cached"}
+    assert {b["target"]: b["kind"] for b in result_of(again.out)["builds"]} == {"demo-ggml-cpu": "cached"}
     dry = patchq("--json", "build", "promoted-demo", "--target", "demo-vllm-ext", "--dry-run", cwd=demo)
-    assert [b["kind"] for b in json.loads(dry.out)["builds"]] == ["would-build"]
+    assert [b["kind"] for b in result_of(dry.out)["builds"]] == ["would-build"]
     unknown = patchq("build", "promoted-demo", "--target", "nope", cwd=demo)
     assert unknown.code == 2 and "unknown build target" in unknown.err
 
@@ -92,7 +93,7 @@ def test_wheel_for_python_only_changes(demo, patchq, tmp_path):
     out = tmp_path / "out"
     made = patchq("--json", "wheel", "promoted-demo", "--wheel", str(wheel), "-o", str(out), cwd=demo)
     assert made.code == 0, made.err
-    report = json.loads(made.out)
+    report = result_of(made.out)
     assert "vllm/model_executor/models/minimax_m2.py" in report["replaced"]
     with zipfile.ZipFile(report["wheel"]) as zf:
         patched = zf.read("vllm/model_executor/models/minimax_m2.py")
