@@ -385,25 +385,40 @@ def build(c: Context, stack_name: str, targets: tuple[str, ...], dry_run: bool, 
 
 @cli.command()
 @click.argument("stack_name", metavar="STACK", required=False, shell_complete=complete_stack)
-@click.option("--site-packages", "site", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+@click.option("--site-packages", "site", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The site-packages folder holding the installed package.")
+@click.option("--python", "python", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Another interpreter (e.g. a venv's bin/python): overlay its site-packages.")
 @click.option("--upstream", "-u", default="vllm", show_default=True, help="Which upstream's Python changes.",
               shell_complete=complete_upstream)
 @click.option("--package", help="Installed distribution name (default: the upstream name).")
 @click.option("--expect-version", help="Installed version to require (default: the upstream's 'version' in pins.lock).")
 @click.option("--revert", is_flag=True, help="Undo the last overlay of this site-packages, byte for byte.")
+@click.option("--status", "show_status", is_flag=True,
+              help="Say whether the package is overlaid, by which stack, and whether its files still match RECORD.")
 @pass_ctx
-def overlay(c: Context, stack_name: str | None, site: Path, upstream: str, package: str | None,
-            expect_version: str | None, revert: bool) -> None:
-    """Apply STACK's Python changes onto an installed package (with a backup), or --revert them."""
-    from .rebuild import overlay_stack, revert_overlay
-    from .report import render_overlay
+def overlay(c: Context, stack_name: str | None, site: Path | None, python: Path | None, upstream: str,
+            package: str | None, expect_version: str | None, revert: bool, show_status: bool) -> None:
+    """Apply STACK's Python changes onto an installed package (with a backup), or --revert them, or --status."""
+    from .rebuild import overlay_stack, revert_overlay, status_of_overlay
+    from .report import render_overlay, render_overlay_status
+    if (site is None) == (python is None):
+        raise BadInput("say where the package is installed: --site-packages DIR or --python INTERPRETER (one)")
+    if revert and show_status:
+        raise BadInput("--revert and --status do not go together")
+    if site is None:
+        from .overlay import site_packages_of
+        site = site_packages_of(python)
+    if show_status:
+        state = status_of_overlay(c.ws(), site, package or upstream)
+        c.emit(state, lambda: render_overlay_status(c.console, state))
+        return
     with c.locked("overlay") as ws:
         if revert:
             result = revert_overlay(ws, site)
         else:
             if not stack_name:
-                raise BadInput("name the STACK to overlay (or pass --revert)")
+                raise BadInput("name the STACK to overlay (or pass --revert or --status)")
             result = overlay_stack(ws, stack_name, site, upstream=upstream, package=package, version=expect_version)
     c.emit(result, lambda: render_overlay(c.console, result))
 
@@ -420,8 +435,9 @@ def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream
     from .rebuild import wheel_for_stack
     ws = c.ws()
     report = wheel_for_stack(ws, stack_name, wheel_path, out_dir, upstream=upstream)
-    c.emit(report, lambda: c.console.print(f"wrote {report.wheel} ({len(report.replaced)} files replaced, "
-                                           f"{len(report.deleted)} removed)"))
+    c.emit(report, lambda: (c.console.print(f"wheel {report.version} ({len(report.replaced)} files replaced, "
+                                            f"{len(report.deleted)} removed):"),
+                            c.console.line(f"  {report.wheel}")))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -284,6 +284,10 @@ class PatchqCommand(click.Command):
         obj = ctx.find_object(Context)
         if obj is not None:
             obj.command = command_name(ctx)
+            if not obj.quiet:
+                from . import progress
+                progress.install(progress.Terminal(sys.stderr, verbose=obj.verbose,
+                                                   width=terminal_width(sys.stderr) or 80))
         return super().invoke(ctx)
 
 

@@ -368,15 +368,48 @@ def render_build(console: Console, report) -> None:
 
 def render_overlay(console: Console, result) -> None:
     inner = getattr(result, "result", result)
-    console.print(f"{inner.action} {inner.package} {inner.version} in {inner.site_packages}")
+    console.print(f"{inner.action} {inner.package} {inner.version} in")
+    console.line(f"  {inner.site_packages}")
     for label in ("modified", "created", "deleted"):
         paths = getattr(inner, label)
         if paths:
-            console.print(f"  {label}: {', '.join(paths)}")
+            console.print(f"  {label}:")
+            for path in paths:
+                console.line(f"    {path}")
+    if inner.action == "applied":
+        console.print("  [dim]RECORD updated; marked in the dist-info's patchq.json[/dim]")
     if inner.action == "reverted":
         console.print("  [green]every file verified against its recorded hash[/green]" if inner.verified
                       else "  [red]verification failed[/red]")
     skipped = getattr(result, "skipped_native", ())
     if skipped:
         console.print(f"  [yellow]not overlaid (need a build): {', '.join(skipped)}[/yellow]")
-    console.print(f"  backup: {inner.backup}")
+    console.print("  backup:")
+    console.line(f"    {inner.backup}")
+
+
+def render_overlay_status(console: Console, state) -> None:
+    """overlay.OverlayStatus: overlaid or not, by what, and whether RECORD still matches the files."""
+    console.print(f"[bold]{state.package} {state.version}[/bold] in")
+    console.line(f"  {state.site_packages}")
+    if not state.overlaid:
+        console.print("  not overlaid by patchq" + (f" (last overlay: {state.journal_state})"
+                                                     if state.journal_state else ""))
+        return
+    mark = state.mark
+    console.print(f"  overlaid with stack [bold]{mark.get('stack', '?')}[/bold] ({mark.get('upstream', '?')}) "
+                  f"at {mark.get('applied_at', '?')}")
+    if mark.get("tree"):
+        console.print(f"  result tree {short(mark['tree'])}, pin {short(mark.get('pin', ''))}")
+    for label, paths in mark.get("files", {}).items():
+        if paths:
+            console.print(f"  {label}:")
+            for path in paths:
+                console.line(f"    {path}")
+    if state.drifted:
+        console.print("  [red]changed since the overlay (RECORD no longer matches):[/red]")
+        for path in state.drifted:
+            console.line(f"    {path}")
+    else:
+        console.print("  [green]every overlaid file matches its RECORD hash[/green]")
+    console.print(f"  mark: {state.dist_info}/patchq.json")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import result_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,7 +148,7 @@ def test_help_and_version_do_not_import_the_engine(args, tmp_path):
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "patchq", *args], capture_output=True,
                           text=True, cwd=tmp_path)
     assert proc.returncode == 0
-    imported = {m.group(1) for m in re.finditer(r"\|\s+([\w.]+)\s*$", proc.stderr, re.M)}
+    imported = {m.group(1) for m in re.finditer(r"\|\s+([\w.]+)\s*$", proc.stderr, re.MULTILINE)}
     assert "click" in imported and not {m for m in imported if m.split(".")[0] in HEAVY or m in HEAVY}
 
 
