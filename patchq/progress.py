@@ -2,13 +2,17 @@
 
 The core never prints, so it reports through `current()`, which is a do-nothing reporter unless the CLI installed a
 `Terminal` (not with -q). Everything goes to stderr: stdout stays the report (or the JSON envelope). On a terminal,
-bars and the spinner redraw one line and are replaced by a final line; piped, each phase is one plain line.
+each step is announced as it starts, and bars and the spinner redraw one line. Piped, a step gets one plain line
+once it has run for `PATCHQ_PROGRESS_AFTER` seconds (default 1): a log shows the slow phases, and a command that
+fails fast still prints its error as its only line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import IO, Any
@@ -66,8 +70,9 @@ class Reporter:
 
     verbose = 0
 
-    def phase(self, text: str) -> None:
-        pass
+    @contextlib.contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        yield
 
     @contextlib.contextmanager
     def transfer(self, label: str, total: int | None) -> Iterator[Transfer]:
@@ -94,19 +99,50 @@ class Reporter:
 class Terminal(Reporter):
     """Progress on stderr: live lines on a terminal, one line per phase when piped; -v streams build logs."""
 
-    def __init__(self, stream: Any = None, *, tty: bool | None = None, verbose: int = 0, width: int = 80) -> None:
+    def __init__(self, stream: Any = None, *, tty: bool | None = None, verbose: int = 0, width: int = 80,
+                 after: float | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.verbose = verbose
         self.width = width
         self.live = False
+        if after is None:
+            try:
+                after = float(os.environ.get("PATCHQ_PROGRESS_AFTER", "1"))
+            except ValueError:
+                after = 1.0
+        self.after = after
+        self.lock = threading.Lock()
 
     def _write(self, text: str) -> None:
+        with self.lock:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    @contextlib.contextmanager
+    def _announce(self, text: str) -> Iterator[list[bool]]:
+        """Say `text` now on a terminal; piped, only once the step has run `after` seconds. Yields [said]."""
+        said = [False]
+
+        def say() -> None:
+            said[0] = True
+            self._clear()
+            self._write(text + "\n")
+
+        if self.tty or self.after <= 0:
+            say()
+            yield said
+            return
+        timer = threading.Timer(self.after, say)
+        timer.daemon = True
+        timer.start()
         try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
+            yield said
+        finally:
+            timer.cancel()
 
     def _clear(self) -> None:
         if self.live:
@@ -117,19 +153,20 @@ class Terminal(Reporter):
         self._write("\r\x1b[K" + text[: max(10, self.width - 1)])
         self.live = True
 
-    def phase(self, text: str) -> None:
-        self._clear()
-        self._write(text + "\n")
+    @contextlib.contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        with self._announce(text):
+            yield
 
     @contextlib.contextmanager
     def transfer(self, label: str, total: int | None) -> Iterator[Transfer]:
         bar = Transfer(self, label, total)
-        if not self.tty:
-            self._write(f"{label}" + (f" ({human_bytes(total)})" if total else "") + "\n")
-        try:
-            yield bar
-        finally:
-            self.draw_transfer(bar, final=True)
+        with self._announce(f"{label}" + (f" ({human_bytes(total)})" if total else "")) as said:
+            try:
+                yield bar
+            finally:
+                if said[0]:
+                    self.draw_transfer(bar, final=True)
 
     def draw_transfer(self, transfer: Transfer, *, final: bool) -> None:
         seconds = time.monotonic() - transfer.started
@@ -147,12 +184,11 @@ class Terminal(Reporter):
     @contextlib.contextmanager
     def build(self, target: str, log: str) -> Iterator[BuildWatch]:
         watch = BuildWatch(self, target, log)
-        self._clear()
-        self._write(f"building {target} (log: {log})\n")
-        try:
-            yield watch
-        finally:
-            self._clear()
+        with self._announce(f"building {target}, log:\n  {log}"):
+            try:
+                yield watch
+            finally:
+                self._clear()
 
     def build_line(self, watch: BuildWatch, text: str) -> None:
         if self.verbose:

@@ -169,9 +169,9 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
             Repo.init(tmp / "m.git", bare=True)      # archive-only upstream: an empty mirror to import into
         else:
             try:
-                progress.current().phase(f"cloning {upstream.name} from {url}")
-                run_git(["clone", "--mirror", *progress.git_progress_args(), url, str(tmp / "m.git")],
-                        stderr_to=progress.current().git_stderr())
+                with progress.current().step(f"cloning {upstream.name} from {url}"):
+                    run_git(["clone", "--mirror", *progress.git_progress_args(), url, str(tmp / "m.git")],
+                            stderr_to=progress.current().git_stderr())
             except GitError as exc:
                 raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
                                          f"{_git_cause(exc.stderr) or exc}",
@@ -202,19 +202,20 @@ def _fetch_commits(upstream: Upstream, url: str, repo: Repo, commits: tuple[str,
     """Fetch exactly these commits (and their history) by id: no branch listing. False when it did not work."""
     if "://" not in url and not url.startswith("git@") and not Path(url.removeprefix("file:")).exists():
         return False                              # a local path that is not there: nothing to ask
-    progress.current().phase(f"fetching {', '.join(c[:12] for c in commits)} of {upstream.name} from {url}")
-    res = run_git(["--git-dir", str(repo.path), "fetch", *progress.git_progress_args(), "--no-tags",
-                   "--no-write-fetch-head", url, *commits], check=False, stderr_to=progress.current().git_stderr())
+    with progress.current().step(f"fetching {', '.join(c[:12] for c in commits)} of {upstream.name} from {url}"):
+        res = run_git(["--git-dir", str(repo.path), "fetch", *progress.git_progress_args(), "--no-tags",
+                       "--no-write-fetch-head", url, *commits], check=False,
+                      stderr_to=progress.current().git_stderr())
     return res.ok
 
 
 def _fetch(upstream: Upstream, url: str, repo: Repo) -> None:
     if (upstream.archive is not None or upstream.releases) and not _url_reachable(url):
         return
-    progress.current().phase(f"fetching {upstream.name} from {url}")
-    res = run_git(["--git-dir", str(repo.path), "fetch", *progress.git_progress_args(), "--prune", url,
-                   "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], check=False,
-                  stderr_to=progress.current().git_stderr())
+    with progress.current().step(f"fetching {upstream.name} from {url}"):
+        res = run_git(["--git-dir", str(repo.path), "fetch", *progress.git_progress_args(), "--prune", url,
+                       "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], check=False,
+                      stderr_to=progress.current().git_stderr())
     if not res.ok:
         raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
                                  f"{_git_cause(res.stderr) or 'no message'}")
@@ -410,9 +411,9 @@ def extract_archive(path: Path, dest: Path) -> Path:
     import zipfile
     import zlib
     dest.mkdir(parents=True)
-    progress.current().phase(f"extracting {path.name}")
     try:
-        _extract_members(path, dest)
+        with progress.current().step(f"extracting {path.name}"):
+            _extract_members(path, dest)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as exc:
         raise BadInput(f"corrupt or unreadable archive: {exc}".splitlines()[0], path=str(path)) from None
     entries = list(dest.iterdir())

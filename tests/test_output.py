@@ -3,10 +3,12 @@ tables that never cut a word, and a start-up that does not import the engine for
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -165,3 +167,57 @@ def test_completion_offers_stacks_ids_and_upstreams_without_the_engine(ws):
     assert complete("patchq show o") == ["one"]
     assert complete("patchq list -u ") == ["vllm"]
     assert complete("patchq flags ") == ["s", "one", "clash"]
+
+
+# ---- progress ------------------------------------------------------------------------------------------------------
+
+class _Tty(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_download_progress_shows_bytes_and_speed():
+    from patchq.progress import Terminal
+    screen = _Tty(True)
+    reporter = Terminal(screen, after=600)
+    with reporter.transfer("downloading vllm-0.20.1.tar.gz", 4 * 1024 * 1024) as bar:
+        for _ in range(4):
+            bar.drawn = 0.0                       # redraw on every block
+            bar.advance(1024 * 1024)
+    text = screen.getvalue()
+    assert "downloading vllm-0.20.1.tar.gz 100% 4.0 MiB / 4.0 MiB" in text and "/s" in text
+    assert text.rstrip().rsplit("\r\x1b[K", 1)[-1].startswith("downloading vllm-0.20.1.tar.gz: 4.0 MiB in ")
+    piped = _Tty(False)
+    with Terminal(piped, after=0).transfer("downloading x.tar.gz", 2048) as bar:
+        bar.advance(2048)
+    assert piped.getvalue().splitlines()[0] == "downloading x.tar.gz (2.0 KiB)"   # one line per phase, no redraws
+    assert "\r" not in piped.getvalue()
+    quick = _Tty(False)
+    with Terminal(quick, after=600).transfer("downloading y.tar.gz", 10) as bar:
+        bar.advance(10)
+    assert quick.getvalue() == ""                 # piped and fast: nothing
+
+
+def test_piped_phases_are_one_line_each_and_quiet_silences_them(ws, patchq):
+    res = patchq("apply", "s", cwd=ws, env={"PATCHQ_PROGRESS_AFTER": "0"})
+    assert res.code == 0 and f"cloning vllm from {ws.parent / 'src' / 'vllm'}" in res.err.splitlines()
+    assert "\r" not in res.err
+    quiet = patchq("apply", "s", "-q", cwd=ws, env={"PATCHQ_PROGRESS_AFTER": "0"})
+    assert quiet.code == 0 and quiet.err == ""
+
+
+def test_verbose_streams_the_build_log_and_names_it(tmp_path, patchq):
+    from patchq.demo import build_demo
+    demo = build_demo(tmp_path / "demo")
+    res = patchq("apply", "promoted-demo", "-v", cwd=demo, env={"PATCHQ_PROGRESS_AFTER": "0"})
+    assert res.code == 0, res.err
+    lines = res.err.splitlines()
+    at = lines.index("building demo-ggml-cpu, log:")
+    log = Path(lines[at + 1].strip())
+    assert log.is_file() and log.parent.name == "demo-ggml-cpu"
+    streamed = [line[2:] for line in lines[at + 2:] if line.startswith("  ")]
+    assert streamed and set(streamed) <= set(log.read_text().splitlines())     # the log's own lines, as they came
