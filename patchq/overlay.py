@@ -391,8 +391,10 @@ def overlay_apply(site_packages: str | Path, diff: bytes, *, package: str, expec
         present = {p for p in touched if (site / p).is_file()}
         files = {"modified": sorted(existed & present), "created": sorted(present - existed),
                  "deleted": sorted(existed - present)}
+        # the mark holds no time and no path: the same stack overlaid twice gives the same bytes (the journal
+        # holds when and where the backup is)
         _mark_dist_info(site, dist, touched, {**(marker or {}), "package": dist.name, "version": dist.version,
-                                              "backup": str(backup), "applied_at": _utc_now(), "files": files})
+                                              "files": files})
     except BaseException:
         with contextlib.suppress(Exception):
             _restore(site, backup, journal)
@@ -421,7 +423,8 @@ def overlay_revert(site_packages: str | Path, backup_root: str | Path) -> Overla
         raise EnvironmentFailure(f"revert left {len(mismatched)} file(s) different from before the overlay: "
                                  f"{', '.join(mismatched[:5])}", path=str(site))
     _write_journal(backup, {**journal, "state": "reverted", "reverted_at": _utc_now()})
-    files = journal["files"]
+    own = set(journal.get("own", ()))            # RECORD and the mark: restored too, but not the package's files
+    files = [e for e in journal["files"] if e["path"] not in own]
     return OverlayResult("reverted", str(site), journal["package"], journal["version"], str(backup),
                          modified=tuple(e["path"] for e in files if e["existed"]),
                          deleted=tuple(e["path"] for e in files if not e["existed"]), verified=True)
@@ -495,6 +498,7 @@ class OverlayStatus:
     mark: dict[str, Any] = field(default_factory=dict)   # the dist-info's patchq.json, when overlaid
     journal_state: str = ""                              # applying | applied | reverted | "" (no journal)
     drifted: tuple[str, ...] = ()                        # overlaid files whose bytes no longer match RECORD
+    applied_at: str = ""                                 # from the journal of this workspace's backup
 
     @property
     def ok(self) -> bool:
@@ -522,7 +526,8 @@ def overlay_status(site_packages: str | Path, package: str, backup_root: str | P
         if not target.is_file() or recorded.get(rel, ("", 0))[0] != _record_hash(target.read_bytes()):
             drifted.append(rel)
     return OverlayStatus(str(site), dist.name, dist.version, dist.dist_info.name, bool(mark), mark,
-                         journal.get("state", "") if journal else "", tuple(drifted))
+                         journal.get("state", "") if journal else "", tuple(drifted),
+                         journal.get("applied_at", "") if journal else "")
 
 
 def site_packages_of(python: str | Path) -> Path:
@@ -606,7 +611,7 @@ def _start_journal(site: Path, backup: Path, dist: InstalledDistribution, touche
     pycache = [_back_up(site / rel, backup / "pycache" / rel, rel) for rel in _pycache_of(site, touched)]
     journal = {"format": JOURNAL_FORMAT, "state": "applying", "site_packages": str(site), "package": dist.name,
                "version": dist.version, "started_at": _utc_now(), "files": files, "pycache": pycache,
-               "created_dirs": _missing_dirs(site, touched)}
+               "created_dirs": _missing_dirs(site, touched), "own": list(extra)}
     _write_journal(backup, journal)
     return journal
 
@@ -675,7 +680,9 @@ def _compile_check(site: Path, touched: list[str]) -> tuple[str, ...]:
 
 def _restore(site: Path, backup: Path, journal: Mapping[str, Any]) -> None:
     for entry in journal["files"]:
-        _restore_entry(site / entry["path"], backup / "files" / entry["path"], entry)
+        target = site / entry["path"]
+        target.with_name(f".{target.name}.patchq-new").unlink(missing_ok=True)   # a RECORD/mark write cut short
+        _restore_entry(target, backup / "files" / entry["path"], entry)
     recorded = {e["path"] for e in journal["pycache"]}
     touched = [e["path"] for e in journal["files"]]
     for rel in _pycache_of(site, touched):

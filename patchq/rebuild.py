@@ -174,7 +174,7 @@ def overlay_stack(ws: Workspace, stack_name: str, site_packages: Path, *, upstre
         raise BadInput(f"stack {stack_name!r} changes no Python file of {upstream!r}; nothing to overlay")
     from . import __version__
     mark = {"stack": stack_name, "upstream": upstream, "pin": up.pin, "head": up.head, "tree": up.tree,
-            "workspace": str(ws.root), "patchq": __version__}
+            "patchq": __version__}
     result = overlay_apply(site_packages, changes.diff, package=package or upstream,
                            expected_version=expected_version(ws, upstream, version),
                            backup_root=overlay_backup_dir(ws, site_packages), marker=mark)

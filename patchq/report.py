@@ -397,8 +397,8 @@ def render_overlay_status(console: Console, state) -> None:
                                                      if state.journal_state else ""))
         return
     mark = state.mark
-    console.print(f"  overlaid with stack [bold]{mark.get('stack', '?')}[/bold] ({mark.get('upstream', '?')}) "
-                  f"at {mark.get('applied_at', '?')}")
+    console.print(f"  overlaid with stack [bold]{mark.get('stack', '?')}[/bold] ({mark.get('upstream', '?')})"
+                  + (f" at {state.applied_at}" if state.applied_at else ""))
     if mark.get("tree"):
         console.print(f"  result tree {short(mark['tree'])}, pin {short(mark.get('pin', ''))}")
     for label, paths in mark.get("files", {}).items():

@@ -586,6 +586,21 @@ def test_cli_reports_json_and_exit_codes(ws3, tmp_path, patchq):
     assert res.code == 2
 
 
+def test_human_report_is_one_line_per_input_named_relative_to_the_folder(ws3, tmp_path, patchq):
+    folder = tmp_path / "a-long-folder-name" / "incoming"
+    (folder / "sub").mkdir(parents=True)
+    for n in range(1, 4):
+        (folder / f"p{n}-promoted.patch").write_bytes(gdiff(ws3, "vllm", [block_edit(n)]))
+    (folder / "sub" / "notes.txt").write_text("hello\n")
+    res = patchq("import", str(folder), "--dry-run", cwd=ws3.root)
+    lines = res.out.splitlines()
+    assert lines[:2] == ["import (dry run: nothing written) from", f"  {folder}"]
+    rows = [ln for ln in lines if ln.split(" ", 1)[0] in ("p1-promoted.patch", "p2-promoted.patch",
+                                                         "p3-promoted.patch", "sub/notes.txt")]
+    assert len(rows) == 4                                   # one line each, relative names
+    assert sum(str(folder) in ln for ln in lines) == 1      # the folder is said once, in the header
+
+
 # ---- a lab folder of 100+ files ------------------------------------------------------------------------------------
 
 def test_generated_lab_folder_of_100_plus_files_is_fully_accounted_for(ws3, tmp_path):
