@@ -140,11 +140,14 @@ class Table:
     title: str = ""
     title_justify: str = "left"
     show_lines: bool = False
+    show_header: bool = True
     columns: list[Column] = field(default_factory=list)
     rows: list[list[Cell]] = field(default_factory=list)
 
-    def __init__(self, title: str = "", title_justify: str = "left", show_lines: bool = False, **_: object) -> None:
+    def __init__(self, title: str = "", title_justify: str = "left", show_lines: bool = False,
+                 show_header: bool = True, **_: object) -> None:
         self.title, self.title_justify, self.show_lines = title or "", title_justify, show_lines
+        self.show_header = show_header
         self.columns, self.rows = [], []
 
     def add_column(self, header: str, *, justify: str = "left", style: str | None = None, **_: object) -> None:
@@ -168,9 +171,10 @@ def _cell_segments(cell: Cell, column: Column) -> list[Segment]:
 def column_widths(table: Table, width: int | None) -> list[int] | None:
     """Widths that fit `width` without breaking any word, or None when only the vertical layout can."""
     cells = [[_cell_segments(c, col) for c, col in zip(row, table.columns)] for row in table.rows]
-    minimum = [max([longest_word([(col.header, "")])] + [longest_word(r[i]) for r in cells])
+    shown = [col.header if table.show_header else "" for col in table.columns]
+    minimum = [max([longest_word([(shown[i], "")])] + [longest_word(r[i]) for r in cells])
                for i, col in enumerate(table.columns)]
-    natural = [max([len(col.header)] + [natural_width(r[i]) for r in cells]) for i, col in enumerate(table.columns)]
+    natural = [max([len(shown[i])] + [natural_width(r[i]) for r in cells]) for i, col in enumerate(table.columns)]
     if width is None:
         return natural
     room = width - GAP * (len(table.columns) - 1)
@@ -197,7 +201,7 @@ def render_table(table: Table, width: int | None, color: bool) -> list[str]:
     if widths is None:
         return out + _vertical(table, width, color)
     header = [[(col.header, "bold")] for col in table.columns]
-    for row in [header, *([_cell_segments(c, col) for c, col in zip(r, table.columns)] for r in table.rows)]:
+    for row in [*([header] if table.show_header else []), *([_cell_segments(c, col) for c, col in zip(r, table.columns)] for r in table.rows)]:
         wrapped = [wrap_segments(cell, w) for cell, w in zip(row, widths)]
         height = max(len(w) for w in wrapped)
         for n in range(height):

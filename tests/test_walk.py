@@ -157,6 +157,8 @@ def test_readme_commands_never_cut_ids_flags_paths_or_commands(mode, tmp_path):
     walk(f"overlay promoted-demo --site-packages {site}")
     walk(f"overlay --status --site-packages {site}")
     walk(f"overlay --revert --site-packages {site}")
+    (site / "vllm" / "envs.py").write_text((site / "vllm" / "envs.py").read_text() + "# edited in place\n")
+    walk(f"capture vllm --from {site / 'vllm'} --decompose --dry-run", codes=(0, 1))
     upstream_wheel = base / "vllm-0.20.1-py3-none-any.whl"
     with zipfile.ZipFile(upstream_wheel, "w") as zf:
         for path in sorted(site.rglob("*")):
