@@ -115,7 +115,9 @@ class Console:
     def file(self) -> TextIO:
         return self._stream or sys.stdout
 
-    def print(self, *objects: Any, sep: str = " ", end: str = "\n", style: str | None = None, **_: Any) -> None:
+    def print(self, *objects: Any, sep: str = " ", end: str = "\n", style: str | None = None, markup: bool = True,
+              **_: Any) -> None:
+        """Like rich's print: markup strings, `Text`, `Table`; `markup=False` prints strings as they are."""
         parts = []
         for obj in objects:
             if isinstance(obj, Table):
@@ -123,7 +125,7 @@ class Console:
             elif isinstance(obj, Text):
                 parts.append(paint(obj.segments(), self.color))
             elif isinstance(obj, str):
-                segs = parse_markup(obj)
+                segs = parse_markup(obj) if markup else [(obj, "")]
                 if style:
                     segs = [(t, f"{style} {s}".strip()) for t, s in segs]
                 parts.append(paint(segs, self.color))
