@@ -143,7 +143,18 @@ def test_readme_commands_never_cut_ids_flags_paths_or_commands(mode, tmp_path):
     words |= {"walk-note", "vllm:walk-note", "VLLM_WALK_NOTE"}
     walk("apply promoted-demo --force")
     walk(f"refresh walk-note --from {checkout}")
-    walk("status walk-note diagnostic")
+    walk(f"edit walk-note --why 'The walk edits its note' --result '+0.0 tok/s'")
+    walk("status")
+    walk("status promoted-demo")
+    walk("sync promoted-demo --dry-run", codes=(0, 1))
+    walk("mark walk-note diagnostic")
+    walk("upstream list")
+    empty = base / "empty"
+    walk(f"upstream add extra {demo / 'upstreams' / 'llama-cpp.git'} --pin main", cwd=empty)
+    walk("stack add walk-stack -u extra", cwd=empty)
+    walk("stack set walk-stack --include promoted", cwd=empty)
+    walk("stack list", cwd=empty)
+    words |= {"extra", "walk-stack"}
     walk("flags promoted-demo")
     walk("flags")
     walk("flags moe-ws-dispatch")
