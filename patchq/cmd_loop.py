@@ -114,7 +114,7 @@ def status_cmd(c: Context, args: tuple[str, ...], only: tuple[str, ...]) -> None
 
     The old form 'patchq status ID STATUS' still changes a patch's status (now 'patchq mark ID STATUS').
     """
-    if len(args) == 2 and args[1] in {s.value for s in Status}:
+    if len(args) == 2 and args[1] in STATUS_CHOICES.choices:
         click.echo(f"patchq: 'status ID STATUS' is now 'mark ID STATUS'; running 'patchq mark {args[0]} {args[1]}'",
                    err=True)
         _mark(c, args[0], args[1])
