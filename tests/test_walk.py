@@ -177,6 +177,8 @@ def test_readme_commands_never_cut_ids_flags_paths_or_commands(mode, tmp_path):
                 zf.write(path, str(path.relative_to(site)))
     out = walk(f"wheel promoted-demo -u vllm --wheel {upstream_wheel} -o {base / 'wheels'}")
     assert re.search(r"wheel 0\.20\.1\+pq\.[0-9a-f]{12} ", out)
+    walk("trial measured-demo --with argmax-sampling --repeats 2", codes=(0, 1))
+    walk("results")
     walk("rebase --onto vllm@latest promoted-demo --dry-run", codes=(0, 1))
     walk("pin vllm@latest")
     walk("check")
