@@ -10,7 +10,6 @@ import click
 
 from .cli import Context, cli, pass_ctx
 from .errors import EXIT_NEEDS_YOU, BadInput
-from .svgplot import VERDICT_COLOUR
 from .table import Table, Text
 
 
@@ -109,6 +108,7 @@ def _render_trial(c: Context, doc: dict, saved) -> None:
         if run["status"] != "ok":
             console.print(f"[red]{run['phase']} {run['index']} {run['side']}: {run['status']}[/red] "
                           f"({run.get('error', '')})")
+    from .svgplot import VERDICT_COLOUR      # svgplot's XML helper pulls in urllib: not at start-up
     colour = VERDICT_COLOUR.get(doc["verdict"], "white")
     console.print(f"[bold {colour}]{doc['verdict']}[/bold {colour}]: {doc['reason']}")
     if saved.decided:
@@ -153,6 +153,7 @@ def results(c: Context, target: str | None, plot: bool) -> None:
 
 
 def _render_results(c: Context, rows: list[dict], plots: list[str]) -> None:
+    from .svgplot import VERDICT_COLOUR
     if not rows:
         c.console.print("no trials recorded yet (results/ is empty); run 'patchq trial'")
         return

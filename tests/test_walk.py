@@ -126,7 +126,7 @@ def test_readme_commands_never_cut_ids_flags_paths_or_commands(mode, tmp_path):
 
     words: set[str] = set()
     out = walk(f"demo {demo}", cwd=base)
-    assert "patchq flags promoted-demo" in out.splitlines()[-1]
+    assert "  patchq flags promoted-demo" in out.splitlines()
     words = known_words(demo)
     walk(f"init {base / 'empty'}", cwd=base)
     walk("list")
