@@ -113,8 +113,8 @@ def _render_trial(c: Context, doc: dict, saved) -> None:
     console.print(f"[bold {colour}]{doc['verdict']}[/bold {colour}]: {doc['reason']}")
     if saved.decided:
         console.print(f"decided: {', '.join(saved.changed) or 'no status change'}")
-    for step in saved.next_steps:
-        console.print(f"[bold]next:[/bold] {step}")
+    from .report import render_next           # each quoted command again on a line of its own
+    render_next(console, saved.next_steps)
 
 
 @cli.command()

@@ -14,15 +14,19 @@ from dataclasses import dataclass, field
 
 _ANSI = {"bold": "1", "dim": "2", "italic": "3", "underline": "4", "red": "31", "green": "32", "yellow": "33",
          "blue": "34", "magenta": "35", "cyan": "36", "white": "37"}
-_TAG = re.compile(r"(\\?)\[(/?)([a-z][a-z ]*)?\]")
+_TAG = re.compile(r"(\\?)\[(/?)([a-z#][a-z0-9# ]*)?\]")
 _WORD = re.compile(r"\S+|[^\S\n]+|\n")
 
 Segment = tuple[str, str]          # (text, style words such as "bold red"; "" for none)
 
 
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")
+
+
 def _is_style(words: str) -> bool:
+    """Style words rich would accept here: names of _ANSI and `#rrggbb` colours (shown without a colour)."""
     parts = words.split()
-    return bool(parts) and all(p in _ANSI for p in parts)
+    return bool(parts) and all(p in _ANSI or _HEX.fullmatch(p) for p in parts)
 
 
 def parse_markup(text: str) -> list[Segment]:

@@ -66,6 +66,7 @@ def test_columns_fit_the_width_or_the_table_turns_vertical():
 def test_markup_styles_only_style_words():
     assert parse_markup("[bold]next:[/bold] patchq apply [STACK]") == [("next:", "bold"), (" patchq apply [STACK]", "")]
     assert parse_markup("[green]ok[/] [x]") == [("ok", "green"), (" [x]", "")]
+    assert parse_markup("[bold #1a7f37]promote[/bold #1a7f37]: [#x]") == [("promote", "bold #1a7f37"), (": [#x]", "")]
     assert render_table(_table([[str(Text("[bold]a")), "b", "c"]]), None, color=False)[2].startswith("a")
 
 
