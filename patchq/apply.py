@@ -712,8 +712,8 @@ def _next_steps(ws: Workspace, upstream: str, run: QueueRun, checkout: str) -> l
             entry = ws.queue(upstream).get(outcome.patch_id)
             source = ws.rel(ws.patch_path(entry)) if entry else outcome.patch_id
             where = f"cd {checkout} && " if checkout else ""
-            steps.append(f"{upstream}:{outcome.patch_id} conflicts. To resolve: {where}git am -3 "
-                         f"{ws.root / source}, fix the files, git add them, git am --continue; then "
+            steps.append(f"{upstream}:{outcome.patch_id} conflicts. To resolve: '{where}git am -3 "
+                         f"{ws.root / source}', fix the files and git add them, 'git am --continue'; then "
                          f"'patchq refresh {outcome.patch_id} --from {checkout or 'CHECKOUT'}' writes the new patch. "
                          "Or move the whole queue with 'patchq rebase'.")
         elif outcome.kind == OutcomeKind.ALREADY_UPSTREAM:

@@ -5,20 +5,20 @@ Exit codes: 0 ok, 1 the patches need you, 2 bad input, 3 the environment failed,
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sys
-import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from . import __version__, signals
-from .crashtest import pause_point
+from .complete import (
+    complete_id,
+    complete_stack,
+    complete_stack_or_id,
+    complete_upstream,
+)
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_ENVIRONMENT,
@@ -27,61 +27,26 @@ from .errors import (
     PatchqError,
     describe_os_error,
 )
-from .model import PatchEntry, Status
-from .report import render_apply, render_entries, render_entry, render_findings, to_json
-from .workspace import Workspace, find_workspace, load_workspace, workspace_lock
+from .output import Context, PatchqGroup, error_envelope, guess_command, json_requested
 
-STATUS_CHOICES = click.Choice([s.value for s in Status])
-
-
-@dataclass
-class Context:
-    workspace_opt: str | None
-    json: bool
-    console: Console
-
-    def root(self) -> Path:
-        return find_workspace(Path(self.workspace_opt) if self.workspace_opt else None) \
-            if not self.workspace_opt or not (Path(self.workspace_opt) / "pins.lock").exists() \
-            else Path(self.workspace_opt).resolve()
-
-    def ws(self) -> Workspace:
-        """The workspace, read unlocked: for commands that only read it."""
-        return _load(self.root())
-
-    @contextlib.contextmanager
-    def locked(self, operation: str, *, shared: bool = False) -> Iterator[Workspace]:
-        """Lock, then load: a writing command must read the workspace under its lock, or a change another patchq
-        made between the read and the write is lost."""
-        root = self.root()
-        with workspace_lock(root, operation, shared=shared):
-            yield _load(root)
-
-    def emit(self, value, render) -> None:
-        if self.json:
-            click.echo(to_json(value))
-        else:
-            render()
-
-
-def _load(root: Path) -> Workspace:
-    ws = load_workspace(root)
-    pause_point("loaded")
-    return ws
-
+# Kept literal so that `--help` and completion need not import the model (tests/test_output.py checks they agree).
+STATUS_CHOICES = click.Choice(["promoted", "negative-archived", "diagnostic"])
 
 pass_ctx = click.make_pass_decorator(Context)
 
+__all__ = ["Context", "cli", "main", "pass_ctx"]
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=PatchqGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.option("--workspace", "-w", "workspace_opt", metavar="DIR",
               help="Workspace folder (default: walk up from here to the folder holding pins.lock).")
-@click.option("--json", "json_out", is_flag=True, help="Print the report as one JSON document.")
 @click.version_option(__version__, prog_name="patchq")
 @click.pass_context
-def cli(ctx: click.Context, workspace_opt: str | None, json_out: bool) -> None:
+def cli(ctx: click.Context, workspace_opt: str | None) -> None:
     """patchq: annotated patch queues against pinned upstreams — apply, rebase, audit, bundle, build."""
-    ctx.obj = Context(workspace_opt, json_out, Console(highlight=False, soft_wrap=False))
+    if ctx.obj is None:
+        ctx.obj = Context()
+    ctx.obj.workspace_opt = workspace_opt
 
 
 @cli.command()
@@ -103,31 +68,39 @@ def demo(c: Context, folder: Path | None, no_apply: bool) -> None:
     from .demo import build_demo
     target = (folder or Path("patchq-demo")).resolve()
     root = build_demo(target)
-    if not c.json:
-        c.console.print(f"[bold]sample workspace:[/bold] {root}")
     if no_apply:
+        c.emit({"workspace": str(root), "apply": None, "build": None},
+               lambda: (c.console.print("[bold]sample workspace:[/bold]"), c.console.line(f"  {root}")))
         return
     from .apply import apply_stack
     from .rebuild import build_after_apply
-    from .report import render_build
+    from .report import render_apply, render_build
+    from .workspace import load_workspace
+    if not c.json:
+        c.console.print("[bold]sample workspace:[/bold]")
+        c.console.line(f"  {root}")
     ws = load_workspace(root)
     report = apply_stack(ws, "promoted-demo", keep_going=True,
                          extra=("diagnostic:decode-timing", "negative-archived:mtp-spec-decode"))
     build = build_after_apply(ws, report)
-    c.emit({"apply": report, "build": build},
+    c.emit({"workspace": str(root), "apply": report, "build": build},
            lambda: (render_apply(c.console, report), render_build(c.console, build)))
-    if not c.json:
-        c.console.print(f"\ntry: cd {root} && patchq list && patchq flags promoted-demo"
-                        " && patchq trial measured-demo --with argmax-sampling")
+    c.note("\ntry:")
+    if not c.json and not c.quiet:
+        for command in (f"cd {root}", "patchq list", "patchq flags promoted-demo",
+                        "patchq trial measured-demo --with argmax-sampling"):
+            c.console.line(f"  {command}")
 
 
 @cli.command("list")
-@click.option("--stack", "stack_name", help="Only the patches this stack applies.")
+@click.option("--stack", "stack_name", help="Only the patches this stack applies.", shell_complete=complete_stack)
 @click.option("--status", type=STATUS_CHOICES, help="Only patches with this status.")
-@click.option("--upstream", "-u", help="Only this upstream's queue.")
+@click.option("--upstream", "-u", help="Only this upstream's queue.", shell_complete=complete_upstream)
 @pass_ctx
 def list_cmd(c: Context, stack_name: str | None, status: str | None, upstream: str | None) -> None:
     """The queues: each patch with its status, flags and measured result."""
+    from .model import PatchEntry
+    from .report import render_entries
     ws = c.ws()
     entries: list[PatchEntry] = []
     if stack_name:
@@ -147,10 +120,11 @@ def list_cmd(c: Context, stack_name: str | None, status: str | None, upstream: s
 
 
 @cli.command()
-@click.argument("patch_ref", metavar="ID")
+@click.argument("patch_ref", metavar="ID", shell_complete=complete_id)
 @pass_ctx
 def show(c: Context, patch_ref: str) -> None:
     """One patch: its annotation and where it is used."""
+    from .report import render_entry
     ws = c.ws()
     entry = ws.find_patch(patch_ref)
     stacks = [s.name for s in ws.stacks.values() if entry in ws.stack_entries(s, entry.upstream)]
@@ -166,6 +140,7 @@ def show(c: Context, patch_ref: str) -> None:
 def check(c: Context) -> None:
     """Is the workspace consistent: files, trailers vs series, pins, declared vs found env flags."""
     from .check import check_workspace
+    from .report import render_findings
     ws = c.ws()
     findings = check_workspace(ws)
     c.emit(findings, lambda: render_findings(c.console, findings, ok_text="workspace is consistent"))
@@ -174,12 +149,13 @@ def check(c: Context) -> None:
 
 
 @cli.command()
-@click.argument("stack_name", metavar="STACK")
+@click.argument("stack_name", metavar="STACK", shell_complete=complete_stack)
 @click.option("--into", type=click.Path(file_okay=False, path_type=Path),
               help="Make fresh checkouts in this new folder (one subfolder per upstream).")
 @click.option("--keep-going", is_flag=True, help="Report every patch instead of stopping at the first conflict.")
 @click.option("--verify", is_flag=True, help="Compare each result tree with the one recorded in pins.lock.")
-@click.option("--upstream", "-u", "only", multiple=True, help="Only these upstreams of the stack.")
+@click.option("--upstream", "-u", "only", multiple=True, help="Only these upstreams of the stack.",
+              shell_complete=complete_upstream)
 @click.option("--with", "extra", multiple=True, metavar="STATUS:ID",
               help="Add a non-included patch on top, e.g. diagnostic:decode-timing.")
 @click.option("--check", "check_only", is_flag=True, help="Judge the queues without touching any checkout.")
@@ -194,7 +170,7 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
     """Regenerate STACK: clean checkouts at the pins, queues applied in order, one outcome per patch."""
     from .apply import apply_stack
     from .rebuild import build_after_apply
-    from .report import render_build
+    from .report import render_apply, render_build
     with c.locked(f"apply {stack_name}") as ws:
         report = apply_stack(ws, stack_name, into=into.resolve() if into else None, keep_going=keep_going,
                              verify=verify, only=only, extra=extra, check_only=check_only, force=force,
@@ -202,14 +178,15 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
         build = None
         if not check_only:
             build = build_after_apply(ws, report, dry_run=no_build)
-    c.emit({"apply": report, "build": build} if build else report,
+    # --check has the same shape: the build is null because nothing was built
+    c.emit({"apply": report, "build": build},
            lambda: (render_apply(c.console, report), build and render_build(c.console, build)))
     if not report.ok or (build is not None and not build.ok):
         sys.exit(EXIT_NEEDS_YOU)
 
 
 @cli.command()
-@click.argument("stack_name", metavar="STACK")
+@click.argument("stack_name", metavar="STACK", shell_complete=complete_stack)
 @pass_ctx
 def lock(c: Context, stack_name: str) -> None:
     """Record each upstream's result tree for STACK in pins.lock (for apply --verify)."""
@@ -223,8 +200,9 @@ def lock(c: Context, stack_name: str) -> None:
 
 
 @cli.command()
-@click.argument("spec", metavar="UPSTREAM@REF")
-@click.option("--stack", "stack_name", help="Pin only this stack (default: the upstream's default pin).")
+@click.argument("spec", metavar="UPSTREAM@REF", shell_complete=complete_upstream)
+@click.option("--stack", "stack_name", help="Pin only this stack (default: the upstream's default pin).",
+              shell_complete=complete_stack)
 @pass_ctx
 def pin(c: Context, spec: str, stack_name: str | None) -> None:
     """Resolve a short SHA, tag, branch or 'latest' and write the full commit id into pins.lock."""
@@ -248,7 +226,7 @@ def pin(c: Context, spec: str, stack_name: str | None) -> None:
 
 
 @cli.command()
-@click.argument("target", metavar="[STACK|ID]", required=False)
+@click.argument("target", metavar="[STACK|ID]", required=False, shell_complete=complete_stack_or_id)
 @click.option("--fail-on", "fail_on", default="", metavar="KINDS",
               help="Comma-separated finding kinds that make the exit code 1 ('all' for any). Kinds: "
                    "declared-not-found, found-not-declared, profile-unread, negative-in-profile, default-mismatch, "
@@ -270,10 +248,11 @@ def flags(c: Context, target: str | None, fail_on: str) -> None:
 
 
 @cli.command()
-@click.argument("stack_name", metavar="[STACK]", required=False)
+@click.argument("stack_name", metavar="[STACK]", required=False, shell_complete=complete_stack)
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Folder to write the bundles into (created if missing; other files in it are left alone).")
-@click.option("--upstream", "-u", "upstreams", multiple=True, help="Only these upstreams (default: all of them).")
+@click.option("--upstream", "-u", "upstreams", multiple=True, help="Only these upstreams (default: all of them).",
+              shell_complete=complete_upstream)
 @click.option("--format", "fmt", type=click.Choice(["gz.b64", "patch", "mbox", "quilt"]), default="gz.b64",
               show_default=True, help="One .patch.gz.b64, a folder of .patch files, an mbox, or a quilt series.")
 @click.option("--force", is_flag=True,
@@ -306,8 +285,8 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
 
 
 @cli.command()
-@click.argument("stack_name", metavar="[STACK]", required=False)
-@click.option("--onto", metavar="UPSTREAM@REF",
+@click.argument("stack_name", metavar="[STACK]", required=False, shell_complete=complete_stack)
+@click.option("--onto", metavar="UPSTREAM@REF", shell_complete=complete_upstream,
               help="Where to move the queue: a full or short SHA, a tag, a branch, or 'latest'.")
 @click.option("--continue", "resume", is_flag=True, help="Go on after resolving and staging in the work tree.")
 @click.option("--skip", is_flag=True, help="Leave the stopped patch out of the new stack (it stays in the queue).")
@@ -317,10 +296,9 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
               "stopping for review.")
 @click.option("--archive-left-out", is_flag=True, help="Mark the patches the rebase leaves out negative-archived "
               "(default: the stack stops applying them); either way the reason is noted on each.")
-@click.option("--json", "json_out", is_flag=True, help="Print the report as one JSON document.")
 @pass_ctx
 def rebase(c: Context, stack_name: str | None, onto: str | None, resume: bool, skip: bool, abort: bool,
-           dry_run: bool, accept_fuzz: bool, archive_left_out: bool, json_out: bool) -> None:
+           dry_run: bool, accept_fuzz: bool, archive_left_out: bool) -> None:
     """Move STACK's queue for one upstream onto UPSTREAM@REF, with a resolution work tree on conflicts."""
     from .rebase import abort_rebase, continue_rebase, skip_patch, start_rebase
     from .report import render_rebase
@@ -331,7 +309,6 @@ def rebase(c: Context, stack_name: str | None, onto: str | None, resume: bool, s
                        + (f" (got {' and '.join(actions)})" if actions else ""))
     if (dry_run or stack_name or accept_fuzz or archive_left_out) and onto is None:
         raise BadInput("STACK, --dry-run, --accept-fuzz and --archive-left-out go with --onto")
-    c.json = c.json or json_out
     root = c.root()
     if onto is not None:
         report = start_rebase(root, onto, stack_name, dry_run=dry_run, accept_fuzz=accept_fuzz,
@@ -358,7 +335,8 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
 
 @cli.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path), metavar="PATH...")
-@click.option("--upstream", "-u", help="Put everything in this upstream's queue (default: found per patch).")
+@click.option("--upstream", "-u", help="Put everything in this upstream's queue (default: found per patch).",
+              shell_complete=complete_upstream)
 @click.option("--status", "-s", type=STATUS_CHOICES, help="Give every imported patch this status.")
 @click.option("--map", "map_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
               help="YAML: glob or id -> status / upstream / id, per file, overriding what import infers.")
@@ -381,13 +359,13 @@ def import_cmd(c: Context, paths: tuple[Path, ...], upstream: str | None, status
     if created:
         import dataclasses
         report = dataclasses.replace(report, warnings=(*created, *report.warnings))
-    c.emit(report, lambda: render_import(c.console, report))
+    c.emit(report, lambda: render_import(c.console, report, paths, c.verbose))
     if not report.ok:
         sys.exit(EXIT_NEEDS_YOU)
 
 
 @cli.command()
-@click.argument("stack_name", metavar="STACK")
+@click.argument("stack_name", metavar="STACK", shell_complete=complete_stack)
 @click.option("--target", "-t", "targets", multiple=True, help="Build exactly these targets (default: affected ones).")
 @click.option("--dry-run", is_flag=True, help="Say what would build; build nothing.")
 @click.option("--jobs", "-j", type=int, help="Parallel jobs (default: from the recipe and this machine's memory).")
@@ -408,31 +386,47 @@ def build(c: Context, stack_name: str, targets: tuple[str, ...], dry_run: bool, 
 
 
 @cli.command()
-@click.argument("stack_name", metavar="STACK", required=False)
-@click.option("--site-packages", "site", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+@click.argument("stack_name", metavar="STACK", required=False, shell_complete=complete_stack)
+@click.option("--site-packages", "site", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The site-packages folder holding the installed package.")
-@click.option("--upstream", "-u", default="vllm", show_default=True, help="Which upstream's Python changes.")
+@click.option("--python", "python", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Another interpreter (e.g. a venv's bin/python): overlay its site-packages.")
+@click.option("--upstream", "-u", default="vllm", show_default=True, help="Which upstream's Python changes.",
+              shell_complete=complete_upstream)
 @click.option("--package", help="Installed distribution name (default: the upstream name).")
 @click.option("--expect-version", help="Installed version to require (default: the upstream's 'version' in pins.lock).")
 @click.option("--revert", is_flag=True, help="Undo the last overlay of this site-packages, byte for byte.")
+@click.option("--status", "show_status", is_flag=True,
+              help="Say whether the package is overlaid, by which stack, and whether its files still match RECORD.")
 @pass_ctx
-def overlay(c: Context, stack_name: str | None, site: Path, upstream: str, package: str | None,
-            expect_version: str | None, revert: bool) -> None:
-    """Apply STACK's Python changes onto an installed package (with a backup), or --revert them."""
-    from .rebuild import overlay_stack, revert_overlay
-    from .report import render_overlay
+def overlay(c: Context, stack_name: str | None, site: Path | None, python: Path | None, upstream: str,
+            package: str | None, expect_version: str | None, revert: bool, show_status: bool) -> None:
+    """Apply STACK's Python changes onto an installed package (with a backup), or --revert them, or --status."""
+    from .rebuild import overlay_stack, revert_overlay, status_of_overlay
+    from .report import render_overlay, render_overlay_status
+    if (site is None) == (python is None):
+        raise BadInput("say where the package is installed: --site-packages DIR or --python INTERPRETER (one)")
+    if revert and show_status:
+        raise BadInput("--revert and --status do not go together")
+    if site is None:
+        from .overlay import site_packages_of
+        site = site_packages_of(python)
+    if show_status:
+        state = status_of_overlay(c.ws(), site, package or upstream)
+        c.emit(state, lambda: render_overlay_status(c.console, state))
+        return
     with c.locked("overlay") as ws:
         if revert:
             result = revert_overlay(ws, site)
         else:
             if not stack_name:
-                raise BadInput("name the STACK to overlay (or pass --revert)")
+                raise BadInput("name the STACK to overlay (or pass --revert or --status)")
             result = overlay_stack(ws, stack_name, site, upstream=upstream, package=package, version=expect_version)
     c.emit(result, lambda: render_overlay(c.console, result))
 
 
 @cli.command()
-@click.argument("stack_name", metavar="STACK")
+@click.argument("stack_name", metavar="STACK", shell_complete=complete_stack)
 @click.option("--wheel", "wheel_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="The upstream's binary wheel for the pin.")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
@@ -443,31 +437,36 @@ def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream
     from .rebuild import wheel_for_stack
     ws = c.ws()
     report = wheel_for_stack(ws, stack_name, wheel_path, out_dir, upstream=upstream)
-    c.emit(report, lambda: c.console.print(f"wrote {report.wheel} ({len(report.replaced)} files replaced, "
-                                           f"{len(report.deleted)} removed)"))
+    c.emit(report, lambda: (c.console.print(f"wheel {report.version} ({len(report.replaced)} files replaced, "
+                                            f"{len(report.deleted)} removed):"),
+                            c.console.line(f"  {report.wheel}")))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every patchq error becomes one line on stderr and its exit code, never a traceback."""
+    """Entry point: every error becomes one line on stderr (and a JSON envelope on stdout with --json) and its exit
+    code, never a traceback."""
     signals.started()
+    args = sys.argv[1:] if argv is None else list(argv)
+    obj = Context(json=json_requested(args))
     try:
-        cli.main(args=argv, prog_name="patchq", standalone_mode=False)
+        cli.main(args=args, prog_name="patchq", standalone_mode=False, obj=obj)
     except PatchqError as exc:
-        click.echo(f"error: {exc}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(obj, args, f"error: {exc}", exc.exit_code, exc.message, kind=_kind(exc), path=exc.path, line=exc.line,
+              hint=exc.hint)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
         if isinstance(cause, KeyboardInterrupt):      # SIGINT, SIGTERM or SIGHUP, after the cleanup on the way out
-            click.echo(f"interrupted ({signals.name_of(cause)}): nothing half-written was left in the workspace",
-                       err=True)
-            sys.exit(signals.exit_code(cause))
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+            said = f"interrupted ({signals.name_of(cause)}): nothing half-written was left in the workspace"
+            _fail(obj, args, said, signals.exit_code(cause), said, kind="interrupted")
+        _fail(obj, args, "interrupted", 130, "interrupted", kind="interrupted")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        code = EXIT_BAD_INPUT if exc.exit_code == 2 else exc.exit_code
+        if obj.json:
+            _json_error(obj, args, exc.format_message(), code, kind="usage")
         exc.show()
-        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+        sys.exit(code)
     except SystemExit:
         raise
     except BrokenPipeError:
@@ -475,19 +474,41 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:   # the machine refused a file operation: disk full, read-only, permissions
         if exc.errno == errno.E2BIG:      # the input names more paths than one command line can carry
             if os.environ.get("PATCHQ_DEBUG"):
+                import traceback
                 traceback.print_exc()
-            click.echo("error: the input names more paths than one git command can take (Argument list too long)",
-                       err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        click.echo(f"error: {describe_os_error(exc)}", err=True)
-        sys.exit(EXIT_ENVIRONMENT)
+            message = "the input names more paths than one git command can take (Argument list too long)"
+            _fail(obj, args, f"error: {message}", EXIT_BAD_INPUT, message, kind="bad-input")
+        message = describe_os_error(exc)
+        _fail(obj, args, f"error: {message}", EXIT_ENVIRONMENT, message, kind="environment", path=exc.filename)
     except Exception as exc:  # a bug in patchq: say so plainly, keep the traceback for those who ask
         if os.environ.get("PATCHQ_DEBUG"):
+            import traceback
             traceback.print_exc()
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (this is a patchq bug; "
-                   "rerun with PATCHQ_DEBUG=1 for the traceback)", err=True)
-        sys.exit(70)
+        message = (f"internal error: {type(exc).__name__}: {exc} (this is a patchq bug; "
+                   "rerun with PATCHQ_DEBUG=1 for the traceback)")
+        _fail(obj, args, message, 70, message, kind="internal")
     sys.exit(0)
+
+
+def _kind(exc: PatchqError) -> str:
+    return {EXIT_NEEDS_YOU: "needs-you", EXIT_BAD_INPUT: "bad-input", EXIT_ENVIRONMENT: "environment"}.get(
+        exc.exit_code, "error")
+
+
+def _json_error(obj: Context, args: list[str], message: str, code: int, **fields) -> None:
+    command = obj.command or guess_command(args, cli)
+    click.echo(error_envelope(command, message, exit_code=code, **fields))
+
+
+def _fail(obj: Context, args: list[str], said: str, code: int, message: str, **fields) -> None:
+    """The error on stderr for people, and with --json also as the envelope on stdout; then the exit code."""
+    if obj.json:
+        _json_error(obj, args, message, code, **fields)
+    click.echo(said, err=True)
+    hint = fields.get("hint")
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
 
 
 # --- command modules (each registers its commands on import) ---

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .cli import STATUS_CHOICES, Context, cli, pass_ctx
-from .model import Status
+from .output import Console
+from .table import Table
 
 
 @cli.command("capture")
@@ -31,6 +30,7 @@ def capture_cmd(c: Context, upstream: str, source: Path, patch_id: str, status: 
     """Capture the live tree at PATH as a snapshot patch on UPSTREAM's pin (with --decompose: queue patches plus a
     residual), verified to reproduce every captured file before anything is written."""
     from .capture import capture
+    from .model import Status
     with c.locked(f"capture {upstream}", shared=dry_run) as ws:
         report = capture(ws, upstream, source, patch_id=patch_id, status=Status.parse(status),
                          stack_name=stack_name, decompose=decompose, dry_run=dry_run)

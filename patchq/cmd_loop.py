@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import click
 
 from .cli import STATUS_CHOICES, Context, cli, pass_ctx
+from .complete import complete_id, complete_stack, complete_upstream
 from .errors import BadInput
-from .model import Status
-from .workspace import Workspace, load_workspace, workspace_lock
+
+if TYPE_CHECKING:                  # the engine is imported inside the commands: --help must not load it
+    from .workspace import Workspace
 
 
 @contextlib.contextmanager
@@ -25,6 +27,11 @@ def writing(c: Context, operation: str) -> Iterator[Workspace]:
         yield ws
 
 
+def _status(text: str):
+    from .model import Status
+    return Status.parse(text)
+
+
 def _dir(path: Path | None) -> Path | None:
     return path.resolve() if path is not None else None
 
@@ -32,10 +39,11 @@ def _dir(path: Path | None) -> Path | None:
 # ---- refresh / new / mark ----------------------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("patch_ref", metavar="[ID]", required=False)
+@click.argument("patch_ref", metavar="[ID]", required=False, shell_complete=complete_id)
 @click.option("--from", "from_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Checkout whose HEAD is the patch (default: the checkout you are in, else the stack's own).")
-@click.option("--stack", "stack_name", help="Use this stack's checkout (when several stacks apply the patch).")
+@click.option("--stack", "stack_name", help="Use this stack's checkout (when several stacks apply the patch).",
+              shell_complete=complete_stack)
 @click.option("--force", is_flag=True, help="Take HEAD as the patch even without its Patchq-Id trailer.")
 @pass_ctx
 def refresh(c: Context, patch_ref: str | None, from_dir: Path | None, stack_name: str | None, force: bool) -> None:
@@ -53,7 +61,8 @@ def refresh(c: Context, patch_ref: str | None, from_dir: Path | None, stack_name
 
 @cli.command()
 @click.argument("patch_id", metavar="ID")
-@click.option("--upstream", "-u", help="Queue to add the patch to (default: the checkout's upstream).")
+@click.option("--upstream", "-u", help="Queue to add the patch to (default: the checkout's upstream).",
+              shell_complete=complete_upstream)
 @click.option("--status", "-s", type=STATUS_CHOICES, default="promoted", show_default=True)
 @click.option("--from", "from_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Checkout whose uncommitted changes become the patch (default: the patchq checkout you are in).")
@@ -64,14 +73,15 @@ def refresh(c: Context, patch_ref: str | None, from_dir: Path | None, stack_name
 @click.option("--date", default="", help="Date of the measurement: YYYY-MM-DD, ISO 8601 or RFC 2822 (default: today).")
 @click.option("--base", default="", help="For non-promoted patches: the promoted patch it sits on.")
 @click.option("--author", default="", help="'Name <email>' (default: git's user.name and user.email).")
-@click.option("--after", "after", metavar="ID", help="Place it right after this patch (default: at the end).")
+@click.option("--after", "after", metavar="ID", shell_complete=complete_id,
+              help="Place it right after this patch (default: at the end).")
 @pass_ctx
 def new(c: Context, patch_id: str, upstream: str | None, status: str, from_dir: Path | None, title: str, why: str,
         flags: tuple[str, ...], result: str, date: str, base: str, author: str, after: str | None) -> None:
     """Record a checkout's uncommitted changes as a new annotated patch."""
     from .authoring import new_patch
     with writing(c, f"new {patch_id}") as ws:
-        entry = new_patch(ws, patch_id, upstream=upstream, from_dir=_dir(from_dir), status=Status.parse(status),
+        entry = new_patch(ws, patch_id, upstream=upstream, from_dir=_dir(from_dir), status=_status(status),
                           title=title, why=why, flags=flags, result=result, date=date, base=base, author=author,
                           after=after)
     c.emit(entry, lambda: c.console.print(f"added {entry.ref} as queues/{entry.upstream}/{entry.file}"))
@@ -80,12 +90,12 @@ def new(c: Context, patch_id: str, upstream: str | None, status: str, from_dir: 
 def _mark(c: Context, patch_ref: str, status: str) -> None:
     from .queue import set_status
     with writing(c, f"mark {patch_ref}") as ws:
-        entry = set_status(ws, patch_ref, Status.parse(status))
+        entry = set_status(ws, patch_ref, _status(status))
     c.emit(entry, lambda: c.console.print(f"{entry.ref} is now {entry.status.value}"))
 
 
 @cli.command()
-@click.argument("patch_ref", metavar="ID")
+@click.argument("patch_ref", metavar="ID", shell_complete=complete_id)
 @click.argument("status", type=STATUS_CHOICES)
 @pass_ctx
 def mark(c: Context, patch_ref: str, status: str) -> None:
@@ -96,15 +106,15 @@ def mark(c: Context, patch_ref: str, status: str) -> None:
 # ---- status ----------------------------------------------------------------------------------------------------
 
 @cli.command("status")
-@click.argument("args", nargs=-1, metavar="[STACK]")
-@click.option("--upstream", "-u", "only", multiple=True, help="Only these upstreams.")
+@click.argument("args", nargs=-1, metavar="[STACK]", shell_complete=complete_stack)
+@click.option("--upstream", "-u", "only", multiple=True, help="Only these upstreams.", shell_complete=complete_upstream)
 @pass_ctx
 def status_cmd(c: Context, args: tuple[str, ...], only: tuple[str, ...]) -> None:
     """Where each stack's checkouts stand: applied patches, HEAD vs the queue, local work, what to run next.
 
     The old form 'patchq status ID STATUS' still changes a patch's status (now 'patchq mark ID STATUS').
     """
-    if len(args) == 2 and args[1] in {s.value for s in Status}:
+    if len(args) == 2 and args[1] in STATUS_CHOICES.choices:
         click.echo(f"patchq: 'status ID STATUS' is now 'mark ID STATUS'; running 'patchq mark {args[0]} {args[1]}'",
                    err=True)
         _mark(c, args[0], args[1])
@@ -114,6 +124,7 @@ def status_cmd(c: Context, args: tuple[str, ...], only: tuple[str, ...]) -> None
     from .report_loop import render_status
     from .wsstatus import workspace_status
     root = c.root()
+    from .workspace import load_workspace, workspace_lock
     with workspace_lock(root, "status", shared=True):
         ws = load_workspace(root)
         report = workspace_status(ws, args[0] if args else None, only=only)
@@ -123,8 +134,9 @@ def status_cmd(c: Context, args: tuple[str, ...], only: tuple[str, ...]) -> None
 # ---- sync ------------------------------------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("stack_name", metavar="STACK")
-@click.option("--upstream", "-u", "only", multiple=True, help="Only these upstreams of the stack.")
+@click.argument("stack_name", metavar="STACK", shell_complete=complete_stack)
+@click.option("--upstream", "-u", "only", multiple=True, help="Only these upstreams of the stack.",
+              shell_complete=complete_upstream)
 @click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
 @pass_ctx
 def sync(c: Context, stack_name: str, only: tuple[str, ...], dry_run: bool) -> None:
@@ -144,7 +156,7 @@ def _listing(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 @cli.command()
-@click.argument("patch_ref", metavar="ID")
+@click.argument("patch_ref", metavar="ID", shell_complete=complete_id)
 @click.option("--title", "-t", help="One-line title (the Subject).")
 @click.option("--why", help="The description.")
 @click.option("--flag", "flags", multiple=True, help="Env flags that gate the change (replaces the list; '' clears).")

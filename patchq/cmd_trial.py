@@ -7,13 +7,10 @@ import sys
 from pathlib import Path
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from .cli import Context, cli, pass_ctx
 from .errors import EXIT_NEEDS_YOU, BadInput
-from .svgplot import VERDICT_COLOUR
-from .workspace import load_workspace, workspace_lock
+from .table import Table, Text
 
 
 def _json_flag(ctx: click.Context, _param, value: bool) -> bool:
@@ -57,6 +54,7 @@ def trial(c: Context, stack_name: str, with_refs: tuple[str, ...], bench_cmd: st
     """Apply a candidate beside STACK, run its gates, measure both sides alternately, and judge it."""
     from .results import finish_interrupted, record, recorded_baseline
     from .trial import resolve_plan, run_trial
+    from .workspace import load_workspace, workspace_lock
     root = c.root()
     with workspace_lock(root, f"trial {stack_name}"):
         finished = finish_interrupted(root)
@@ -66,7 +64,7 @@ def trial(c: Context, stack_name: str, with_refs: tuple[str, ...], bench_cmd: st
                             min_effect=min_effect, max_loss=max_loss, method=method, verify=verify,
                             command=shlex.join(["patchq", *sys.argv[1:]]), keep_checkouts=keep_checkouts)
         recorded = recorded_baseline(ws, stack_name) if plan.baseline == "recorded" else None
-        progress = (lambda line: None) if c.json else (lambda line: click.echo(f"  {line}", err=True))
+        progress = (lambda line: None) if c.json or c.quiet else (lambda line: click.echo(f"  {line}", err=True))
         if finished:
             progress("finished recording an interrupted trial first")
         doc = run_trial(ws, plan, recorded=recorded, progress=progress)
@@ -110,12 +108,13 @@ def _render_trial(c: Context, doc: dict, saved) -> None:
         if run["status"] != "ok":
             console.print(f"[red]{run['phase']} {run['index']} {run['side']}: {run['status']}[/red] "
                           f"({run.get('error', '')})")
+    from .svgplot import VERDICT_COLOUR      # svgplot's XML helper pulls in urllib: not at start-up
     colour = VERDICT_COLOUR.get(doc["verdict"], "white")
     console.print(f"[bold {colour}]{doc['verdict']}[/bold {colour}]: {doc['reason']}")
     if saved.decided:
         console.print(f"decided: {', '.join(saved.changed) or 'no status change'}")
-    for step in saved.next_steps:
-        console.print(f"[bold]next:[/bold] {step}")
+    from .report import render_next           # each quoted command again on a line of its own
+    render_next(console, saved.next_steps)
 
 
 @cli.command()
@@ -128,7 +127,7 @@ def results(c: Context, target: str | None, plot: bool) -> None:
     from .errors import EnvironmentFailure
     from .results import finish_interrupted, needs_recovery, select_results
     from .svgplot import render
-    from .workspace import write_atomic
+    from .workspace import load_workspace, workspace_lock, write_atomic
     root = c.root()
     if needs_recovery(root):               # a trial killed while recording is finished (or swept) first,
         try:                               # unless a trial is running now: then it is its own, and we only read
@@ -154,6 +153,7 @@ def results(c: Context, target: str | None, plot: bool) -> None:
 
 
 def _render_results(c: Context, rows: list[dict], plots: list[str]) -> None:
+    from .svgplot import VERDICT_COLOUR
     if not rows:
         c.console.print("no trials recorded yet (results/ is empty); run 'patchq trial'")
         return

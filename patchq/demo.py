@@ -207,8 +207,10 @@ def _build_vllm(path: Path) -> tuple[str, str, str]:
     _write(path, "vllm/platforms/__init__.py", "")
     _write(path, "vllm/platforms/xpu.py", XPU_PLATFORM)
     _write(path, "csrc/activation.c", CSRC)
-    _write(path, "setup.py", "from setuptools import Extension, setup\n\nsetup(name='vllm', version='0.20.1', "
-           "packages=['vllm'],\n      ext_modules=[Extension('vllm._C', ['csrc/activation.c'])])\n")
+    # every subpackage is installed (not only the top one), so `patchq overlay` works on a pip install of the demo
+    _write(path, "setup.py", "from setuptools import Extension, find_packages, setup\n\nsetup(name='vllm', "
+           "version='0.20.1', packages=find_packages(include=['vllm', 'vllm.*']),\n"
+           "      ext_modules=[Extension('vllm._C', ['csrc/activation.c'])])\n")
     _write(path, "README.md", "# vllm (demo upstream)\n")
     _write(path, ".gitignore", "*.so\nbuild/\n*.egg-info/\n__pycache__/\n")
     base = _commit(repo, "Initial import of the demo vLLM tree", 0)

@@ -115,8 +115,11 @@ def _base_env(extra: Mapping[str, str] | None, *, ident: bool = True) -> dict[st
 
 
 def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | str | None = None,
-            env: Mapping[str, str] | None = None, check: bool = True, ident: bool = True) -> GitResult:
-    """Run git once. `check=False` returns failures as data (apply checks); otherwise they raise GitError."""
+            env: Mapping[str, str] | None = None, check: bool = True, ident: bool = True,
+            stderr_to=None) -> GitResult:
+    """Run git once. `check=False` returns failures as data (apply checks); otherwise they raise GitError.
+
+    `stderr_to` (a binary stream) also receives git's stderr as it comes: `--progress` on a terminal."""
     if shutil.which("git") is None:
         raise EnvironmentFailure("git is not installed or not on PATH; patchq needs git >= 2.30")
     data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
@@ -127,7 +130,10 @@ def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | st
                                     env=_base_env(env, ident=ident),
                                     stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        stdout, stderr = proc.communicate(data)
+        if stderr_to is not None and data is None:
+            stdout, stderr = _tee_stderr(proc, stderr_to)
+        else:
+            stdout, stderr = proc.communicate(data)
     except BaseException:        # Ctrl-C or SIGTERM of patchq: let git remove its lock files before going
         if proc is not None:
             _stop(proc)
@@ -136,6 +142,30 @@ def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | st
     if check and proc.returncode != 0:
         raise GitError(list(args), proc.returncode, result.stderr, str(cwd) if cwd else None)
     return result
+
+
+def _tee_stderr(proc: subprocess.Popen, sink) -> tuple[bytes, bytes]:
+    """stdout kept; stderr kept and passed through as it arrives (git's progress meter redraws with \\r)."""
+    import threading
+    kept: list[bytes] = []
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+            kept.append(chunk)
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):
+                pass
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    assert proc.stdout is not None
+    stdout = proc.stdout.read()
+    proc.wait()
+    reader.join()
+    return stdout, b"".join(kept)
 
 
 def _stop(proc: subprocess.Popen) -> None:

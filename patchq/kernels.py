@@ -957,7 +957,7 @@ def _run_build(recipe: Recipe, source: Path, cache: BuildCache, key: str, facts:
     _clear_stale_outputs(recipe, source)
     log = cache.new_log(recipe.target, key)
     returncode = _run_logged(shell_argv(recipe, recipe.command, build_env), source / recipe.workdir, build_env,
-                             log, header=_log_header(recipe, key, plan.jobs, facts, build_env))
+                             log, header=_log_header(recipe, key, plan.jobs, facts, build_env), label=recipe.target)
     if returncode != 0:
         return _failure(recipe, cache, log, _exit_reason(returncode), started, common)
     produced, absent = _collect_outputs(recipe, source)
@@ -1031,7 +1031,8 @@ def _log_header(recipe: Recipe, key: str, jobs: int, facts: Mapping[str, str], e
     return "\n".join(lines) + "\n"
 
 
-def _run_logged(argv: list[str], cwd: Path, env: Mapping[str, str], log: Path, *, header: str) -> int:
+def _run_logged(argv: list[str], cwd: Path, env: Mapping[str, str], log: Path, *, header: str,
+                label: str = "build") -> int:
     """Run the build in its own process group with all output in the log; an interrupt stops the whole group."""
     with log.open("wb") as sink:
         sink.write(header.encode())
@@ -1043,12 +1044,33 @@ def _run_logged(argv: list[str], cwd: Path, env: Mapping[str, str], log: Path, *
             sink.write(f"patchq: cannot start the build: {exc}\n".encode())
             return 127
         try:
-            returncode = proc.wait()
+            returncode = _wait_watching(proc, log, label)
         except BaseException:
             _stop_group(proc)
             raise
         sink.write(f"# exit {returncode}\n".encode())
     return returncode
+
+
+def _wait_watching(proc: subprocess.Popen, log: Path, label: str) -> int:
+    """Wait for the build, handing each new log line to the progress reporter (spinner, or -v streaming)."""
+    from . import progress
+    with progress.current().build(label, str(log)) as watch, log.open("rb") as tail:
+        pending = b""
+        while True:
+            try:
+                returncode = proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            pending += tail.read()
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                watch.line(line.decode("utf-8", "replace"))
+            watch.tick()
+            if returncode is not None:
+                if pending:
+                    watch.line(pending.decode("utf-8", "replace"))
+                return returncode
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

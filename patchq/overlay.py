@@ -97,12 +97,19 @@ def _raw_entry(handle: io.BufferedReader, info: zipfile.ZipInfo) -> bytes:
 
 # ---- wheel repack ----------------------------------------------------------------------------------------------
 
+def local_version(version: str, label: str) -> str:
+    """`0.20.1` + `pq.abc` -> `0.20.1+pq.abc`; a version that has a local part gets the label appended to it."""
+    return f"{version}.{label}" if "+" in version else f"{version}+{label}"
+
+
 def repack_wheel(wheel_path: str | Path, replacements: Mapping[str, bytes], out_dir: str | Path, *,
-                 deletions: Iterable[str] = ()) -> Path:
-    """A copy of the wheel with files replaced, added or deleted and RECORD rewritten; the same name in out_dir.
+                 deletions: Iterable[str] = (), local_label: str | None = None) -> Path:
+    """A copy of the wheel with files replaced, added or deleted and RECORD rewritten, in out_dir.
 
     Paths are archive paths (`vllm/model_executor/x.py`). Signatures (RECORD.jws/.p7s) are dropped: they would
-    no longer match.
+    no longer match. With `local_label` (e.g. `pq.<tree12>`) the wheel gets a PEP 440 local version
+    (`0.20.1+pq.<tree12>`) in its file name, dist-info folder and METADATA, so that pip sees it as a different
+    build of the same release and installing it over the upstream wheel is not a silent no-op.
     """
     source = Path(wheel_path)
     removed = set(deletions)
@@ -117,25 +124,55 @@ def repack_wheel(wheel_path: str | Path, replacements: Mapping[str, bytes], out_
         record = f"{dist_info}/RECORD"
         _check_edits(infos, replacements, removed, record, source)
         known = _record_digests(archive.read(record)) if record in archive.NameToInfo else {}
-        dest = Path(out_dir) / source.name
+        name = source.name
+        renamed: dict[str, str] = {}
+        if local_label:
+            replacements, renamed, name, dist_info = _relabel(archive, infos, dict(replacements), dist_info,
+                                                              source, local_label)
+            known = {renamed.get(k, k): v for k, v in known.items()}
+        dest = Path(out_dir) / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         try:
             with staging.open("wb") as out:
-                _write_wheel(out, archive, raw, infos, replacements, removed, dist_info, known)
+                _write_wheel(out, archive, raw, infos, replacements, removed, dist_info, known, renamed)
             os.replace(staging, dest)
         finally:
             staging.unlink(missing_ok=True)
     return dest
 
 
+def _relabel(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], replacements: dict[str, bytes],
+             dist_info: str, source: Path, label: str) -> tuple[dict[str, bytes], dict[str, str], str, str]:
+    """New names for a local version: the dist-info folder, METADATA's Version, the wheel's file name."""
+    if not re.fullmatch(r"[a-z0-9]+(\.[a-z0-9]+)*", label):
+        raise BadInput(f"{label!r} is not a PEP 440 local version label")
+    stem = dist_info[: -len(".dist-info")]
+    dist, _, version = stem.rpartition("-")
+    new_version = local_version(version, label)
+    new_dist_info = f"{dist}-{new_version}.dist-info"
+    renamed = {i.filename: new_dist_info + i.filename[len(dist_info):] for i in infos
+               if i.filename.startswith(dist_info + "/")}
+    metadata = f"{dist_info}/METADATA"
+    text = replacements.pop(metadata, None) or archive.read(metadata)
+    lines = text.decode("utf-8").split("\n")
+    lines = [f"Version: {new_version}" if ln.startswith("Version:") else ln for ln in lines]
+    out = {renamed.get(k, k): v for k, v in replacements.items()}
+    out[f"{new_dist_info}/METADATA"] = "\n".join(lines).encode("utf-8")
+    parts = source.name[: -len(".whl")].split("-")
+    if len(parts) < 5 or parts[1] != version:
+        raise BadInput(f"wheel file name does not carry version {version}", path=str(source))
+    parts[1] = new_version
+    return out, renamed, "-".join(parts) + ".whl", new_dist_info
+
+
 def _write_wheel(out: io.BufferedWriter, archive: zipfile.ZipFile, raw: io.BufferedReader,
                  infos: list[zipfile.ZipInfo], replacements: Mapping[str, bytes], removed: set[str],
-                 dist_info: str, known: dict[str, tuple[str, int]]) -> None:
+                 dist_info: str, known: dict[str, tuple[str, int]], renamed: Mapping[str, str]) -> None:
     writer = _ZipWriter(out)
     rows: list[tuple[str, str, str]] = []
-    by_name = {i.filename: i for i in infos}
-    for name in _entry_order(infos, replacements, removed, dist_info):
+    by_name = {renamed.get(i.filename, i.filename): i for i in infos}
+    for name in _entry_order(infos, replacements, removed, dist_info, renamed):
         info = by_name.get(name)
         if name in replacements:
             data = replacements[name]
@@ -159,11 +196,12 @@ def _write_wheel(out: io.BufferedWriter, archive: zipfile.ZipFile, raw: io.Buffe
 
 
 def _entry_order(infos: list[zipfile.ZipInfo], replacements: Mapping[str, bytes], removed: set[str],
-                 dist_info: str) -> list[str]:
+                 dist_info: str, renamed: Mapping[str, str]) -> list[str]:
     """The wheel's own order, new files sorted after it, dist-info last (the wheel spec's advice), RECORD apart."""
     skip = removed | {f"{dist_info}/{n}" for n in ("RECORD", "RECORD.jws", "RECORD.p7s")}
-    existing = [i.filename for i in infos if i.filename not in skip]
-    added = sorted(set(replacements) - {i.filename for i in infos})
+    names = [renamed.get(i.filename, i.filename) for i in infos]
+    existing = [n for n in names if n not in skip]
+    added = sorted(set(replacements) - set(names))
     ordered = existing + added
     in_dist_info = [n for n in ordered if n.startswith(dist_info + "/")]
     return [n for n in ordered if not n.startswith(dist_info + "/")] + in_dist_info
@@ -289,9 +327,15 @@ def _python_roots(dist_info: Path) -> tuple[str, ...]:
 
 
 def version_matches(installed: str, pinned: str) -> bool:
-    """PEP 440 `==`: equal, or equal public parts when the pin carries no local label (0.11.0 ~ 0.11.0+xpu)."""
-    have, want = installed.strip().lower().lstrip("v"), pinned.strip().lower().lstrip("v")
-    return have == want or ("+" not in want and have.split("+")[0] == want)
+    """PEP 440 `==` through `packaging`: 0.20 is 0.20.0, and a pin without a local label accepts any
+    (0.11.0 ~ 0.11.0+xpu, 0.20.1 ~ 0.20.1+pq.<tree>). Versions PEP 440 cannot read compare as text."""
+    from packaging.version import InvalidVersion, Version
+    try:
+        have, want = Version(installed.strip()), Version(pinned.strip())
+    except InvalidVersion:
+        have_t, want_t = installed.strip().lower(), pinned.strip().lower()
+        return have_t == want_t or ("+" not in want_t and have_t.split("+")[0] == want_t)
+    return have == want or (want.local is None and Version(have.public) == want)
 
 
 # ---- overlay ---------------------------------------------------------------------------------------------------
@@ -311,8 +355,13 @@ class OverlayResult:
 
 
 def overlay_apply(site_packages: str | Path, diff: bytes, *, package: str, expected_version: str,
-                  strip: int = 1, backup_root: str | Path) -> OverlayResult:
-    """Apply a Python-only diff onto an installed package, after a journal and backup that make it undoable."""
+                  strip: int = 1, backup_root: str | Path, marker: Mapping[str, Any] | None = None) -> OverlayResult:
+    """Apply a Python-only diff onto an installed package, after a journal and backup that make it undoable.
+
+    The dist-info is kept true: RECORD gets the new hashes and sizes of the files the overlay changed (so `pip`
+    and RECORD checkers see the installed bytes), and `patchq.json` in it says what was overlaid (`marker`, plus
+    the files and the backup). Both are in the journal, so a revert restores RECORD and removes the mark.
+    """
     site, backup = Path(site_packages).resolve(), Path(backup_root).resolve()
     if not site.is_dir():
         raise BadInput(f"{site} is not a folder")
@@ -331,18 +380,28 @@ def overlay_apply(site_packages: str | Path, diff: bytes, *, package: str, expec
         first = next((ln for ln in check.stderr.splitlines() if ln.strip()), "git apply refused it")
         raise NeedsYou(f"the diff does not apply to the installed {dist.name} {dist.version}: {first}",
                        path=str(site))
-    journal = _start_journal(site, backup, dist, touched)
+    record_rel = (dist.dist_info / "RECORD").relative_to(site).as_posix()
+    marker_rel = (dist.dist_info / MARKER_NAME).relative_to(site).as_posix()
+    journal = _start_journal(site, backup, dist, touched, extra=(record_rel, marker_rel))
     try:
         _drop_pycache(site, touched)
         _apply_diff(site, diff, strip)
         compiled = _compile_check(site, touched)
+        existed = {e["path"] for e in journal["files"] if e["existed"]} & set(touched)
+        present = {p for p in touched if (site / p).is_file()}
+        files = {"modified": sorted(existed & present), "created": sorted(present - existed),
+                 "deleted": sorted(existed - present)}
+        # the mark holds no time and no path: the same stack overlaid twice gives the same bytes (the journal
+        # holds when and where the backup is)
+        _mark_dist_info(site, dist, touched, {**(marker or {}), "package": dist.name, "version": dist.version,
+                                              "files": files})
     except BaseException:
         with contextlib.suppress(Exception):
             _restore(site, backup, journal)
             _write_journal(backup, {**journal, "state": "reverted"})
         raise
     _write_journal(backup, {**journal, "state": "applied", "applied_at": _utc_now()})
-    existed = {e["path"] for e in journal["files"] if e["existed"]}
+    existed = {e["path"] for e in journal["files"] if e["existed"]} & set(touched)
     present = {p for p in touched if (site / p).is_file()}
     return OverlayResult("applied", str(site), dist.name, dist.version, str(backup),
                          modified=tuple(sorted(existed & present)), created=tuple(sorted(present - existed)),
@@ -364,10 +423,128 @@ def overlay_revert(site_packages: str | Path, backup_root: str | Path) -> Overla
         raise EnvironmentFailure(f"revert left {len(mismatched)} file(s) different from before the overlay: "
                                  f"{', '.join(mismatched[:5])}", path=str(site))
     _write_journal(backup, {**journal, "state": "reverted", "reverted_at": _utc_now()})
-    files = journal["files"]
+    own = set(journal.get("own", ()))            # RECORD and the mark: restored too, but not the package's files
+    files = [e for e in journal["files"] if e["path"] not in own]
     return OverlayResult("reverted", str(site), journal["package"], journal["version"], str(backup),
                          modified=tuple(e["path"] for e in files if e["existed"]),
                          deleted=tuple(e["path"] for e in files if not e["existed"]), verified=True)
+
+
+MARKER_NAME = "patchq.json"
+MARKER_FORMAT = 1
+
+
+def _mark_dist_info(site: Path, dist: InstalledDistribution, touched: list[str], marker: Mapping[str, Any]) -> None:
+    """Write patchq.json into the dist-info, then RECORD with the overlaid files' (and the mark's) hashes."""
+    mark = dist.dist_info / MARKER_NAME
+    data = (json.dumps({"format": MARKER_FORMAT, "tool": "patchq", **marker}, indent=2, sort_keys=True) + "\n"
+            ).encode("utf-8")
+    _replace_bytes(mark, data)
+    record = dist.dist_info / "RECORD"
+    try:
+        rows = [r for r in csv.reader(io.StringIO(record.read_text(encoding="utf-8"))) if r]
+    except FileNotFoundError:
+        rows = []
+    stale_pyc = {rel for rel in _recorded_pycache(rows, touched) if not (site / rel).exists()}
+    changed = {rel: site / rel for rel in [*touched, mark.relative_to(site).as_posix()]}
+    out, seen = [], set()
+    for row in rows:
+        path = row[0]
+        if path in stale_pyc:
+            continue
+        if path in changed:
+            seen.add(path)
+            target = changed[path]
+            if not target.is_file():
+                continue                                  # deleted by the overlay
+            content = target.read_bytes()
+            row = [path, _record_hash(content), str(len(content))]
+        out.append(row)
+    for path, target in changed.items():
+        if path not in seen and target.is_file():
+            content = target.read_bytes()
+            out.append([path, _record_hash(content), str(len(content))])
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(out)
+    _replace_bytes(record, text.getvalue().encode("utf-8"))
+
+
+def _recorded_pycache(rows: list[list[str]], touched: list[str]) -> set[str]:
+    """RECORD rows of the compiled copies of touched modules (dropped by the overlay, so no longer installed)."""
+    wanted = set()
+    for rel in touched:
+        module = Path(rel)
+        prefix = (module.parent / "__pycache__" / f"{module.stem}.").as_posix()
+        wanted |= {r[0] for r in rows if r[0].startswith(prefix) and r[0].endswith(".pyc")}
+    return wanted
+
+
+def _replace_bytes(target: Path, data: bytes) -> None:
+    staging = target.with_name(f".{target.name}.patchq-new")
+    staging.write_bytes(data)
+    file_operation()
+    os.replace(staging, target)
+
+
+@dataclass(frozen=True)
+class OverlayStatus:
+    """What `overlay --status` says about one installed package."""
+
+    site_packages: str
+    package: str
+    version: str
+    dist_info: str
+    overlaid: bool
+    mark: dict[str, Any] = field(default_factory=dict)   # the dist-info's patchq.json, when overlaid
+    journal_state: str = ""                              # applying | applied | reverted | "" (no journal)
+    drifted: tuple[str, ...] = ()                        # overlaid files whose bytes no longer match RECORD
+    applied_at: str = ""                                 # from the journal of this workspace's backup
+
+    @property
+    def ok(self) -> bool:
+        return not self.drifted and self.journal_state != "applying"
+
+
+def overlay_status(site_packages: str | Path, package: str, backup_root: str | Path | None = None) -> OverlayStatus:
+    """Is `package` overlaid here, by what, and do the overlaid files still match the hashes RECORD holds."""
+    site = Path(site_packages).resolve()
+    dist = find_installed(site, package)
+    mark_path = dist.dist_info / MARKER_NAME
+    mark: dict[str, Any] = {}
+    if mark_path.is_file():
+        try:
+            mark = json.loads(mark_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"unreadable overlay mark: {exc}", path=str(mark_path)) from None
+    journal = _read_journal(Path(backup_root)) if backup_root is not None else None
+    recorded = _record_digests((dist.dist_info / "RECORD").read_bytes()) if (dist.dist_info / "RECORD").is_file() \
+        else {}
+    files = mark.get("files", {})
+    drifted = []
+    for rel in [*files.get("modified", ()), *files.get("created", ())]:
+        target = site / rel
+        if not target.is_file() or recorded.get(rel, ("", 0))[0] != _record_hash(target.read_bytes()):
+            drifted.append(rel)
+    return OverlayStatus(str(site), dist.name, dist.version, dist.dist_info.name, bool(mark), mark,
+                         journal.get("state", "") if journal else "", tuple(drifted),
+                         journal.get("applied_at", "") if journal else "")
+
+
+def site_packages_of(python: str | Path) -> Path:
+    """The site-packages folder (purelib) of another interpreter, as that interpreter reports it."""
+    import subprocess
+    try:
+        proc = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BadInput(f"cannot run {python}: {exc}") from None
+    folder = proc.stdout.strip()
+    if proc.returncode != 0 or not folder:
+        raise BadInput(f"{python} did not report its site-packages (exit {proc.returncode})")
+    path = Path(folder)
+    if not path.is_dir():
+        raise BadInput(f"{python} reports site-packages {path}, which does not exist")
+    return path
 
 
 def _outside_any_repo(site: Path) -> dict[str, str]:
@@ -421,17 +598,20 @@ def _refuse_unfit_paths(touched: list[str], dist: InstalledDistribution) -> None
                        f"{dist.name} (it installs {', '.join(dist.roots) or 'no Python files'})")
 
 
-def _start_journal(site: Path, backup: Path, dist: InstalledDistribution, touched: list[str]) -> dict[str, Any]:
-    """Copy what the overlay will change into the backup, then write the journal: only then is the site touched."""
+def _start_journal(site: Path, backup: Path, dist: InstalledDistribution, touched: list[str],
+                   extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Copy what the overlay will change into the backup, then write the journal: only then is the site touched.
+
+    `extra` are files patchq itself rewrites (RECORD, the patchq.json mark): backed up and restored the same way."""
     for previous in ("files", "pycache"):           # only what an earlier, reverted overlay left: the folder
         shutil.rmtree(backup / previous, ignore_errors=True)   # may hold other things of the caller's
     (backup / "journal.json").unlink(missing_ok=True)
     (backup / "files").mkdir(parents=True)
-    files = [_back_up(site / rel, backup / "files" / rel, rel) for rel in touched]
+    files = [_back_up(site / rel, backup / "files" / rel, rel) for rel in [*touched, *extra]]
     pycache = [_back_up(site / rel, backup / "pycache" / rel, rel) for rel in _pycache_of(site, touched)]
     journal = {"format": JOURNAL_FORMAT, "state": "applying", "site_packages": str(site), "package": dist.name,
                "version": dist.version, "started_at": _utc_now(), "files": files, "pycache": pycache,
-               "created_dirs": _missing_dirs(site, touched)}
+               "created_dirs": _missing_dirs(site, touched), "own": list(extra)}
     _write_journal(backup, journal)
     return journal
 
@@ -500,7 +680,9 @@ def _compile_check(site: Path, touched: list[str]) -> tuple[str, ...]:
 
 def _restore(site: Path, backup: Path, journal: Mapping[str, Any]) -> None:
     for entry in journal["files"]:
-        _restore_entry(site / entry["path"], backup / "files" / entry["path"], entry)
+        target = site / entry["path"]
+        target.with_name(f".{target.name}.patchq-new").unlink(missing_ok=True)   # a RECORD/mark write cut short
+        _restore_entry(target, backup / "files" / entry["path"], entry)
     recorded = {e["path"] for e in journal["pycache"]}
     touched = [e["path"] for e in journal["files"]]
     for rel in _pycache_of(site, touched):

@@ -14,9 +14,23 @@ from pathlib import Path
 from .apply import apply_stack
 from .errors import BadInput, NeedsYou
 from .git import Repo
-from .kernels import BuildOutcome, affected_targets, build_target, load_recipes, targets_to_build
+from .kernels import (
+    BuildOutcome,
+    affected_targets,
+    build_target,
+    load_recipes,
+    targets_to_build,
+)
 from .model import ApplyReport, OutcomeKind, UpstreamApply
-from .overlay import OverlayResult, overlay_apply, overlay_revert, python_changes_between, repack_wheel
+from .overlay import (
+    OverlayResult,
+    OverlayStatus,
+    overlay_apply,
+    overlay_revert,
+    overlay_status,
+    python_changes_between,
+    repack_wheel,
+)
 from .patchfile import touched_paths
 from .sources import cache_root, ensure_base
 from .workspace import Workspace
@@ -124,7 +138,7 @@ def _stack_python_changes(ws: Workspace, stack_name: str, upstream: str):
         bad = next(o for o in up.outcomes if not o.kind.ok)
         raise NeedsYou(f"{upstream}:{bad.patch_id} does not apply; nothing to overlay until it does")
     base = ensure_base(ws.upstream(upstream), up.pin, workspace=ws.root)
-    return python_changes_between(base.repo, base.commit, up.head)
+    return python_changes_between(base.repo, base.commit, up.head), up
 
 
 def expected_version(ws: Workspace, upstream: str, override: str | None) -> str:
@@ -155,12 +169,15 @@ class OverlayReport:
 
 def overlay_stack(ws: Workspace, stack_name: str, site_packages: Path, *, upstream: str, package: str | None,
                   version: str | None) -> OverlayReport:
-    changes = _stack_python_changes(ws, stack_name, upstream)
+    changes, up = _stack_python_changes(ws, stack_name, upstream)
     if not changes.diff:
         raise BadInput(f"stack {stack_name!r} changes no Python file of {upstream!r}; nothing to overlay")
+    from . import __version__
+    mark = {"stack": stack_name, "upstream": upstream, "pin": up.pin, "head": up.head, "tree": up.tree,
+            "patchq": __version__}
     result = overlay_apply(site_packages, changes.diff, package=package or upstream,
                            expected_version=expected_version(ws, upstream, version),
-                           backup_root=overlay_backup_dir(ws, site_packages))
+                           backup_root=overlay_backup_dir(ws, site_packages), marker=mark)
     return OverlayReport(stack_name, upstream, result, changes.other_paths)
 
 
@@ -168,11 +185,16 @@ def revert_overlay(ws: Workspace, site_packages: Path) -> OverlayResult:
     return overlay_revert(site_packages, overlay_backup_dir(ws, site_packages))
 
 
+def status_of_overlay(ws: Workspace, site_packages: Path, package: str) -> OverlayStatus:
+    return overlay_status(site_packages, package, overlay_backup_dir(ws, site_packages))
+
+
 @dataclass(frozen=True)
 class WheelReport:
     stack: str
     upstream: str
     wheel: str
+    version: str                                  # the wheel's PEP 440 version: upstream's + `pq.<tree12>`
     replaced: tuple[str, ...]
     deleted: tuple[str, ...]
     skipped_native: tuple[str, ...]
@@ -180,11 +202,14 @@ class WheelReport:
 
 def wheel_for_stack(ws: Workspace, stack_name: str, wheel: Path, out_dir: Path, *, upstream: str) -> WheelReport:
     """The upstream's binary wheel with the stack's Python files replaced: an installable wheel, no compiler."""
-    changes = _stack_python_changes(ws, stack_name, upstream)
+    changes, up = _stack_python_changes(ws, stack_name, upstream)
     if changes.other_paths:
         raise NeedsYou(f"stack {stack_name!r} also changes non-Python files of {upstream!r} "
                        f"({', '.join(changes.other_paths[:3])}); a repacked wheel would not contain them — "
                        "build it with 'patchq build' instead")
-    built = repack_wheel(wheel, changes.replacements, out_dir, deletions=changes.deletions)
-    return WheelReport(stack_name, upstream, str(built), tuple(sorted(changes.replacements)), changes.deletions,
-                       changes.other_paths)
+    tree = up.tree or Repo(up.checkout).rev_parse(f"{up.head}^{{tree}}")
+    built = repack_wheel(wheel, changes.replacements, out_dir, deletions=changes.deletions,
+                         local_label=f"pq.{tree[:12]}")
+    version = built.name.split("-")[1]
+    return WheelReport(stack_name, upstream, str(built), version, tuple(sorted(changes.replacements)),
+                       changes.deletions, changes.other_paths)

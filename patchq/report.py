@@ -1,22 +1,21 @@
-"""Render what the core returns: rich tables for people, one JSON document for machines.
+"""Render what the core returns for people; `output.py` owns the JSON envelope for machines.
 
-The core never prints. Every command hands its result dataclass here; `to_json` turns any of them into plain
-data, and the `render_*` functions draw the tables.
+The core never prints. Every command hands its result dataclass here; the `render_*` functions draw it on the
+plain console of `output.py` with `table.py`'s tables, which never cut an id, flag, path or command. Commands a
+user is told to run are printed on lines of their own (`render_next`), so they can be pasted whole.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from .model import ApplyReport, Finding, OutcomeKind, PatchEntry, Status
+from .output import Console, plain, to_json
+from .table import Table, Text
+
+__all__ = ["plain", "to_json"]   # kept here for callers that imported them from report
 
 KIND_STYLE = {
     OutcomeKind.CLEAN: "green", OutcomeKind.OFFSET: "green", OutcomeKind.FUZZ: "yellow",
@@ -26,42 +25,32 @@ KIND_STYLE = {
 STATUS_STYLE = {Status.PROMOTED: "green", Status.NEGATIVE_ARCHIVED: "red", Status.DIAGNOSTIC: "blue"}
 
 
-def plain(value: Any) -> Any:
-    """Dataclasses, enums, paths and tuples as JSON-ready data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        for name in ("ok", "stopped"):
-            attr = getattr(type(value), name, None)
-            if isinstance(attr, property):
-                out[name] = getattr(value, name)
-        return out
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(plain(value), indent=2, sort_keys=False)
-
-
 def short(sha: str) -> str:
     return sha[:12] if sha else ""
 
 
+_QUOTED_COMMAND = re.compile(r"'((?:patchq|git|cd|pip|python) [^']+)'")
+
+
+def commands_in(text: str) -> list[str]:
+    """The commands a piece of advice quotes ('patchq ...', 'git ...'), to print on lines of their own."""
+    return [m.group(1) for m in _QUOTED_COMMAND.finditer(text)]
+
+
+def render_next(console: Console, steps: Sequence[str]) -> None:
+    """Each `next:` advice, then every command it names alone on an indented line (whole, ready to paste)."""
+    for step in steps:
+        console.print(f"[bold]next:[/bold] {step}")
+        for command in commands_in(step):
+            console.line(f"    {command}")
+
+
 def render_apply(console: Console, report: ApplyReport) -> None:
     for up in report.upstreams:
-        title = f"{report.stack} · {up.upstream} @ {short(up.pin)}"
+        console.print(f"[bold]{report.stack} · {up.upstream} @ {short(up.pin)}[/bold]")
         if up.checkout:
-            title += f" → {up.checkout}"
-        table = Table(title=title, title_justify="left", show_lines=False)
+            console.line(f"  checkout {up.checkout}")
+        table = Table(show_lines=False)
         table.add_column("#", justify="right", style="dim")
         table.add_column("patch")
         table.add_column("outcome")
@@ -88,8 +77,7 @@ def render_apply(console: Console, report: ApplyReport) -> None:
             line += (f" [red]≠ recorded tree {short(up.recorded_tree)}[/red]" if up.recorded_tree
                      else " [yellow](no recorded tree to verify against)[/yellow]")
         console.print(line)
-    for step in report.next_steps:
-        console.print(f"[bold]next:[/bold] {step}")
+    render_next(console, report.next_steps)
     if report.checked_only:
         console.print("[dim](checked only: no checkout was touched)[/dim]")
 
@@ -282,38 +270,67 @@ def render_rebase(console: Console, report) -> None:
             console.print(f"  result tree {short(report.tree)}: {mark}")
     console.print(f"  [dim]{report.apply_checks} patch apply checks, {report.bisect_checks} of them bisection "
                   f"steps[/dim]")
-    for step in report.next_steps:
-        console.print(f"[bold]next:[/bold] {step}")
+    render_next(console, report.next_steps)
 
 
 IMPORT_STYLE = {"imported": "green", "note": "cyan", "notes-only": "cyan", "duplicate": "yellow", "series": "dim",
                 "metadata": "dim", "skipped": "bold red"}
 
 
-def render_import(console: Console, report) -> None:
-    """An importer.ImportReport: one row per input (or mbox message, or split part), then warnings and a summary."""
-    table = Table(title="import" + (" (dry run: nothing written)" if report.dry_run else ""), title_justify="left")
-    table.add_column("input", overflow="fold")
-    table.add_column("became")
-    table.add_column("patch", overflow="fold")
-    table.add_column("status (rule)", overflow="fold")
-    table.add_column("date", style="dim")
-    table.add_column("at pin")
-    table.add_column("detail", overflow="fold")
+def _relative_source(source: str, given: Sequence[Path]) -> str:
+    """An input's name relative to the folder given on the command line (the folder itself is said once)."""
+    for folder in given:
+        prefix = str(folder).rstrip("/") + "/"
+        if source.startswith(prefix) and len(given) == 1:
+            return source[len(prefix):]
+    return source
+
+
+
+def _needs_summary(item) -> str:
+    """What an imported patch sits on and which of its context lines were found nowhere, in one line."""
+    summary = []
+    if getattr(item, "requires", None):
+        summary.append("needs " + ", ".join(f"{item.upstream}:{r}" for r in item.requires))
+    if getattr(item, "missing_context", None):
+        n = len(item.missing_context)
+        summary.append(f"{n}{'+' if n >= 5 else ''} context line{'s' if n > 1 else ''} found nowhere")
+    return "; ".join(summary)
+
+def render_import(console: Console, report, given: Sequence[Path] = (), verbose: int = 0) -> None:
+    """An importer.ImportReport: one row per input file (an mbox's messages and a split patch's parts folded into
+    their file's row), names relative to the folder given; what import changed in each patch only with -v."""
+    folders = [p for p in given if p.is_dir()]
+    if len(folders) == 1 and len(given) == 1:
+        console.print("[bold]import[/bold]" + (" (dry run: nothing written)" if report.dry_run else "") + " from")
+        console.line(f"  {folders[0]}")
+    elif report.dry_run:
+        console.print("[bold]import[/bold] (dry run: nothing written)")
+    groups: dict[str, list] = {}
     for item in report.items:
-        action = item.action.value
-        patch = f"{item.upstream}:{item.patch_id}" if item.upstream and item.patch_id else (item.file or "")
-        status = f"{item.status} [dim]({item.status_rule})[/dim]" if item.status else ""
-        outcome = Text(item.outcome, style=KIND_STYLE.get(OutcomeKind(item.outcome), "")) if item.outcome else ""
-        summary = []
-        if item.requires:
-            summary.append("needs " + ", ".join(f"{item.upstream}:{r}" for r in item.requires))
-        if item.missing_context:
-            n = len(item.missing_context)
-            summary.append(f"{n}{'+' if n >= 5 else ''} context line{'s' if n > 1 else ''} found nowhere")
-        detail = "\n".join(x for x in ("; ".join(summary), item.reason, *item.remarks) if x)
-        table.add_row(item.source, Text(action, style=IMPORT_STYLE.get(action, "")), patch, status, item.date,
-                      outcome, detail)
+        groups.setdefault(item.source.split("#", 1)[0], []).append(item)
+    table = Table()
+    table.add_column("input")
+    table.add_column("became")
+    table.add_column("patch")
+    table.add_column("status")
+    table.add_column("at pin")
+    table.add_column("detail")
+    for source, items in groups.items():
+        actions: dict[str, int] = {}
+        for item in items:
+            actions[item.action.value] = actions.get(item.action.value, 0) + 1
+        became = ", ".join(a if n == 1 else f"{n} {a}" for a, n in actions.items())
+        style = IMPORT_STYLE.get(items[0].action.value, "") if len(actions) == 1 else ""
+        patches = ", ".join(f"{i.upstream}:{i.patch_id}" if i.upstream and i.patch_id else (i.file or "")
+                            for i in items if i.patch_id or i.file)
+        statuses = ", ".join(dict.fromkeys(i.status for i in items if i.status))
+        outcomes = ", ".join(dict.fromkeys(i.outcome for i in items if i.outcome))
+        details = [d for i in items for d in (_needs_summary(i), i.reason) if d]
+        if verbose:
+            details += [r for i in items for r in i.remarks]
+        table.add_row(_relative_source(source, folders), Text(became, style=style), patches, statuses, outcomes,
+                      "; ".join(dict.fromkeys(details)))
     console.print(table)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -324,7 +341,9 @@ def render_import(console: Console, report) -> None:
     verb = "would write" if report.dry_run else "wrote"
     written = f"; {verb} {len(report.written)} file(s)" if report.accepted else "; nothing written"
     console.print(f"{report.inputs} input file(s): {summary}{written}")
-
+    remarks = sum(len(i.remarks) for i in report.items)
+    if remarks and not verbose:
+        console.print(f"[dim]({remarks} remark(s) on what import adjusted: -v shows them)[/dim]")
 
 
 def render_build(console: Console, report) -> None:
@@ -360,15 +379,48 @@ def render_build(console: Console, report) -> None:
 
 def render_overlay(console: Console, result) -> None:
     inner = getattr(result, "result", result)
-    console.print(f"{inner.action} {inner.package} {inner.version} in {inner.site_packages}")
+    console.print(f"{inner.action} {inner.package} {inner.version} in")
+    console.line(f"  {inner.site_packages}")
     for label in ("modified", "created", "deleted"):
         paths = getattr(inner, label)
         if paths:
-            console.print(f"  {label}: {', '.join(paths)}")
+            console.print(f"  {label}:")
+            for path in paths:
+                console.line(f"    {path}")
+    if inner.action == "applied":
+        console.print("  [dim]RECORD updated; marked in the dist-info's patchq.json[/dim]")
     if inner.action == "reverted":
         console.print("  [green]every file verified against its recorded hash[/green]" if inner.verified
                       else "  [red]verification failed[/red]")
     skipped = getattr(result, "skipped_native", ())
     if skipped:
         console.print(f"  [yellow]not overlaid (need a build): {', '.join(skipped)}[/yellow]")
-    console.print(f"  backup: {inner.backup}")
+    console.print("  backup:")
+    console.line(f"    {inner.backup}")
+
+
+def render_overlay_status(console: Console, state) -> None:
+    """overlay.OverlayStatus: overlaid or not, by what, and whether RECORD still matches the files."""
+    console.print(f"[bold]{state.package} {state.version}[/bold] in")
+    console.line(f"  {state.site_packages}")
+    if not state.overlaid:
+        console.print("  not overlaid by patchq" + (f" (last overlay: {state.journal_state})"
+                                                     if state.journal_state else ""))
+        return
+    mark = state.mark
+    console.print(f"  overlaid with stack [bold]{mark.get('stack', '?')}[/bold] ({mark.get('upstream', '?')})"
+                  + (f" at {state.applied_at}" if state.applied_at else ""))
+    if mark.get("tree"):
+        console.print(f"  result tree {short(mark['tree'])}, pin {short(mark.get('pin', ''))}")
+    for label, paths in mark.get("files", {}).items():
+        if paths:
+            console.print(f"  {label}:")
+            for path in paths:
+                console.line(f"    {path}")
+    if state.drifted:
+        console.print("  [red]changed since the overlay (RECORD no longer matches):[/red]")
+        for path in state.drifted:
+            console.line(f"    {path}")
+    else:
+        console.print("  [green]every overlaid file matches its RECORD hash[/green]")
+    console.print(f"  mark: {state.dist_info}/patchq.json")

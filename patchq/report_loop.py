@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from .output import Console
 
 from .editloop import RefreshResult
 from .wsstatus import IN_SYNC, WorkspaceStatus

@@ -1,27 +1,25 @@
 """Upstream sources: cached bare mirrors, release archives turned into commits, and cheap clean checkouts.
 
-Mirrors live in a per-user cache (`$PATCHQ_CACHE`, default `~/.cache/patchq`) and are fetched once, then only when a
-pin is missing. Checkouts share the mirror's objects (`clone --shared`), and a checkout patchq made before is reset
-and cleaned rather than cloned again — unless someone edited it, in which case patchq refuses to touch it.
+Mirrors live in a per-user cache (`$PATCHQ_CACHE`, else the platform's cache folder through platformdirs, which
+honours `XDG_CACHE_HOME`: `~/.cache/patchq` on Linux) and are fetched once, then only when a pin is missing. A pin
+the mirror holds needs no network at all; a missing one is fetched by its commit id alone, and an upstream with an
+archive falls back to the archive when even that fails. Checkouts share the mirror's objects (`clone --shared`), and
+a checkout patchq made before is reset and cleaned rather than cloned again — unless someone edited it, in which
+case patchq refuses to touch it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import lzma
 import os
 import re
 import shutil
-import tarfile
 import tempfile
-import urllib.parse
-import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import progress
 from .archive_import import commit_archive
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
@@ -40,14 +38,16 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def cache_root() -> Path:
-    """`$PATCHQ_CACHE`, else `~/.cache/patchq`; an empty HOME is refused (it would put the cache at `/.cache`)."""
+    """`$PATCHQ_CACHE` when set; else the user cache folder of this platform (platformdirs: XDG_CACHE_HOME, by default
+    `~/.cache/patchq`, on Linux). An empty HOME is refused (it would put the cache at `/.cache`)."""
     env = os.environ.get("PATCHQ_CACHE", "").strip()
     if env:
         return Path(env).expanduser().absolute()
-    if "HOME" in os.environ and not os.environ["HOME"].strip():
+    if not os.environ.get("XDG_CACHE_HOME", "").strip() and "HOME" in os.environ and not os.environ["HOME"].strip():
         raise EnvironmentFailure("HOME is empty and PATCHQ_CACHE is not set: there is no place for the cache",
                                  hint="set HOME, or PATCHQ_CACHE to a folder for patchq's mirrors and builds")
-    return Path.home() / ".cache" / "patchq"
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("patchq", appauthor=False))
 
 
 def mirror_path(upstream: Upstream, workspace: Path | None = None) -> Path:
@@ -91,25 +91,37 @@ def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) 
     When git hosting cannot be reached and the upstream has an archive source (a release sdist), the archive's
     deterministic commit stands in for the pin, and the returned note says so.
     """
+    if upstream.archive is None and not upstream.releases:
+        return Base(ensure_mirror(upstream, workspace=workspace, need=(pin,)), pin, pin)
     url = _resolve_url(upstream.url, workspace)
-    if (upstream.archive is not None or upstream.releases) and not _url_reachable(url):
-        repo = ensure_mirror(upstream, workspace=workspace)
+    path = mirror_path(upstream)
+    if (path / "HEAD").exists():
+        repo = Repo(path)
         if repo.has_commit(pin):
-            return Base(repo, pin, pin)
-        if upstream.releases:
-            from .releases import not_a_release, release_base
-            found = release_base(upstream, repo, pin, workspace)
-            if found:
-                return Base(repo, found[0], pin, found[1])
-            if upstream.archive is None:
-                raise not_a_release(upstream, pin)
-        commit = import_archive(upstream, repo, workspace=workspace)
-        from .releases import check_recorded_commit
-        check_recorded_commit(repo, commit, pin, f"archive of {upstream.name!r} (sha256 {upstream.archive.sha256[:12]})")
-        source = upstream.archive.pypi or upstream.archive.url
-        return Base(repo, commit, pin, f"{upstream.url} is out of reach: using {source} (sha256 "
-                                       f"{upstream.archive.sha256[:12]}) as commit {commit[:12]} for pin {pin[:12]}")
-    return Base(ensure_mirror(upstream, workspace=workspace, need=(pin,)), pin, pin)
+            return Base(repo, pin, pin)          # the common case: no network at all
+    else:
+        repo = _empty_mirror(path)               # filled by the pin's own history, or by a release or the archive
+    if _fetch_commits(upstream, url, repo, (pin,)) and repo.has_commit(pin):
+        return Base(repo, pin, pin)
+    try:
+        _fetch(upstream, url, repo)              # a host that refuses fetches by id: the branches, if it answers
+    except EnvironmentFailure:
+        pass
+    if repo.has_commit(pin):
+        return Base(repo, pin, pin)
+    if upstream.releases:
+        from .releases import not_a_release, release_base
+        found = release_base(upstream, repo, pin, workspace)
+        if found:
+            return Base(repo, found[0], pin, found[1])
+        if upstream.archive is None:
+            raise not_a_release(upstream, pin)
+    commit = import_archive(upstream, repo, workspace=workspace)
+    from .releases import check_recorded_commit
+    check_recorded_commit(repo, commit, pin, f"archive of {upstream.name!r} (sha256 {upstream.archive.sha256[:12]})")
+    source = upstream.archive.pypi or upstream.archive.url
+    return Base(repo, commit, pin, f"{upstream.url} is out of reach: using {source} (sha256 "
+                                   f"{upstream.archive.sha256[:12]}) as commit {commit[:12]} for pin {pin[:12]}")
 
 
 def ensure_mirror(upstream: Upstream, *, workspace: Path | None = None, need: tuple[str, ...] = (),
@@ -121,6 +133,9 @@ def ensure_mirror(upstream: Upstream, *, workspace: Path | None = None, need: tu
         _clone_mirror(upstream, url, path)
     repo = Repo(path)
     missing = [sha for sha in need if not repo.has_commit(sha)]
+    if missing and not refresh:
+        _fetch_commits(upstream, url, repo, tuple(missing))   # just those commits first: cheaper than a listing
+        missing = [sha for sha in missing if not repo.has_commit(sha)]
     if refresh or missing:
         _fetch(upstream, url, repo)
         still = [sha for sha in missing if not repo.has_commit(sha)]
@@ -128,6 +143,22 @@ def ensure_mirror(upstream: Upstream, *, workspace: Path | None = None, need: tu
             raise BadInput(f"commit {still[0][:12]} of upstream {upstream.name!r} is not in {url} "
                            "(was it force-pushed away, or is the pin a typo?)", path="pins.lock")
     return repo
+
+
+def _empty_mirror(path: Path) -> Repo:
+    """A bare mirror with no commits yet (an archive upstream's: the pin is fetched into it, or the archive)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        Repo.init(tmp / "m.git", bare=True)
+        try:
+            os.replace(tmp / "m.git", path)
+        except OSError:
+            if not (path / "HEAD").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Repo(path)
 
 
 def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
@@ -138,7 +169,9 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
             Repo.init(tmp / "m.git", bare=True)      # archive-only upstream: an empty mirror to import into
         else:
             try:
-                run_git(["clone", "--mirror", "--quiet", url, str(tmp / "m.git")])
+                with progress.current().step(f"cloning {upstream.name} from {url}"):
+                    run_git(["clone", "--mirror", *progress.git_progress_args(), url, str(tmp / "m.git")],
+                            stderr_to=progress.current().git_stderr())
             except GitError as exc:
                 raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
                                          f"{_git_cause(exc.stderr) or exc}",
@@ -165,11 +198,24 @@ def hosting_reachable(upstream: Upstream, workspace: Path | None) -> bool:
     return _url_reachable(_resolve_url(upstream.url, workspace))
 
 
+def _fetch_commits(upstream: Upstream, url: str, repo: Repo, commits: tuple[str, ...]) -> bool:
+    """Fetch exactly these commits (and their history) by id: no branch listing. False when it did not work."""
+    if "://" not in url and not url.startswith("git@") and not Path(url.removeprefix("file:")).exists():
+        return False                              # a local path that is not there: nothing to ask
+    with progress.current().step(f"fetching {', '.join(c[:12] for c in commits)} of {upstream.name} from {url}"):
+        res = run_git(["--git-dir", str(repo.path), "fetch", *progress.git_progress_args(), "--no-tags",
+                       "--no-write-fetch-head", url, *commits], check=False,
+                      stderr_to=progress.current().git_stderr())
+    return res.ok
+
+
 def _fetch(upstream: Upstream, url: str, repo: Repo) -> None:
     if (upstream.archive is not None or upstream.releases) and not _url_reachable(url):
         return
-    res = repo.run("fetch", "--quiet", "--prune", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
-                   check=False)
+    with progress.current().step(f"fetching {upstream.name} from {url}"):
+        res = run_git(["--git-dir", str(repo.path), "fetch", *progress.git_progress_args(), "--prune", url,
+                       "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], check=False,
+                      stderr_to=progress.current().git_stderr())
     if not res.ok:
         raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
                                  f"{_git_cause(res.stderr) or 'no message'}")
@@ -250,6 +296,8 @@ def _download_sdist(requirement: str, sha256: str, dest: Path) -> None:
     torch), which fails, and would execute code before the archive is verified. The index's JSON listing (PEP 691)
     names every file with its sha256, so the pinned file is picked by hash and nothing from it runs.
     """
+    import urllib.parse
+    import urllib.request
     index, listing_url, sdists = _sdists(requirement)
     chosen = next((f for f in sdists if f.get("hashes", {}).get("sha256") == sha256), None)
     if chosen is None:
@@ -261,7 +309,11 @@ def _download_sdist(requirement: str, sha256: str, dest: Path) -> None:
     target = dest / Path(urllib.parse.urlparse(url).path).name
     try:
         with urllib.request.urlopen(url, timeout=120) as response, open(target, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
+            total = int(response.headers.get("Content-Length") or 0) or chosen.get("size") or None
+            with progress.current().transfer(f"downloading {target.name}", total) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    bar.advance(len(block))
     except OSError as exc:
         raise EnvironmentFailure(f"cannot download {url}: {exc}") from None
 
@@ -274,6 +326,7 @@ def _sdists(requirement: str) -> tuple[str, str, list[dict]]:
     project = re.sub(r"[-_.]+", "-", name.strip()).lower()
     index = (os.environ.get("PATCHQ_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
     listing_url = f"{index}/{project}/"
+    import urllib.request
     request = urllib.request.Request(listing_url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -353,9 +406,14 @@ def commit_folder(repo: Repo, folder: Path, message: str) -> str:
 
 def extract_archive(path: Path, dest: Path) -> Path:
     """Extract a tarball or zip safely (no absolute paths, `..`, links out, devices); returns the single top folder."""
+    import lzma
+    import tarfile
+    import zipfile
+    import zlib
     dest.mkdir(parents=True)
     try:
-        _extract_members(path, dest)
+        with progress.current().step(f"extracting {path.name}"):
+            _extract_members(path, dest)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as exc:
         raise BadInput(f"corrupt or unreadable archive: {exc}".splitlines()[0], path=str(path)) from None
     entries = list(dest.iterdir())
@@ -363,6 +421,8 @@ def extract_archive(path: Path, dest: Path) -> Path:
 
 
 def _extract_members(path: Path, dest: Path) -> None:
+    import tarfile
+    import zipfile
     name = path.name
     if name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")):
         with tarfile.open(path) as tar:

@@ -149,6 +149,8 @@ class Lab:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own mirror cache: nothing is read from or written to the user's ~/.cache."""
     monkeypatch.setenv("PATCHQ_CACHE", str(tmp_path_factory.mktemp("cache")))
+    # piped progress lines appear only for steps slower than this: timing-dependent, so off unless a test asks
+    monkeypatch.setenv("PATCHQ_PROGRESS_AFTER", "600")
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
@@ -196,3 +198,12 @@ def patchq():
                               env=full_env)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
     return run
+
+
+def result_of(text: str):
+    """The `result` of a `--json` envelope, after checking the envelope's fixed keys."""
+    import json
+    doc = json.loads(text)
+    assert set(doc) == {"version", "command", "ok", "result", "error"}, doc
+    assert doc["version"] == 1 and doc["error"] is None, doc
+    return doc["result"]

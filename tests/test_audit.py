@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from conftest import result_of
+
 from patchq.audit import audit_stack, audit_workspace
 from patchq.model import Status
 
@@ -105,5 +107,5 @@ def test_cli_fail_on_and_json(lab, make_upstream, patchq):
     assert other.code == 0
     bad = patchq("flags", "s", "--fail-on", "nonsense", cwd=root)
     assert bad.code == 2 and "unknown --fail-on" in bad.err
-    data = json.loads(patchq("--json", "flags", "s", cwd=root).out)
+    data = result_of(patchq("--json", "flags", "s", cwd=root).out)
     assert data["flags"][0]["name"] == "VLLM_P" and data["findings"][0]["kind"] == "profile-unread"

@@ -26,7 +26,7 @@ from patchq.git import Repo, run_git
 from patchq.model import Status
 from patchq.patchfile import entry_from_patch, render_patch_file
 
-from conftest import MODEL_PY, Lab, Upstream
+from conftest import MODEL_PY, Lab, Upstream, result_of
 
 STACK = "fast"
 BUNDLE = f"{STACK}-vllm.patch.gz.b64"
@@ -186,7 +186,7 @@ def test_export_is_byte_identical_across_time_zones_and_umasks(stacked, tmp_path
     assert {mode for mode, _ in first.values()} == {0o644}
     again = cli("--json", "export", STACK, "-o", str(tmp_path / "one"), cwd=root, umask=0o077, tz="XYZ+11")
     assert again.returncode == 0, again.stderr
-    actions = {f["action"] for b in json.loads(again.stdout)["bundles"] for f in b["files"]}
+    actions = {f["action"] for b in result_of(again.stdout)["bundles"] for f in b["files"]}
     assert actions == {"unchanged"}
     assert listing(tmp_path / "one") == first
 

@@ -8,7 +8,6 @@ The package is a real git tree with its own tiny PEP 517 backend, installed by p
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.errors import NeedsYou
 from patchq.git import Repo, run_git
@@ -175,7 +175,7 @@ def test_capture_decompose_round_trip_through_a_real_venv(tinylab, patchq, tmp_p
     before_site = _tree_files(site)
     res = patchq("--json", "capture", "tiny", "--from", str(package), "--decompose", "--stack", "live-s", cwd=root)
     assert res.code == 0, res.err
-    report = json.loads(res.out)
+    report = result_of(res.out)
     assert report["kind"] == "installed package" and (report["package"], report["version"]) == ("tinypkg", "0.3.1")
     assert report["repo_folder"] == "python/tinypkg/"
     assert [a["patch"] for a in report["attributed"]] == ["fast-step", "sched-batch", "env-flags"]
@@ -214,7 +214,7 @@ def test_capture_decompose_round_trip_through_a_real_venv(tinylab, patchq, tmp_p
 
     res = patchq("--json", "apply", "live-s", "--verify", cwd=root)
     assert res.code == 0, res.err + res.out
-    applied = json.loads(res.out)["apply"]["upstreams"][0]
+    applied = result_of(res.out)["apply"]["upstreams"][0]
     assert [o["patch_id"] for o in applied["outcomes"]] == ["fast-step", "sched-batch", "env-flags",
                                                            report["patch"]]
     assert applied["tree"] == report["result_tree"] and applied["verified"] is True
@@ -232,14 +232,14 @@ def test_capture_without_decompose_writes_one_snapshot(tinylab, patchq):
     res = patchq("--json", "capture", "tiny", "--from", str(package), "--id", "live-all", "--stack", "snap",
                  cwd=root)
     assert res.code == 0, res.err
-    report = json.loads(res.out)
+    report = result_of(res.out)
     assert report["attributed"] == [] and report["patch"] == "live-all"
     assert report["residual_files"] == sorted((*report["changed"], *report["new"]))
     series = (root / "queues/tiny/series.yaml").read_text()
     assert "id: live-all" in series and "status: diagnostic" in series
     res = patchq("--json", "apply", "snap", cwd=root)
     assert res.code == 0, res.err
-    checkout = Path(json.loads(res.out)["apply"]["upstreams"][0]["checkout"])
+    checkout = Path(result_of(res.out)["apply"]["upstreams"][0]["checkout"])
     assert (checkout / "python/tinypkg/hack.py").read_text() == HACK
     assert "return x * 3;" in (checkout / "csrc/kernel.c").read_text()     # unseen files stay as at the pin
 
@@ -264,10 +264,10 @@ def test_updating_a_status_selected_stack_keeps_its_other_upstreams(installed, l
     text = lock.read_text()
     assert "# the stack that gave 89 tok/s\n  lab-best:" in text and "include" not in text
     assert "patches: [other-fix, fast-step, sched-batch, env-flags, hand-edit]" in text
-    tree = json.loads(res.out)["result_tree"]
+    tree = result_of(res.out)["result_tree"]
     res = patchq("--json", "apply", "lab-best", cwd=root)
     assert res.code == 0, res.err + res.out
-    ups = {u["upstream"]: u for u in json.loads(res.out)["apply"]["upstreams"]}
+    ups = {u["upstream"]: u for u in result_of(res.out)["apply"]["upstreams"]}
     assert {name: [o["patch_id"] for o in u["outcomes"]] for name, u in ups.items()} == {
         "other": ["other-fix"], "tiny": [*APPLIED, "hand-edit"]}
     assert ups["tiny"]["tree"] == tree
@@ -293,7 +293,7 @@ def test_a_patch_is_attributed_with_the_patch_it_requires(make_upstream, lab, pa
     res = patchq("--json", "capture", "tiny", "--from", str(scratch), "--decompose", "--stack", "chain",
                  "--id", "hand", cwd=root)
     assert res.code == 0, res.err
-    report = json.loads(res.out)
+    report = result_of(res.out)
     assert [x["patch"] for x in report["attributed"]] == ["wider-batch", "wider-batch-2"]
     assert report["residual_files"] == ["python/tinypkg/engine.py"]
     assert "patches: [wider-batch, wider-batch-2, hand]" in (root / "pins.lock").read_text()
@@ -325,7 +325,7 @@ def test_dry_run_writes_nothing(tinylab, patchq):
     res = patchq("--json", "capture", "tiny", "--from", str(package), "--decompose", "--stack", "s2", "--dry-run",
                  cwd=root)
     assert res.code == 0, res.err
-    report = json.loads(res.out)
+    report = result_of(res.out)
     assert report["dry_run"] is True and report["written"] == [] and len(report["result_tree"]) == 40
     assert report["patch"] and [a["patch"] for a in report["attributed"]] == ["fast-step", "sched-batch",
                                                                                "env-flags"]
@@ -351,7 +351,7 @@ def test_non_git_source_tree_and_ignored_counts(make_upstream, lab, patchq, tmp_
     (tree / "tests" / "test_engine.py").unlink()
     res = patchq("--json", "capture", "tiny", "--from", str(tree), "--stack", "from-src", cwd=root)
     assert res.code == 0, res.err
-    report = json.loads(res.out)
+    report = result_of(res.out)
     assert report["kind"] == "source tree" and report["repo_folder"] == ""
     assert report["changed"] == ["README.md"] and report["new"] == ["csrc/extra.c"]
     assert report["ignored"] == {"*.pyc": 1, "__pycache__": 1, "compiled extensions": 1, "dist-info/egg-info": 1,
@@ -419,7 +419,7 @@ def test_stack_patches_list_is_validated_and_selects(make_upstream, lab, patchq)
     root = lab.save()
     res = patchq("--json", "list", "--stack", "explicit", cwd=root)
     assert res.code == 0, res.err
-    assert [e["id"] for e in json.loads(res.out)] == ["a", "b"]              # the series decides the order
+    assert [e["id"] for e in result_of(res.out)] == ["a", "b"]              # the series decides the order
     lock = root / "pins.lock"
     text = lock.read_text()
     lock.write_text(text.replace("patches: [b, a]", "patches: [b, zz]"))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.git import Repo
 from patchq.model import Status
@@ -43,7 +44,7 @@ def ok(res):
 
 def as_json(res):
     ok(res)
-    return json.loads(res.out)
+    return result_of(res.out)
 
 
 @pytest.fixture
@@ -116,7 +117,7 @@ def test_check_finds_a_hand_edit_of_series_and_an_orphan(ws, patchq):
     before = user_files(ws.root)
     res = run(patchq, ws, "--json", "check")
     assert res.code == 1
-    findings = json.loads(res.out)
+    findings = result_of(res.out)
     mismatch = [f for f in findings if f["kind"] == "trailer-mismatch"]
     assert mismatch and "probe: status is 'promoted' in series.yaml but 'diagnostic'" in mismatch[0]["message"]
     assert mismatch[0]["path"] == "queues/vllm/0003-probe.patch"
@@ -148,7 +149,7 @@ def test_apply_json_then_lock_and_verify(ws, patchq):
     patch.write_bytes(patch.read_bytes().replace(b"+    return x * 30 + 2", b"+    return x * 30 + 3"))
     drifted = run(patchq, ws, "--json", "apply", "s", "--verify")
     assert drifted.code == 1
-    assert apply_report(json.loads(drifted.out))["upstreams"][0]["verified"] is False
+    assert apply_report(result_of(drifted.out))["upstreams"][0]["verified"] is False
 
 
 def test_apply_check_only_touches_no_checkout(ws, patchq):
@@ -366,7 +367,7 @@ def test_a_killed_apply_leaves_nothing_half_written_and_the_next_run_starts_clea
     assert killed_mid_run >= 3
     final = patchq("--json", "--workspace", str(lab.root), "apply", "s")
     assert final.code == 0, final.err
-    report = apply_report(json.loads(final.out))
+    report = apply_report(result_of(final.out))
     assert {o["kind"] for o in report["upstreams"][0]["outcomes"]} == {"clean"}
     checkout = Repo(report["upstreams"][0]["checkout"])
     assert checkout.status_porcelain() == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from conftest import result_of
+
 from patchq.check import check_workspace
 from patchq.git import Repo
 from patchq.model import Status
@@ -14,7 +16,7 @@ def test_demo_builds_offline_and_reports_clean_3way_and_conflict(tmp_path, patch
     target = tmp_path / "demo"
     res = patchq("--json", "demo", str(target), env={"GIT_ALLOW_PROTOCOL": "file"})
     assert res.code == 0, res.err
-    report = json.loads(res.out)
+    report = result_of(res.out)
     report = report.get("apply", report)           # the demo may also report the builds it ran
     kinds = {o["patch_id"]: o["kind"] for up in report["upstreams"] for o in up["outcomes"]}
     assert {"clean", "offset", "3way", "conflict"} <= set(kinds.values())

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.bundle import encode_gz_b64, export_stack
 from patchq.errors import BadInput
@@ -572,7 +573,7 @@ def test_cli_reports_json_and_exit_codes(ws3, tmp_path, patchq):
     (folder / "one-promoted.patch").write_bytes(gdiff(ws3, "vllm", [block_edit(1)]))
     res = patchq("--json", "import", str(folder), "--dry-run", cwd=ws3.root)
     assert res.code == 0, res.err
-    doc = json.loads(res.out)
+    doc = result_of(res.out)
     assert doc["dry_run"] and doc["items"][0]["action"] == "imported" and doc["items"][0]["status"] == "promoted"
     (folder / "junk.txt").write_text("hello\n")
     res = patchq("import", str(folder), "--max-size", "1M", cwd=ws3.root)
@@ -583,6 +584,21 @@ def test_cli_reports_json_and_exit_codes(ws3, tmp_path, patchq):
     assert res.code == 2 and res.err.startswith("error: ") and "nope" in res.err
     res = patchq("import", str(folder), "--max-size", "lots", cwd=ws3.root)
     assert res.code == 2
+
+
+def test_human_report_is_one_line_per_input_named_relative_to_the_folder(ws3, tmp_path, patchq):
+    folder = tmp_path / "a-long-folder-name" / "incoming"
+    (folder / "sub").mkdir(parents=True)
+    for n in range(1, 4):
+        (folder / f"p{n}-promoted.patch").write_bytes(gdiff(ws3, "vllm", [block_edit(n)]))
+    (folder / "sub" / "notes.txt").write_text("hello\n")
+    res = patchq("import", str(folder), "--dry-run", cwd=ws3.root)
+    lines = res.out.splitlines()
+    assert lines[:2] == ["import (dry run: nothing written) from", f"  {folder}"]
+    rows = [ln for ln in lines if ln.split(" ", 1)[0] in ("p1-promoted.patch", "p2-promoted.patch",
+                                                         "p3-promoted.patch", "sub/notes.txt")]
+    assert len(rows) == 4                                   # one line each, relative names
+    assert sum(str(folder) in ln for ln in lines) == 1      # the folder is said once, in the header
 
 
 # ---- a lab folder of 100+ files ------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ recipe that works without a git identity, and the quilt/gbp-pq verbs (status, sy
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.git import Repo
 from test_cli import apply_report, as_json, ok, run, user_files, ws  # noqa: F401  (ws is a fixture)
@@ -116,7 +116,7 @@ def test_apply_refuses_a_checkout_with_a_commit_it_did_not_write_and_force_saves
         "did not write")[1].split("uncommitted")[0].replace("'tuned layer 9'", "").replace(mine[:10], "")
     assert repo.head() == mine and (checkout / "notes.txt").read_text() == "unsaved\n"
     forced = ok(run(patchq, ws, "--json", "apply", "s", "--force"))
-    steps = apply_report(json.loads(forced.out))["next_steps"]
+    steps = apply_report(result_of(forced.out))["next_steps"]
     saved = [s for s in steps if "refs/patchq/saved/s/vllm/" in s]
     assert len(saved) == 1 and "1 commit and uncommitted changes" in saved[0]
     ref = saved[0].split(" under ")[1].split(" ")[0]
@@ -172,7 +172,7 @@ def test_conflict_recipe_works_without_any_git_identity(lab, pyupstream, patchq,
     assert "+    return x * 5.0 + 5" in patch.read_text()
     again = pq("--json", "apply", "s")                   # the resolved commit is in the queue now: nothing to refuse
     assert again.returncode == 0, again.stderr
-    assert [o["kind"] for o in apply_report(json.loads(again.stdout))["upstreams"][0]["outcomes"]] == ["clean"]
+    assert [o["kind"] for o in apply_report(result_of(again.stdout))["upstreams"][0]["outcomes"]] == ["clean"]
 
 
 # ---- the loop verbs: apply --upto, status, mark, new -----------------------------------------------------------------
@@ -225,7 +225,7 @@ def test_new_inside_a_checkout_takes_author_date_and_place(ws, patchq, tmp_path)
     res = subprocess.run([sys.executable, "-m", "patchq", "--json", "new", "l20", "--after", "one"], cwd=checkout,
                          env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    made = json.loads(res.stdout)
+    made = result_of(res.stdout)
     assert made["upstream"] == "vllm" and made["author"] == "Ada Lab <ada@lab.example>"
     assert made["date"] == __import__("datetime").datetime.now(__import__("datetime").timezone.utc).date().isoformat()
     ids = [e["id"] for e in as_json(run(patchq, ws, "--json", "list", "-u", "vllm"))]

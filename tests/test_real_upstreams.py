@@ -8,11 +8,11 @@ hosting is not reachable from the test machines.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.apply import apply_stack
 from patchq.check import check_workspace
@@ -59,10 +59,10 @@ def test_every_example_patch_is_env_gated_by_its_declared_flags():
 def test_root_workspace_through_the_cli(patchq):
     listed = patchq("--json", "--workspace", str(REPO), "list", "--status", "promoted")
     assert listed.code == 0, listed.err
-    assert {e["upstream"] for e in json.loads(listed.out)} == {"vllm", "llm-scaler", "llama-cpp"}
+    assert {e["upstream"] for e in result_of(listed.out)} == {"vllm", "llm-scaler", "llama-cpp"}
     shown = patchq("--json", "--workspace", str(REPO), "show", "vllm:minimax-m2-router-bf16")
     assert shown.code == 0, shown.err
-    assert json.loads(shown.out)["patch"]["status"] == "negative-archived"
+    assert result_of(shown.out)["patch"]["status"] == "negative-archived"
 
 
 # ---- network: real release sources through the archive path ------------------------------------------------------
@@ -110,3 +110,56 @@ def test_llama_cpp_queue_applies_to_the_vendored_release_tree(tmp_path, monkeypa
     kinds = {o.patch_id: o.kind for o in report.upstreams[0].outcomes}
     assert kinds == {"sycl-disable-events": OutcomeKind.CLEAN, "sycl-no-mmap": OutcomeKind.CLEAN,
                      "sycl-reg-trace": OutcomeKind.CLEAN}
+
+
+@pytest.mark.network
+def test_overlay_onto_the_real_vllm_release_wheel_and_back(tmp_path, monkeypatch):
+    """The pinned vLLM release wheel installed by pip (--no-deps) into a venv kept in the cache; the example
+    stack's Python-only vllm patches overlaid onto it through the CLI: RECORD holds the new hashes, `pip show`
+    lists the mark, and --revert restores every byte of site-packages."""
+    import base64
+    import csv
+    import hashlib
+    import subprocess
+    import sys
+    cache = _stable_cache(monkeypatch)
+    ws = load_workspace(REPO)
+    version = ws.upstream("vllm").archive.pypi.split("==")[1]
+    venv = cache / "venvs" / f"vllm-{version}"
+    python = venv / "bin" / "python"
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    if not (venv / "installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                        f"vllm=={version}"], check=True, env=env)
+        (venv / "installed").write_text(version + "\n")
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+
+    def hashes() -> dict[str, str]:
+        return {str(p.relative_to(site)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(site.rglob("*")) if p.is_file()}
+
+    # a workspace copy keeps the overlay's backup out of the repository
+    import shutil
+    work = tmp_path / "ws"
+    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", ".patchq", "__pycache__", "*.egg-info"))
+    before = hashes()
+    done = subprocess.run([sys.executable, "-m", "patchq", "--json", "overlay", "promoted-example", "-u", "vllm",
+                           "--python", str(python)], capture_output=True, text=True, cwd=work,
+                          env={**env, "PATCHQ_CACHE": str(cache)})
+    assert done.returncode == 0, done.stderr
+    applied = result_of(done.stdout)["result"]
+    info = site / f"vllm-{version}.dist-info"
+    rows = {r[0]: r for r in csv.reader((info / "RECORD").read_text().splitlines()) if r}
+    for rel in applied["modified"]:
+        data = (site / rel).read_bytes()
+        digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        assert rows[rel][1:] == [digest, str(len(data))]
+    shown = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "show", "-f", "vllm"],
+                           capture_output=True, text=True, env=env)
+    assert f"Version: {version}" in shown.stdout and "patchq.json" in shown.stdout
+    undone = subprocess.run([sys.executable, "-m", "patchq", "overlay", "--revert", "--python", str(python)],
+                            capture_output=True, text=True, cwd=work, env={**env, "PATCHQ_CACHE": str(cache)})
+    assert undone.returncode == 0, undone.stderr
+    assert hashes() == before

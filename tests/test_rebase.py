@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import result_of
 
 from patchq.errors import NeedsYou
 from patchq.git import Repo
@@ -232,7 +233,7 @@ def test_conflict_stops_with_markers_then_continue_finishes(lab, tmp_path, patch
     root = lab.save()
     res = patchq("-w", str(root), "rebase", "--onto", "vllm@main", "--json")
     assert res.code == 1, res.err
-    report = json.loads(res.out)
+    report = result_of(res.out)
     paths = RebasePaths(root)
     assert report["state"] == "stopped" and report["conflict"]["worktree"] == str(paths.worktree)
     assert report["conflict"]["files"] == ["vllm/model.py"]
@@ -443,7 +444,7 @@ def test_dry_run_touches_nothing(lab, tmp_path, cli):
     assert res.code == 1 and "dry run" in res.out and "upstream 30: float layer 25" in res.out
     assert snapshot(root) == before and folders(root) == dirs and not (root / ".patchq").exists()
     as_json = cli("-w", str(root), "rebase", "--onto", "vllm@latest", "--dry-run", "--json")
-    data = json.loads(as_json.out)
+    data = result_of(as_json.out)
     assert data["state"] == "dry-run" and [s["kind"] for s in data["steps"]] == ["applied", "conflict", "applied"]
 
 

@@ -248,7 +248,7 @@ def test_pin_looks_a_release_up_on_a_local_package_index(chain, patchq):
         server.shutdown()
         server.server_close()
     assert res.code == 0, res.out + res.err
-    data = json.loads(res.out)
+    data = json.loads(res.out)["result"]
     assert data["release_added"] is True
     ws = load_workspace(root)
     added = [r for r in ws.upstream("pkg").releases if r.version == "6.0"]

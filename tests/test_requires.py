@@ -5,9 +5,8 @@ Also the `salvaged` mark import puts on a patch rebuilt from a damaged bundle: s
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from conftest import result_of
 
 from patchq.errors import BadInput
 from patchq.model import Status
@@ -81,7 +80,7 @@ def test_show_lists_requires_and_required_by(lab, pyupstream, patchq):
     assert "required-by" in res.out and "b" in res.out.split("required-by", 1)[1]
     res = patchq("-w", str(root), "show", "b")
     assert "requires" in res.out and " a" in res.out.split("requires", 1)[1].splitlines()[0]
-    doc = json.loads(patchq("-w", str(root), "--json", "show", "a").out)
+    doc = result_of(patchq("-w", str(root), "--json", "show", "a").out)
     assert doc["required_by"] == ["b"] and doc["patch"]["requires"] == []
 
 
@@ -95,7 +94,7 @@ def test_check_flags_a_requirement_after_its_patch_and_salvaged_promoted(lab, py
                       + "  - id: c\n" + rest.split("  - id: c\n")[1])
     assert [e.id for e in load_workspace(root).queue("vllm").entries] == ["b", "a", "c"]
     res = patchq("-w", str(root), "--json", "check")
-    kinds = {f["kind"]: f["message"] for f in json.loads(res.out)}
+    kinds = {f["kind"]: f["message"] for f in result_of(res.out)}
     assert res.code == 1 and "b requires a" in kinds["requires-order"]
 
 
@@ -111,4 +110,4 @@ def test_a_salvaged_patch_can_never_be_promoted(lab, pyupstream, patchq):
     series = root / "queues/vllm/series.yaml"
     series.write_text(series.read_text().replace("status: diagnostic", "status: promoted"))
     res = patchq("-w", str(root), "--json", "check")
-    assert res.code == 1 and "salvaged-promoted" in {f["kind"] for f in json.loads(res.out)}
+    assert res.code == 1 and "salvaged-promoted" in {f["kind"] for f in result_of(res.out)}

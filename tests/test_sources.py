@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -251,3 +252,37 @@ def test_a_checkout_left_half_moved_by_a_killed_run_is_finished_by_the_next(lab,
     with pytest.raises(EnvironmentFailure, match="index.lock"):
         apply_stack(ws, "s")
     assert (checkout / ".git" / "index.lock").exists()
+
+
+def _git_commands(trace: Path) -> list[str]:
+    """The git subcommands a GIT_TRACE file recorded (`ls-remote`, `fetch`, ...)."""
+    import re
+    if not trace.exists():
+        return []
+    return [m.group(1) for m in re.finditer(r"trace: built-in: git (?:--git-dir \S+ )?([a-z-]+)", trace.read_text())]
+
+
+def test_an_archive_upstream_asks_the_network_nothing_once_the_pin_is_in_the_mirror(lab, pyupstream, tmp_path,
+                                                                                    patchq):
+    """No `git ls-remote` probe before apply/check: a pin the mirror lacks is fetched by its id alone; a pin it
+    has needs no git network command at all."""
+    up, base = pyupstream
+    tarball = tmp_path / "pkg-1.0.tar.gz"
+    sha = make_tarball(tarball, FILES)
+    lab.upstream("vllm", up, base)
+    lab.patch("vllm", "one", up.diff(base, [("vllm/model.py", "return x * 3\n", "return x * 3 + 1\n")]))
+    lab.stack("s", ["vllm"])
+    root = lab.save()
+    lock = (root / "pins.lock").read_text().replace(f"url: {up.path}", f"url: file://{up.path}")
+    lock = lock.replace(f"pin: {base}", f"pin: {base}\n    archive:\n      url: {tarball}\n      sha256: {sha}")
+    (root / "pins.lock").write_text(lock)
+    first, again = tmp_path / "first.trace", tmp_path / "again.trace"
+    res = patchq("apply", "s", "--check", cwd=root, env={"GIT_TRACE": str(first)})
+    assert res.code == 0, res.err
+    ran = _git_commands(first)
+    assert "ls-remote" not in ran and ran.count("fetch") == 1            # one targeted fetch of the pin
+    assert re.search(rf"git (--git-dir \S+ )?fetch .*{base}", first.read_text())
+    assert "out of reach" not in res.out                                 # the pin itself, not the archive
+    res = patchq("apply", "s", "--check", cwd=root, env={"GIT_TRACE": str(again)})
+    assert res.code == 0, res.err
+    assert not {"ls-remote", "fetch", "clone"} & set(_git_commands(again))

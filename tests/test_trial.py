@@ -140,7 +140,7 @@ def loopy(lab, make_upstream):
 
 def trial(patchq, root: Path, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
     res = patchq("--workspace", str(root), "trial", "fast", *args, "--json", env=env)
-    return res.code, (json.loads(res.out) if res.out.strip() else {}), res.err
+    return res.code, ((json.loads(res.out)["result"] or {}) if res.out.strip() else {}), res.err
 
 
 MARGINS = ("--min-effect", "20%", "--max-loss", "20%")
@@ -273,7 +273,7 @@ def test_results_lists_trials_and_draws_an_svg(loopy, patchq):
     code, gate, err = trial(patchq, loopy, "--with", "off-by-one")
     res = patchq("--workspace", str(loopy), "--json", "results", "fast", "--plot")
     assert res.code == 0, res.err
-    listing = json.loads(res.out)
+    listing = json.loads(res.out)["result"]
     assert [t["candidate"] for t in listing["trials"]] == [["loopy:dedupe"], ["loopy:off-by-one"]]
     assert len(listing["plots"]) == 2
     svg = ET.parse(loopy / listing["plots"][0]).getroot()
@@ -281,7 +281,7 @@ def test_results_lists_trials_and_draws_an_svg(loopy, patchq):
     assert len(svg.findall(".//s:circle[@class='repeat']", ns)) == 6          # 3 repeats a side
     assert len(svg.findall(".//s:line[@class='interval']", ns)) == 1
     one = patchq("--workspace", str(loopy), "--json", "results", "off-by-one")
-    assert [t["verdict"] for t in json.loads(one.out)["trials"]] == ["reject"]
+    assert [t["verdict"] for t in json.loads(one.out)["result"]["trials"]] == ["reject"]
     human = patchq("--workspace", str(loopy), "results")
     assert human.code == 0 and "dedupe" in human.out and "promote" in human.out
 
@@ -426,10 +426,10 @@ def test_the_demo_workspace_has_a_measured_stack_that_shows_a_trial(tmp_path, pa
     res = patchq("--workspace", str(root), "--json", "trial", "measured-demo", "--with", "argmax-sampling",
                  "--repeats", "4")
     assert res.code == 0, res.err
-    doc = json.loads(res.out)["result"]
+    doc = json.loads(res.out)["result"]["result"]
     assert doc["verdict"] == "promote", doc["reason"]          # greedy argmax skips a softmax: about 2x
     res = patchq("--workspace", str(root), "--json", "trial", "measured-demo", "--with", "vocab-prefix-64")
-    assert json.loads(res.out)["result"]["reason"] == "gate token-hashes failed (exit 1)"
+    assert json.loads(res.out)["result"]["result"]["reason"] == "gate token-hashes failed (exit 1)"
 
 
 @pytest.mark.skipif(not shutil.which("c++"), reason="no C++ compiler on this machine")
@@ -445,7 +445,7 @@ def test_the_cuda_example_trial_runs_on_the_cpu_build(tmp_path, patchq):
     for patch in ("horner", "powf"):
         res = patchq("--workspace", str(root), "--json", "trial", "poly-cpu", "--with", patch, "--repeats", "3")
         assert res.code == 0, res.err
-        doc = json.loads(res.out)["result"]
+        doc = json.loads(res.out)["result"]["result"]
         verdicts[patch] = doc["verdict"]
         assert doc["gates"][0]["name"] == "accuracy" and doc["gates"][0]["status"] == "passed"
         assert [b["target"] for b in doc["builds"]["candidate"]] == ["poly-cpu"]
