@@ -346,16 +346,19 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("--strict", is_flag=True, help="Write nothing unless every input can be imported.")
 @click.option("--salvage", is_flag=True,
               help="Import the complete file sections of a damaged bundle as a diagnostic patch (never promotable).")
+@click.option("--update", is_flag=True,
+              help="An input whose id names an existing patch replaces that patch's diff (annotation kept).")
 @pass_ctx
 def import_cmd(c: Context, paths: tuple[Path, ...], upstream: str | None, status: str | None,
-               map_file: Path | None, dry_run: bool, max_size: int, strict: bool, salvage: bool) -> None:
+               map_file: Path | None, dry_run: bool, max_size: int, strict: bool, salvage: bool,
+               update: bool) -> None:
     """Import lab patch folders, bundles, quilt series and mbox files into the queues, each file accounted for."""
     from .importer import import_paths
     from .report import render_import
     from .import_setup import prepared_import
     with prepared_import(c.ws(), paths, dry_run=dry_run) as (ws, created):   # upstreams and stacks of manifests
         report = import_paths(ws, paths, upstream=upstream, status=status, mapping=map_file, dry_run=dry_run,
-                              limit=max_size, strict=strict, salvage=salvage)
+                              limit=max_size, strict=strict, salvage=salvage, update=update)
     if created:
         import dataclasses
         report = dataclasses.replace(report, warnings=(*created, *report.warnings))

@@ -10,12 +10,12 @@ checked against the truth, not against itself.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import zlib
 
 import pytest
 
+from conftest import result_of
 from labcorpus import World, build_corpus
 from patchq.importer import ImportAction, import_paths
 from patchq.patchfile import read_patch_file
@@ -123,7 +123,7 @@ def test_json_and_table_show_requirements_and_missing_context(corpus, patchq, tm
     (fresh / "pins.lock").write_bytes((ws_root / "pins.lock").read_bytes())
     files = [str(folder / n) for n in ("a-mtp-last.patch", "b-mtp-step.patch", "z-mtp-base.patch",
                                        "ghost-context.patch", "bench-tp2.patch")]
-    doc = json.loads(patchq("-w", str(fresh), "--json", "import", *files, "--dry-run").out)
+    doc = result_of(patchq("-w", str(fresh), "--json", "import", *files, "--dry-run").out)
     assert all("requires" in i and "missing_context" in i for i in doc["items"])
     last = next(i for i in doc["items"] if i["source"].endswith("a-mtp-last.patch"))
     assert last["requires"] == ["b-mtp-step", "z-mtp-base"]
@@ -138,7 +138,7 @@ def test_salvage_imports_the_complete_sections_as_a_diagnostic_patch_that_cannot
     world, patches, folder, ws_root, _ = corpus
     res = patchq("-w", str(ws_root), "--json", "import", str(folder / "moe-cut-gzip.patch.gz.b64"), "--salvage",
                  "--status", "promoted")
-    doc = json.loads(res.out)
+    doc = result_of(res.out)
     (item,) = doc["items"]
     assert item["action"] == "imported" and item["status"] == "diagnostic", item
     assert any("salvaged from a damaged bundle" in r for r in item["remarks"])

@@ -153,3 +153,24 @@ def test_upstream_and_stack_add_work_in_a_workspace_that_has_patches(ws, patchq,
     made = as_json(run(patchq, ws, "--json", "stack", "add", "both", "-u", "vllm", "-u", "other"))
     assert made["upstreams"] == ["vllm", "other"]
     assert "other:" in (ws.root / "pins.lock").read_text()
+
+
+
+
+def test_import_update_replaces_the_diff_of_an_existing_patch(ws, patchq, tmp_path):
+    path = ws.root / "queues/vllm/0002-two.patch"
+    old = path.read_bytes()
+    start = old.index(b"diff --git")
+    edited = old[start:old.index(b"-- \npatchq\n")].replace(b"+    return x * 30 + 2\n", b"+    return x * 30 + 22\n")
+    incoming = tmp_path / "lab"
+    incoming.mkdir()
+    (incoming / "two.patch").write_bytes(edited)
+    refused = as_json(run(patchq, ws, "--json", "import", "--dry-run", str(incoming)))
+    assert [i["patch_id"] for i in refused["items"]] != ["two"]                    # without --update: not two
+    done = as_json(run(patchq, ws, "--json", "import", "--update", str(incoming)))
+    assert [(i["action"], i["patch_id"]) for i in done["items"]] == [("updated", "two")]
+    new = path.read_bytes()
+    assert new[:start] == old[:start] and b"+    return x * 30 + 22\n" in new and new.endswith(b"-- \npatchq\n")
+    assert [e["id"] for e in as_json(run(patchq, ws, "--json", "list", "-u", "vllm"))] == [
+        "one", "two", "probe", "nope"]
+    assert ok(run(patchq, ws, "check")).code == 0

@@ -24,6 +24,7 @@ class ImportAction(str, Enum):
     SERIES = "series"              # a quilt series file; its patches have their own lines
     METADATA = "metadata"          # a patchq export's manifest or repro README: used to check a bundle, not imported
     SKIPPED = "skipped"            # not imported; `reason` says why
+    UPDATED = "updated"            # replaced the diff of the existing patch of its id (import --update)
 
 
 

@@ -75,6 +75,7 @@ class Plan:
     files: dict[str, bytes] = field(default_factory=dict)              # workspace-relative path -> bytes (new)
     series: dict[str, list[PatchEntry]] = field(default_factory=dict)  # upstream -> full new entry list
     new_entries: dict[str, list[PatchEntry]] = field(default_factory=dict)
+    updates: dict[str, bytes] = field(default_factory=dict)            # existing patch file -> new bytes (--update)
 
 
 def _unique_file(files: dict[str, bytes], wanted: str, root: Path) -> str:
@@ -142,7 +143,7 @@ def _flags_of(patch: PatchFile, remarks: list[str]) -> tuple[str, ...]:
 
 
 def annotate(ws: Workspace, placed: list[tuple[Order, Part]], rules: Sequence[MapRule], forced: Status | None,
-             state: State, placer: Placer) -> Plan:
+             state: State, placer: Placer, *, update: bool = False) -> Plan:
     """Duplicates, ids, statuses, requirements, containment and the final entries and bytes of every placed part."""
     plan = Plan()
     by_upstream: dict[str, list[tuple[Order, Part]]] = {}
@@ -152,7 +153,8 @@ def annotate(ws: Workspace, placed: list[tuple[Order, Part]], rules: Sequence[Ma
     kept_of: dict[str, list[tuple[Order, Part]]] = {}
     for name, parts in by_upstream.items():
         existing_of[name] = _existing_patches(ws, name)
-        kept_of[name] = _dedupe_and_name(ws, name, parts, existing_of[name], rules, forced, state)
+        kept_of[name] = _dedupe_and_name(ws, name, parts, existing_of[name], rules, forced, state,
+                                         plan.updates if update else None)
     started = time.perf_counter()
     for name, kept in kept_of.items():
         infer_requirements(placer, name, kept, existing_of[name])
@@ -196,7 +198,7 @@ def _existing_patches(ws: Workspace, name: str) -> list[tuple[PatchEntry, PatchF
 
 def _dedupe_and_name(ws: Workspace, name: str, parts: list[tuple[Order, Part]],
                      existing: list[tuple[PatchEntry, PatchFile]], rules: Sequence[MapRule], forced: Status | None,
-                     state: State) -> list[tuple[Order, Part]]:
+                     state: State, updates: dict[str, bytes] | None = None) -> list[tuple[Order, Part]]:
     """Drop duplicates (same git patch-id as an existing entry or an earlier input); give the rest ids and statuses."""
     ids = patch_ids([p.diff for _, p in parts] + [pf.diff for _, pf in existing])
     for (_, part), pid in zip(parts, ids):
@@ -233,6 +235,9 @@ def _dedupe_and_name(ws: Workspace, name: str, parts: list[tuple[Order, Part]],
                 break
         if part.split:
             new_id = f"{new_id}-{part.upstream}"[:100]
+        if updates is not None and new_id in used_ids:
+            _update_existing(name, new_id, part, existing, updates, state, order, remarks)
+            continue
         if cand.patchq is not None and new_id in used_ids:
             state.add(order, ImportItem(cand.source, ImportAction.SKIPPED, patch_id=new_id, upstream=name,
                                         reason=f"id {new_id!r} is already used in queue {name} by a different "
@@ -265,6 +270,24 @@ def _dedupe_and_name(ws: Workspace, name: str, parts: list[tuple[Order, Part]],
                                                           f"imported as {name}:{first.entry.id}",
                                     remarks=tuple(part.cand.remarks + part.remarks)))
     return kept
+
+
+def _update_existing(name: str, patch_id: str, part: Part, existing: list[tuple[PatchEntry, PatchFile]],
+                     updates: dict[str, bytes], state: State, order: Order, remarks: tuple[str, ...]) -> None:
+    """import --update: the existing patch of this id gets the input's diff; header and annotation stay."""
+    entry, current = next((e, pf) for e, pf in existing if e.id == patch_id)
+    rel = f"queues/{name}/{entry.file}"
+    if rel in updates:
+        state.add(order, ImportItem(part.cand.source, ImportAction.SKIPPED, patch_id=patch_id, upstream=name,
+                                    reason=f"another input already updates {name}:{patch_id}", remarks=remarks))
+        return
+    data = current.with_diff(part.diff)
+    read_patch_file(data, source=rel)               # never write a patch patchq itself cannot read back
+    updates[rel] = data
+    state.add(order, ImportItem(part.cand.source, ImportAction.UPDATED, patch_id=patch_id, upstream=name,
+                                status=entry.status.value, file=rel, outcome=part.outcome.kind.value,
+                                reason=f"replaced the diff of the existing {name}:{patch_id}; its annotation is kept",
+                                remarks=remarks))
 
 
 def _containment(name: str, kept: list[tuple[Order, Part]], existing: list[tuple[PatchEntry, PatchFile]],

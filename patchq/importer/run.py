@@ -29,17 +29,20 @@ class Options:
     dry_run: bool
     strict: bool
     salvage: bool
+    update: bool = False
 
 
 def import_paths(ws: Workspace, paths: Sequence[Path | str], *, upstream: str | None = None,
                  status: Status | str | None = None, mapping: Path | str | Sequence[MapRule] | None = None,
                  dry_run: bool = False, limit: int = DEFAULT_LIMIT, strict: bool = False,
-                 salvage: bool = False) -> ImportReport:
+                 salvage: bool = False, update: bool = False) -> ImportReport:
     """Import lab patch folders and files into the workspace's queues; see docs/import.md.
 
     Everything is decided and staged first; the workspace is written only when the staged result loads back as a
     valid workspace (and, with `strict`, when no input was refused). `dry_run` decides and validates, writes nothing.
     `salvage` imports the complete file sections of a damaged bundle as a diagnostic patch instead of refusing it.
+    `update` lets an input whose id names an existing patch of its queue replace that patch's diff (its annotation
+    stays) instead of being refused or imported under another id.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -54,7 +57,7 @@ def import_paths(ws: Workspace, paths: Sequence[Path | str], *, upstream: str | 
     else:
         rules = tuple(mapping)
     inputs = walk(paths)
-    options = Options(upstream, forced_status, rules, limit, dry_run, strict, salvage)
+    options = Options(upstream, forced_status, rules, limit, dry_run, strict, salvage, update)
     if dry_run:
         return _run(ws, inputs, options)
     with workspace_lock(ws.root, "import"):
@@ -92,7 +95,7 @@ def _run(ws: Workspace, inputs: list, options: Options) -> ImportReport:
         placed = _place_all(placer, read, names, rules, state)
         state.timed("place", started)
         started = time.perf_counter()
-        plan = annotate(ws, placed, rules, options.status, state, placer)
+        plan = annotate(ws, placed, rules, options.status, state, placer, update=options.update)
         plan_notes(ws, read.notes, plan, state)
         state.timed("plan", started)
     finally:
@@ -102,11 +105,11 @@ def _run(ws: Workspace, inputs: list, options: Options) -> ImportReport:
     written: tuple[str, ...] = ()
     if not accepted:
         state.warnings.append("strict import: some inputs were refused, so nothing was written")
-    elif plan.files or plan.series:
+    elif plan.files or plan.series or plan.updates:
         started = time.perf_counter()
         stage_and_write(ws, plan, dry_run=options.dry_run)
         state.timed("write", started)
-        written = tuple([*plan.files, *(f"queues/{u}/{SERIES_NAME}" for u in plan.series)])
+        written = tuple([*plan.files, *plan.updates, *(f"queues/{u}/{SERIES_NAME}" for u in plan.series)])
     items = tuple(item for _, item in sorted(state.items, key=lambda oi: oi[0]))
     entries = tuple(e for u in plan.series for e in plan.new_entries[u])
     return ImportReport(items, entries, written, tuple(state.warnings), read.count, options.dry_run, accepted,

@@ -45,6 +45,17 @@ def stage_and_write(ws: Workspace, plan: Plan, *, dry_run: bool) -> None:
             staged[rel] = target
             if rel.startswith("queues/") and rel.count("/") == 2:
                 _link_or_copy(target, stage / rel)
+        replaced: dict[str, Path] = {}
+        for rel, data in plan.updates.items():          # import --update: existing patch files, new diffs
+            if not (ws.root / rel).is_file():
+                raise BadInput(f"{rel} disappeared while importing", path=rel)
+            target = stage / "replaced" / rel
+            write_atomic(target, data)
+            replaced[rel] = target
+            view = stage / rel
+            with contextlib.suppress(FileNotFoundError):
+                view.unlink()
+            _link_or_copy(target, view)
         staged_series = {}
         for name, data in series_data.items():
             target = stage / "new-series" / name / SERIES_NAME
@@ -61,7 +72,7 @@ def stage_and_write(ws: Workspace, plan: Plan, *, dry_run: bool) -> None:
                            path=_unstage(exc.path, stage), line=exc.line) from None
         if dry_run:
             return
-        _move_in(ws, staged, staged_series)
+        _move_in(ws, staged, staged_series, replaced)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -83,7 +94,8 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 IMPORT_JOURNAL = "import-journal.json"
 
 
-def _move_in(ws: Workspace, staged: dict[str, Path], staged_series: dict[str, Path]) -> None:
+def _move_in(ws: Workspace, staged: dict[str, Path], staged_series: dict[str, Path],
+             replaced: dict[str, Path] | None = None) -> None:
     """Move the staged files in, under a journal that lets a later import undo a move a kill interrupted.
 
     The journal (in `.patchq/`) names every file about to be created, every folder about to be made and the old
@@ -100,6 +112,8 @@ def _move_in(ws: Workspace, staged: dict[str, Path], staged_series: dict[str, Pa
         target = ws.queue_dir(name) / SERIES_NAME
         old_series[str(target.relative_to(ws.root))] = (
             base64.b64encode(target.read_bytes()).decode() if target.exists() else None)
+    for rel in replaced or {}:                       # replaced patch files are undone like series files
+        old_series[rel] = base64.b64encode((ws.root / rel).read_bytes()).decode()
     journal = {"created": sorted(staged), "made_dirs": made_dirs, "old_series": old_series}
     journal_path = ws.root / STATE_DIR / IMPORT_JOURNAL
     write_atomic(journal_path, json.dumps(journal, indent=1, sort_keys=True).encode())
@@ -110,6 +124,9 @@ def _move_in(ws: Workspace, staged: dict[str, Path], staged_series: dict[str, Pa
             if target.exists():
                 raise BadInput(f"{rel} appeared while importing; import never overwrites a file", path=rel)
             os.replace(source, target)
+            file_operation()
+        for rel, source in (replaced or {}).items():
+            os.replace(source, ws.root / rel)
             file_operation()
         for name, source in staged_series.items():
             os.replace(source, ws.queue_dir(name) / SERIES_NAME)
