@@ -20,9 +20,11 @@ from .model import FlagIdiom, FlagRead
 
 
 def _extractor_version() -> str:
+    """A hash of every module of the extractor package and of this file, so any change to either is a new version."""
     digest = hashlib.sha256()
-    for module in (flags.__file__, __file__):
-        digest.update(Path(module).read_bytes())
+    package = Path(flags.__file__).parent
+    for module in [*sorted(package.glob("*.py")), Path(__file__)]:
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -3,12 +3,17 @@ every look-alike (comments, strings, other dicts, shadowed names) is not."""
 
 from __future__ import annotations
 
+import importlib
+import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from patchq.flags import DYNAMIC, is_default_off, language_of, read_flag_reads, reads_in_lines
+from patchq.flags.dispatch import LANGUAGES, reader
 from patchq.model import FlagIdiom, FlagRead
 
 I = FlagIdiom
@@ -63,6 +68,26 @@ def test_language_of_extensionless_file_by_shebang(first_line: str, language: st
 
 def test_unknown_language_has_no_reads() -> None:
     assert read_flag_reads("notes.md", 'os.environ.get("VLLM_X", "0") == "1"\n') == []
+
+
+@pytest.mark.parametrize("path, language", [
+    ("run.sh", "shell"), ("m.py", "python"), ("k.cu", "c"), ("CMakeLists.txt", "cmake"), ("notes.md", None)])
+def test_reading_a_file_imports_only_its_own_language_module(path: str, language: str | None) -> None:
+    """The dispatcher imports a language's module on first use: a shell-only audit never loads the Python lexer."""
+    code = ("import json, sys, patchq.flags as f; f.read_flag_reads(sys.argv[1], 'x = 1\\n'); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('patchq.flags.'))))")
+    proc = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True)
+    loaded = {name.rsplit(".", 1)[1] for name in json.loads(proc.stdout)}
+    assert loaded & set(LANGUAGES) == ({language} if language else set())
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_language_module_offers_the_same_reader(language: str) -> None:
+    module = importlib.import_module(f"patchq.flags.{language}")
+    assert module.LANGUAGE == language and reader(language) is module.reads
+    assert module.reads("empty.txt", "") == []
+    with pytest.raises(ValueError, match="no env-read extractor"):
+        reader("fortran")
 
 
 # ---------------------------------------------------------------------------------------------------- Python

@@ -582,7 +582,7 @@ def test_a_hostile_recipe_is_refused_at_once(tmp_path, case):
 
 def test_a_40_kb_shell_line_is_audited_in_linear_time():
     """2,500 `${VLLM_X:-1}` reads on one line: each read's test context was searched over the whole line."""
-    from patchq.flags import _shell_reads
+    from patchq.flags.shell import reads as _shell_reads
     line = "echo " + " ".join(f"${{VLLM_X{i}:-1}}" for i in range(2500)) + "\n"
     start = time.monotonic()
     found = _shell_reads("run.sh", line)

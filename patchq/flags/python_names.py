@@ -1,0 +1,399 @@
+"""What a name means in a Python file: scopes, bindings, constants, which expressions are `os.environ`, and
+which argument of a call fills which parameter.
+
+Kept apart from the read finder because it is the part that knows Python's scoping and calling rules (class bodies
+hidden from nested functions, comprehensions, imports under aliases, `*args`, bound methods) and nothing about how a
+flag's value is judged; `python.py` builds on it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from .text import squash
+from .truth import UNKNOWN
+
+REGISTRY_ATTR = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+_SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_UNBOUND_MEANING = {"os": "os", "environ": "environ", "getenv": "getenv", "envs": "envs"}
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """What one statement binds a name to: an import's meaning, a parameter, or an assigned value to judge later."""
+
+    kind: str                      # os environ getenv putenv envs vllm envs_value param assigned other
+    node: ast.AST | None = None    # the assigned value, for "assigned"
+    detail: str = ""               # the attribute name, for "envs_value"
+
+
+class Scope:
+    """Names bound in one function, class, comprehension or module body."""
+
+    def __init__(self, parent: Scope | None, kind: str, node: ast.AST | None = None) -> None:
+        self.parent = parent
+        self.kind = kind           # "module" | "function" | "class" | "comprehension"
+        self.node = node
+        self.bindings: dict[str, list[_Binding]] = {}
+
+    def bind(self, name: str, binding: _Binding) -> None:
+        self.bindings.setdefault(name, []).append(binding)
+
+    def owner(self, name: str) -> Scope | None:
+        """The scope whose binding a use of `name` here sees (class bodies are invisible to nested functions)."""
+        scope: Scope | None = self
+        first = True
+        while scope is not None:
+            if (first or scope.kind != "class") and name in scope.bindings:
+                return scope
+            scope, first = scope.parent, False
+        return None
+
+
+@dataclass(frozen=True)
+class _Meaning:
+    kind: str                      # a _Binding kind, or "const" (then value is the string), or "unbound"
+    value: str | None = None
+
+
+class PythonNames:
+    """One parsed Python file's names: parents and scopes of every node, and what each name is bound to."""
+
+    def __init__(self, path: str, text: str, tree: ast.Module) -> None:
+        self.path = path
+        self.text = text
+        self.segments = _Segments(text)
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.scope_of: dict[ast.AST, Scope] = {}
+        self.module_scope = Scope(None, "module", tree)
+        self._meanings: dict[tuple[int, str], _Meaning] = {}
+        self._resolving: set[tuple[int, str]] = set()
+        self._bind_block(self.module_scope, tree.body)
+        self._index(tree)
+
+    # -- scopes ---------------------------------------------------------------------------------------------------
+
+    def _index(self, tree: ast.Module) -> None:
+        """Parents and scopes of every node, iteratively: deep expressions must not exhaust the stack."""
+        stack: list[tuple[ast.AST, Scope]] = [(tree, self.module_scope)]
+        while stack:
+            node, scope = stack.pop()
+            self.scope_of[node] = scope
+            inner, inner_children = self._child_scope(node, scope)
+            for child in ast.iter_child_nodes(node):
+                self.parents[child] = node
+                stack.append((child, inner if id(child) in inner_children else scope))
+
+    def _child_scope(self, node: ast.AST, scope: Scope) -> tuple[Scope, set[int]]:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            inner = Scope(scope, "function", node)
+            for arg in parameters(node.args):
+                inner.bind(arg.arg, _Binding("param"))
+            body = node.body if isinstance(node.body, list) else [node.body]
+            self._bind_block(inner, body)
+            return inner, {id(n) for n in body}
+        if isinstance(node, ast.ClassDef):
+            inner = Scope(scope, "class", node)
+            self._bind_block(inner, node.body)
+            return inner, {id(n) for n in node.body}
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            inner = Scope(scope, "comprehension", node)
+            for generator in node.generators:
+                for name in _target_names(generator.target):
+                    inner.bind(name, _Binding("other"))
+            return inner, {id(n) for n in ast.iter_child_nodes(node)}
+        return scope, set()
+
+    def _bind_block(self, scope: Scope, body: list[ast.AST]) -> None:
+        """Record what each statement of a body binds, without entering nested functions or classes."""
+        stack = list(body)
+        while stack:
+            node = stack.pop()
+            for name, binding in _bindings_of(node):
+                scope.bind(name, binding)
+            if not isinstance(node, _SCOPE_NODES):
+                stack.extend(ast.iter_child_nodes(node))
+
+    def meaning(self, name: str, scope: Scope) -> _Meaning:
+        owner = scope.owner(name)
+        if owner is None:
+            return _Meaning(_UNBOUND_MEANING.get(name, "unbound"))
+        key = (id(owner), name)
+        if key in self._meanings:
+            return self._meanings[key]
+        if key in self._resolving:
+            return _Meaning("other")
+        self._resolving.add(key)
+        try:
+            meanings = [self._meaning_of(binding, owner) for binding in owner.bindings[name]]
+        finally:
+            self._resolving.discard(key)
+        merged = _merge_meanings(meanings)
+        self._meanings[key] = merged
+        return merged
+
+    def _meaning_of(self, binding: _Binding, scope: Scope) -> _Meaning:
+        if binding.kind == "envs_value":
+            return _Meaning("envs_value", binding.detail)
+        if binding.kind != "assigned" or binding.node is None:
+            return _Meaning(binding.kind)
+        value = binding.node
+        if self.is_environ(value, scope):
+            return _Meaning("environ")
+        if self.is_getenv(value, scope):
+            return _Meaning("getenv")
+        if isinstance(value, ast.Name) and self.meaning(value.id, scope).kind in ("os", "envs"):
+            return self.meaning(value.id, scope)
+        constant = self.constant(value, scope)
+        return _Meaning("const", constant) if constant is not None else _Meaning("other")
+
+    # -- what a node is ---------------------------------------------------------------------------------------------
+
+    def _names(self, node: ast.AST, scope: Scope, kinds: tuple[str, ...]) -> bool:
+        return isinstance(node, ast.Name) and self.meaning(node.id, scope).kind in kinds
+
+    def is_environ(self, node: ast.AST, scope: Scope) -> bool:
+        """os.environ, an alias of it, or a copy of it (subprocess environments are built from copies)."""
+        if isinstance(node, ast.Attribute):
+            return node.attr == "environ" and self._names(node.value, scope, ("os",))
+        if isinstance(node, ast.Name):
+            return self._names(node, scope, ("environ",))
+        if isinstance(node, ast.Call) and not node.keywords:
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "copy" and not node.args:
+                return self.is_environ(func.value, scope)
+            if isinstance(func, ast.Name) and func.id == "dict" and len(node.args) == 1:
+                return self.is_environ(node.args[0], scope)
+        return False
+
+    def is_getenv(self, node: ast.AST, scope: Scope) -> bool:
+        if isinstance(node, ast.Attribute):
+            if node.attr == "getenv":
+                return self._names(node.value, scope, ("os",))
+            return node.attr == "get" and self.is_environ(node.value, scope)
+        return self._names(node, scope, ("getenv",))
+
+    def is_putenv(self, node: ast.AST, scope: Scope) -> bool:
+        if isinstance(node, ast.Attribute):
+            return node.attr == "putenv" and self._names(node.value, scope, ("os",))
+        return self._names(node, scope, ("putenv",))
+
+    def is_envs_module(self, node: ast.AST, scope: Scope) -> bool:
+        if isinstance(node, ast.Attribute):
+            return node.attr == "envs" and self._names(node.value, scope, ("vllm",))
+        return self._names(node, scope, ("envs",))
+
+    def constant(self, node: ast.AST | None, scope: Scope, depth: int = 0) -> str | None:
+        """The string a name expression always has: literals, constants, f-strings and `+` of those."""
+        if node is None or depth > 40:
+            return None
+        if isinstance(node, ast.Constant):
+            return node.value if isinstance(node.value, str) else None
+        if isinstance(node, ast.Name):
+            meaning = self.meaning(node.id, scope)
+            return meaning.value if meaning.kind == "const" else None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            left = self.constant(node.left, scope, depth + 1)
+            right = self.constant(node.right, scope, depth + 1) if left is not None else None
+            return None if right is None else left + right  # type: ignore[operator]
+        if isinstance(node, ast.JoinedStr):
+            return self._joined_constant(node, scope, depth)
+        return None
+
+    def _joined_constant(self, node: ast.JoinedStr, scope: Scope, depth: int) -> str | None:
+        parts = []
+        for part in node.values:
+            if isinstance(part, ast.FormattedValue):
+                if part.format_spec is not None or part.conversion not in (-1, 115):
+                    return None
+                part = part.value
+            text = self.constant(part, scope, depth + 1)
+            if text is None:
+                return None
+            parts.append(text)
+        return "".join(parts)
+
+    def literal(self, node: ast.AST | None, scope: Scope) -> tuple[str | None, object]:
+        """(text as written, value) of a default or compared value; the value is UNKNOWN when not a literal."""
+        if node is None:
+            return None, None
+        constant = self.constant(node, scope)
+        if constant is not None:
+            return constant, constant
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return self.source(node), UNKNOWN
+        if value is None:
+            return None, None
+        if isinstance(value, (str, bool, int, float)):
+            return str(value), value
+        return self.source(node), UNKNOWN
+
+    def source(self, node: ast.AST) -> str:
+        return squash(self.segments.of(node))
+
+
+class _Segments:
+    """Source text of nodes. ast.get_source_segment splits the whole file on every call; this splits it once."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = text.split("\n")
+        self._encoded: dict[int, bytes] = {}
+
+    def _cut(self, line: int, start: int | None, end: int | None) -> str:
+        """Part of a line between two UTF-8 byte columns (ast's columns count bytes)."""
+        text = self._lines[line]
+        if text.isascii():
+            return text[start:end]
+        encoded = self._encoded.setdefault(line, text.encode("utf-8"))
+        return encoded[start:end].decode("utf-8", "replace")
+
+    def of(self, node: ast.AST) -> str:
+        first, last = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+        start, end = getattr(node, "col_offset", None), getattr(node, "end_col_offset", None)
+        if None in (first, last, start, end) or not 1 <= first <= last <= len(self._lines):
+            return ""
+        if first == last:
+            return self._cut(first - 1, start, end)
+        middle = self._lines[first:last - 1]
+        return "\n".join([self._cut(first - 1, start, None), *middle, self._cut(last - 1, None, end)])
+
+
+def argument_of(call: ast.Call, index: int, keyword: str) -> ast.AST | None:
+    """A call's argument by position or keyword; after a `*args` the position is unknowable."""
+    if index < len(call.args):
+        return None if any(isinstance(a, ast.Starred) for a in call.args[:index]) else call.args[index]
+    for item in call.keywords:
+        if item.arg == keyword:
+            return item.value
+    return None
+
+
+def default_parameter(default: ast.AST | None, function: ast.FunctionDef | ast.AsyncFunctionDef
+                       ) -> tuple[str | None, ast.IfExp | None]:
+    """Which parameter of an accessor supplies the default: the read's own default argument, the test of
+    `"1" if default else "0"`, or (when the read has none) a parameter called default/fallback."""
+    params = [a.arg for a in parameters(function.args)]
+    if isinstance(default, ast.Name) and default.id in params:
+        return default.id, None
+    if isinstance(default, ast.IfExp) and isinstance(default.test, ast.Name) and default.test.id in params:
+        return default.test.id, default
+    if default is None:
+        named = [p for p in params if re.fullmatch(r"_?(?:default|fallback)(?:_?val(?:ue)?)?", p)]
+        return (named[0], None) if named else (None, None)
+    return None, None
+
+
+def parameters(arguments: ast.arguments) -> list[ast.arg]:
+    params = list(arguments.posonlyargs) + list(arguments.args) + list(arguments.kwonlyargs)
+    params += [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+    return params
+
+
+def _positional_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    return [a.arg for a in list(function.args.posonlyargs) + list(function.args.args)]
+
+
+def parameter_default(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> ast.AST | None:
+    positional = _positional_parameters(function)
+    defaults = function.args.defaults
+    if name in positional:
+        index = positional.index(name) - (len(positional) - len(defaults))
+        return defaults[index] if index >= 0 else None
+    for arg, default in zip(function.args.kwonlyargs, function.args.kw_defaults):
+        if arg.arg == name:
+            return default
+    return None
+
+
+def call_argument(call: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                   via_attribute: bool) -> ast.AST | None:
+    for item in call.keywords:
+        if item.arg == name:
+            return item.value
+    positional = _positional_parameters(function)
+    if name not in positional:
+        return None
+    index = positional.index(name) - (1 if via_attribute else 0)
+    if 0 <= index < len(call.args) and not any(isinstance(a, ast.Starred) for a in call.args[:index + 1]):
+        return call.args[index]
+    return None
+
+
+def is_bound_method(function: ast.AST, scope: Scope | None) -> bool:
+    """A method called as `self.flag("X")`: its first parameter is not passed at the call."""
+    if scope is None or scope.kind != "class":
+        return False
+    decorators = {d.id for d in getattr(function, "decorator_list", []) if isinstance(d, ast.Name)}
+    return "staticmethod" not in decorators and bool(_positional_parameters(function))  # type: ignore[arg-type]
+
+
+def _target_names(target: ast.AST) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _target_names(element)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []
+
+
+def _bindings_of(node: ast.AST) -> list[tuple[str, _Binding]]:
+    """The names one statement (or walrus) binds, and to what."""
+    if isinstance(node, ast.Import):
+        return [_import_binding(alias) for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        return [_from_import_binding(node, alias) for alias in node.names if alias.name != "*"]
+    if isinstance(node, ast.Assign):
+        return [(name, _Binding("assigned", node.value) if isinstance(target, ast.Name) else _Binding("other"))
+                for target in node.targets for name in _target_names(target)]
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        return [(node.target.id, _Binding("assigned", node.value))]
+    if isinstance(node, (ast.AugAssign, ast.For, ast.AsyncFor)):
+        return [(name, _Binding("other")) for name in _target_names(node.target)]
+    if isinstance(node, ast.NamedExpr):
+        return [(name, _Binding("other")) for name in _target_names(node.target)]
+    if isinstance(node, (ast.With, ast.AsyncWith)):
+        return [(name, _Binding("other")) for item in node.items if item.optional_vars is not None
+                for name in _target_names(item.optional_vars)]
+    if isinstance(node, ast.ExceptHandler) and node.name:
+        return [(node.name, _Binding("other"))]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [(node.name, _Binding("other"))]
+    return []
+
+
+def _import_binding(alias: ast.alias) -> tuple[str, _Binding]:
+    if alias.asname:
+        kind = {"os": "os", "vllm.envs": "envs", "vllm": "vllm"}.get(alias.name, "other")
+        return alias.asname, _Binding(kind)
+    top = alias.name.split(".")[0]
+    return top, _Binding({"os": "os", "vllm": "vllm"}.get(top, "other"))
+
+
+def _from_import_binding(node: ast.ImportFrom, alias: ast.alias) -> tuple[str, _Binding]:
+    bound = alias.asname or alias.name
+    module = node.module or ""
+    if node.level == 0 and module == "os":
+        return bound, _Binding({"environ": "environ", "getenv": "getenv", "putenv": "putenv"}.get(alias.name, "other"))
+    if alias.name == "envs" and (module == "vllm" or (node.level > 0 and module in ("", "vllm"))):
+        return bound, _Binding("envs")
+    if module in ("vllm.envs", "envs") and REGISTRY_ATTR.match(alias.name):
+        return bound, _Binding("envs_value", detail=alias.name)
+    return bound, _Binding("other")
+
+
+def _merge_meanings(meanings: list[_Meaning]) -> _Meaning:
+    """One name bound several ways: any environ binding wins (never drop a read), constants must agree."""
+    kinds = {m.kind for m in meanings}
+    for preferred in ("environ", "getenv", "putenv", "envs"):
+        if preferred in kinds:
+            return _Meaning(preferred)
+    if len(kinds) == 1:
+        values = {m.value for m in meanings}
+        return meanings[0] if len(values) == 1 else _Meaning("other")
+    return _Meaning("other")
