@@ -265,7 +265,8 @@ def flags(c: Context, target: str | None, fail_on: str) -> None:
 def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: tuple[str, ...], fmt: str,
            force: bool, check_dir: Path | None, max_size: int) -> None:
     """Write deterministic bundles of STACK into DIR (one per upstream, with a manifest), or --check DIR [STACK]."""
-    from .bundle import check_export, export_stack
+    from .export import export_stack
+    from .export_check import check_export
     from .report import render_export, render_export_check
     if check_dir is not None:
         if out_dir is not None or upstreams or force:

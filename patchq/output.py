@@ -64,14 +64,16 @@ def ok_of(result: Any) -> bool:
     return bool(value)
 
 
-def envelope(command: str, *, ok: bool, result: Any = None, error: dict | None = None) -> dict:
-    return {"version": ENVELOPE_VERSION, "command": command, "ok": ok, "result": plain(result), "error": error}
+def envelope(command: str, *, ok: bool, result: Any = None, error: dict | None = None) -> str:
+    """The one JSON envelope, as printed: a command's report (`Context.emit`) and an error (`error_envelope`)."""
+    doc = {"version": ENVELOPE_VERSION, "command": command, "ok": ok, "result": plain(result), "error": error}
+    return json.dumps(doc, indent=2)
 
 
 def error_envelope(command: str, message: str, *, exit_code: int, kind: str, path: str | None = None,
                    line: int | None = None, hint: str | None = None) -> str:
     error = {"kind": kind, "message": message, "path": path, "line": line, "hint": hint, "exit_code": exit_code}
-    return json.dumps(envelope(command, ok=False, error=error), indent=2)
+    return envelope(command, ok=False, error=error)
 
 
 # ---- the console -----------------------------------------------------------------------------------------------
@@ -219,8 +221,7 @@ class Context:
         """The one way a command reports: the JSON envelope with --json, else `render()` on the console."""
         self.emitted = True
         if self.json:
-            doc = envelope(command or self.command, ok=ok_of(result) if ok is None else ok, result=result)
-            click.echo(json.dumps(doc, indent=2))
+            click.echo(envelope(command or self.command, ok=ok_of(result) if ok is None else ok, result=result))
         elif render is not None:
             render()
 

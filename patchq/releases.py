@@ -245,6 +245,32 @@ def releases_yaml(upstream: Upstream) -> list[dict[str, str]]:
     return [release_to_yaml(r) for r in upstream.releases]
 
 
+def commit_in_mirror(repo: Repo, upstream: Upstream, ref: str) -> str:
+    """REF resolved in a mirror git hosting filled; a release version also works when its archive records a commit
+    the mirror has. `pin` and `rebase` both move this way."""
+    from .sources import resolve_ref
+    try:
+        return resolve_ref(repo, upstream, ref)
+    except BadInput:
+        release = find_release(upstream, ref)
+        if release is None or not release.commit or not repo.has_commit(release.commit):
+            raise
+        return release.commit
+
+
+def offline_target(upstream: Upstream, repo: Repo, ref: str, workspace: Path) -> ReleaseTarget | str:
+    """Where REF points with git hosting out of reach: a release (from the chain, the package index, or `latest`),
+    else a full commit id the mirror already holds (returned as it is); anything else is refused."""
+    target = resolve_release(upstream, repo, ref, workspace)
+    if target is not None:
+        return target
+    if FULL_SHA.match(ref) and repo.has_commit(ref):
+        return ref
+    known = ", ".join(r.version for r in upstream.releases) or "none yet"
+    raise BadInput(f"{ref!r} is not a release of {upstream.name!r} and {upstream.url} is out of reach: name a "
+                   f"release version (known: {known}; others are looked up on the package index)")
+
+
 def pin_target(upstream: Upstream, ref: str, workspace: Path) -> tuple[str, str, list[dict[str, str]] | None]:
     """What `patchq pin UPSTREAM@REF` records: (full commit, a label, the release list to write or None).
 
@@ -252,25 +278,15 @@ def pin_target(upstream: Upstream, ref: str, workspace: Path) -> tuple[str, str,
     Out of reach, REF names a release: from the chain, or looked up on the package index, downloaded, verified
     by sha256 and added to the chain; the pin is the commit it was cut from, else its chain commit.
     """
-    from .sources import ensure_mirror, hosting_reachable, resolve_ref
+    from .sources import ensure_mirror, hosting_reachable
     if hosting_reachable(upstream, workspace):
         mirror = ensure_mirror(upstream, workspace=workspace, refresh=True)
-        try:
-            sha = resolve_ref(mirror, upstream, ref)
-        except BadInput:
-            release = find_release(upstream, ref)
-            if release is None or not release.commit or not mirror.has_commit(release.commit):
-                raise
-            sha = release.commit
+        sha = commit_in_mirror(mirror, upstream, ref)
         return sha, mirror.subject(sha), None
     mirror = ensure_mirror(upstream, workspace=workspace)
-    target = resolve_release(upstream, mirror, ref, workspace)
-    if target is None:
-        if FULL_SHA.match(ref) and mirror.has_commit(ref):
-            return ref, mirror.subject(ref), None
-        raise BadInput(f"{ref!r} is not a release of {upstream.name!r} and {upstream.url} is out of reach: name a "
-                       f"release version (known: {', '.join(r.version for r in upstream.releases) or 'none'}; "
-                       "others are looked up on the package index)")
+    target = offline_target(upstream, mirror, ref, workspace)
+    if isinstance(target, str):
+        return target, mirror.subject(target), None
     label = f"release {target.link.release.version} (chain commit {target.link.commit[:12]}" + (
         ", found on the package index and verified" if target.added else "") + ")"
     return target.link.pin, label, releases_yaml(target.upstream) if target.added else None

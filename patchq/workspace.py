@@ -2,16 +2,15 @@
 
 Loading validates everything a later step relies on (full SHAs, known statuses, unique ids, existing files, no
 unknown keys) and reports the file and line of the first problem. Saving goes through a temporary file and a
-rename, so a crash leaves either the old or the new file, never half of one.
+rename, so a crash leaves either the old or the new file, never half of one. The YAML itself (the guard, the fast
+path, the round-trip rewrite) is `yamlio`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import fcntl
-import io
 import os
 import re
 import tempfile
@@ -19,22 +18,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scanner import RoundTripScanner
 
-from . import fastyaml
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .model import (FULL_SHA, PATCH_ID, UPSTREAM_NAME, ArchiveSource, PatchEntry, Queue, Stack, StackResult,
                     Status, Upstream)
+from .yamlio import dump as dump_yaml
+from .yamlio import editable as _editable
+from .yamlio import guard as guard_yaml  # noqa: F401  (kernels.py's recipe loader calls it by this name)
+from .yamlio import line_of as _line
+from .yamlio import load as load_yaml
 
 LOCK_NAME = "pins.lock"
 SERIES_NAME = "series.yaml"
 STATE_DIR = ".patchq"
-MAX_YAML_BYTES = 4 * 1024 * 1024
-MAX_YAML_DEPTH = 64
 
 UPSTREAM_KEYS = {"url", "pin", "archive", "description", "version", "releases"}
 ARCHIVE_KEYS = {"sha256", "url", "pypi", "subdir"}
@@ -43,237 +41,6 @@ STACK_KEYS = {"upstreams", "pins", "include", "extra", "profile", "result", "tre
 RESULT_KEYS = {"metric", "value", "lane", "date", "gates", "notes", "record"}
 ENTRY_KEYS = {"id", "file", "status", "title", "why", "flags", "result", "baseline", "notes", "date", "base",
               "supersedes", "contains", "author", "requires", "salvaged"}
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
-
-
-def load_yaml(path: Path, *, what: str, editable: bool = False) -> Any:
-    """Load with line numbers; refuses tags, oversized files and anchors that expand exponentially.
-
-    Reading takes the libyaml fast path when it is sure of the answer (`fastyaml`); `editable` documents, which
-    patchq will rewrite, come from ruamel's round-trip loader so that comments and quoting survive.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"{what} not found", path=str(path)) from None
-    if len(data) > MAX_YAML_BYTES:
-        raise BadInput(f"{what} is {len(data)} bytes; more than {MAX_YAML_BYTES} is not a hand-written file",
-                       path=str(path))
-    text = data.decode("utf-8", "replace")
-    _flow_depth_problem(text, str(path))
-    if not editable:
-        fast = fastyaml.load(text, max_depth=MAX_YAML_DEPTH)
-        if fast is not None:
-            return fast
-    try:
-        return _guarded_yaml(path).load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"invalid YAML: {problem}", path=str(path), line=line) from None
-    except TypeError:            # a mapping or list used as a mapping key: legal YAML, never a patchq file
-        raise BadInput("invalid YAML for patchq: a mapping or list is used as a key", path=str(path),
-                       line=_first_line(text, re.compile(r"^\s*\?(\s|$)"))) from None
-    except ValueError as exc:    # a value YAML resolves but cannot build, like the date 2026-02-30
-        raise BadInput(f"invalid value: {exc} (quote it to keep it as text)", path=str(path),
-                       line=_first_line(text, BAD_DATE, _not_a_date)) from None
-
-
-BAD_DATE = re.compile(r"(?<![\w.-])(\d{4})-(\d\d?)-(\d\d?)(?![\w.-])")
-
-
-def _not_a_date(match: re.Match) -> bool:
-    try:
-        datetime.date(*(int(g) for g in match.groups()))
-    except ValueError:
-        return True
-    return False
-
-
-def _first_line(text: str, pattern: re.Pattern, accept=lambda m: True) -> int | None:
-    """The 1-based line where `pattern` first matches (and `accept` agrees), to point a person at it."""
-    for number, line in enumerate(text.splitlines(), 1):
-        if any(accept(m) for m in pattern.finditer(line)):
-            return number
-    return None
-
-
-class _GuardedScanner(RoundTripScanner):
-    """ruamel's own scanner, refusing tags, anchors/aliases and deep nesting as the tokens go by.
-
-    Checking inside the one scan that loading does anyway (instead of scanning the document twice) halves the cost
-    of reading a 200-patch series.yaml. Every token reaches the parser through `get_token`, and the whole document
-    is composed before anything is constructed, so a refused token stops the load before it can matter: the
-    scanner sees what YAML sees (an anchor named `&.x`, one after a quoted '#', `*word*` inside a plain sentence
-    are all judged right), and nesting is bounded before the composer, which recurses once per level, goes deep.
-    """
-
-    def get_token(self) -> Any:
-        token = super().get_token()
-        kind = type(token).__name__
-        if kind in _COUNTED:
-            self.patchq_depth = getattr(self, "patchq_depth", 0) + _COUNTED[kind]
-            if self.patchq_depth > MAX_YAML_DEPTH:
-                self._refuse(f"YAML nested more than {MAX_YAML_DEPTH} levels deep", token)
-        elif kind == "TagToken":
-            self._refuse("YAML tags (!...) are not allowed", token)
-        elif kind in ("AnchorToken", "AliasToken"):
-            self._refuse("YAML anchors and aliases (&x / *x) are not allowed", token)
-        return token
-
-    def _refuse(self, message: str, token: Any) -> None:
-        raise BadInput(message, path=getattr(self.loader, "patchq_path", None), line=token.start_mark.line + 1)
-
-
-_COUNTED = {"BlockMappingStartToken": 1, "BlockSequenceStartToken": 1, "FlowMappingStartToken": 1,
-            "FlowSequenceStartToken": 1, "BlockEndToken": -1, "FlowMappingEndToken": -1, "FlowSequenceEndToken": -1}
-
-
-_QUOTED_OR_COMMENT = re.compile(r"""(?:(?<=[\s\[{,:])|^)(?:'(?:[^']|'')*'|"(?:[^"\\]|\\.)*")|(?:(?<=\s)|^)#[^\n]*""",
-                                re.MULTILINE)
-
-
-_BRACKET = re.compile(r"[\[\]{}]")
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
-
-
-def _flow_depth_problem(text: str, path: str) -> None:
-    """Refuse deeply nested flow collections (`[[[[...`) in one linear pass.
-
-    ruamel's scanner looks ahead over a whole flow collection for a possible simple key, so 5,000 opening brackets
-    take it seconds before the nesting guard sees the 65th. This counts brackets first as they come (fast: a
-    hand-written file never gets near the limit); only past the limit does it look again with quoted strings and
-    comments blanked out, so that brackets inside them do not count. Whatever it misjudges, the guard inside the
-    scan still judges.
-    """
-    if text.count("[") + text.count("{") <= MAX_YAML_DEPTH or _bracket_depth(text)[0] <= MAX_YAML_DEPTH:
-        return
-    plain = _QUOTED_OR_COMMENT.sub(lambda m: " " * len(m.group(0).replace("\n", "")) + "\n" * m.group(0).count("\n"),
-                                   text)
-    deepest, line = _bracket_depth(plain)
-    if deepest > MAX_YAML_DEPTH:
-        raise BadInput(f"YAML nested more than {MAX_YAML_DEPTH} levels deep", path=path, line=line)
-
-
-def _bracket_depth(text: str) -> tuple[int, int]:
-    """The deepest bracket nesting of `text` and the 1-based line where it first passes the limit (0: never)."""
-    depth = deepest = 0
-    for char in _NOT_BRACKETS.sub("", text):
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if depth > MAX_YAML_DEPTH:
-                break
-        else:
-            depth = max(0, depth - 1)
-    if deepest <= MAX_YAML_DEPTH:
-        return deepest, 0
-    depth = 0
-    for match in _BRACKET.finditer(text):          # again, only to name the line
-        depth = depth + 1 if match.group(0) in "[{" else max(0, depth - 1)
-        if depth > MAX_YAML_DEPTH:
-            return deepest, text.count("\n", 0, match.start()) + 1
-    return deepest, 0
-
-
-def guard_yaml(text: str, path: str) -> None:
-    """Refuse, before any loader builds it, what `load_yaml` refuses: a file over the size limit, tags, anchors and
-    aliases (billion laughs), deep nesting. For YAML that another loader reads (kernel recipes); other syntax
-    errors are left to that loader's own message."""
-    if len(text) > MAX_YAML_BYTES:
-        raise BadInput(f"{len(text)} characters; more than {MAX_YAML_BYTES} is not a hand-written file", path=path)
-    _flow_depth_problem(text, path)
-    try:
-        for _ in _guarded_yaml(Path(path)).scan(text):
-            pass
-    except YAMLError:
-        return
-
-
-def _guarded_yaml(path: Path) -> YAML:
-    yaml = _yaml()
-    yaml.Scanner = _GuardedScanner
-    yaml.patchq_path = str(path)
-    return yaml
-
-
-def dump_yaml(data: Any, *, like: Path | None = None) -> bytes:
-    """YAML text for `data`; with `like` (the file being rewritten), in that file's layout.
-
-    ruamel drops what comes before a `---` line (comments included) and the `---` and `...` markers themselves, and
-    writes its own indentation: a rewrite keeps the original's text before `---` and from `...` on byte for byte,
-    and indents block mappings and sequences the way the original does.
-    """
-    yaml = _yaml()
-    head = tail = ""
-    if like is not None:
-        try:
-            original = like.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            original = ""
-        head, tail = _document_frame(original)
-        mapping, sequence, offset = _indentation(original)
-        yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
-    buf = io.StringIO()
-    yaml.dump(data, buf)
-    return (head + buf.getvalue() + tail).encode()
-
-
-_START = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
-_END = re.compile(r"^\.\.\.(?:[ \t].*)?$", re.MULTILINE)
-
-
-def _document_frame(text: str) -> tuple[str, str]:
-    """The text up to and including a `---` line that only comments precede, and from a `...` line to the end."""
-    head = tail = ""
-    start = _START.search(text)
-    if start and all(not ln.strip() or ln.lstrip().startswith(("#", "%")) for ln in text[:start.start()].splitlines()):
-        head = text[:start.end()] + "\n"
-    end = _END.search(text, start.end() if start else 0)
-    if end:
-        tail = text[end.start():]
-        if not tail.endswith("\n"):
-            tail += "\n"
-    return head, tail
-
-
-_DASH = re.compile(r"^( *)- ", re.MULTILINE)
-_KEY = re.compile(r"^( *)[^\s#-][^:#]*:(?:\s|$)")
-
-
-def _indentation(text: str) -> tuple[int, int, int]:
-    """(mapping, sequence, offset) as ruamel's `indent()` takes them, read from how `text` indents its blocks;
-    patchq's own layout (2, 4, 2) where the text does not say."""
-    mapping, sequence, offset = 2, 4, 2
-    lines = text.splitlines()
-    parents: list[int] = []          # indents of keys that open a block (`key:` with nothing after)
-    found_map = found_seq = False
-    for line in lines:
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        while parents and parents[-1] >= indent and not (line.lstrip().startswith("- ") and parents[-1] == indent):
-            parents.pop()
-        if line.lstrip().startswith("- ") and parents and not found_seq:
-            offset = indent - parents[-1]
-            sequence = offset + 2
-            found_seq = True
-        elif _KEY.match(line) and parents and not found_map and indent > parents[-1]:
-            mapping = indent - parents[-1]
-            found_map = True
-        if _KEY.match(line) and line.rstrip().endswith(":"):
-            parents.append(indent)
-        if found_map and found_seq:
-            break
-    return mapping, sequence, offset
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -296,18 +63,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def _line(node: Any, key: Any = None) -> int | None:
-    """1-based line of a mapping key (or of the node) in its YAML file."""
-    try:
-        if key is not None and isinstance(node, CommentedMap):
-            return node.lc.key(key)[0] + 1
-        if key is not None and isinstance(node, CommentedSeq):
-            return node.lc.item(key)[0] + 1
-        return node.lc.line + 1
-    except (AttributeError, KeyError, TypeError, IndexError):
-        return None
 
 
 def _require_map(node: Any, what: str, path: Path, line: int | None) -> CommentedMap:
@@ -620,7 +375,10 @@ def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstream
     if "patches" in node and not patches:
         raise BadInput(f"stack {name!r} has an empty 'patches' list (leave the key out to select by status)",
                        path=str(path), line=_line(node, "patches"))
-    from .benchspec import load_bench, load_gates   # bench/gates validation lives with the trial code
+    from .benchspec import (  # bench/gates validation lives with the trial code
+        load_bench,
+        load_gates,
+    )
     return Stack(name=name, upstreams=names, pins=pins, include=tuple(include), extra=_str_list(node, "extra", path),
                  profile=_str_map(node, "profile", path), result=result, trees=trees,
                  description=_str(node, "description", path), patches=patches, bench=load_bench(node, name, path),
@@ -761,13 +519,6 @@ def entry_to_yaml(entry: PatchEntry, into: CommentedMap | None = None) -> Commen
         elif node.get(key) != value:
             node[key] = value
     return node
-
-
-def _editable(doc: Any, path: Path, what: str) -> Any:
-    """The round-trip document behind `doc`, for rewriting: one read on the fast path carries no comments."""
-    if doc is not None and fastyaml.is_fast(doc):
-        return load_yaml(path, what=what, editable=True)
-    return doc
 
 
 def series_bytes(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> bytes:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from hostile.corpus import all_cases
@@ -11,11 +9,12 @@ from hostile.properties import LOCK, SERIES, same_document
 from patchq import fastyaml
 from patchq.demo import build_demo
 from patchq.errors import BadInput
-from patchq.workspace import MAX_YAML_DEPTH, _guarded_yaml, load_workspace, load_yaml
+from patchq.workspace import load_workspace, load_yaml
+from patchq.yamlio import MAX_YAML_DEPTH, guarded_loader
 
 
 def exact(text: str):
-    return _guarded_yaml(Path("t.yaml")).load(text)
+    return guarded_loader("t.yaml").load(text)
 
 
 def fast(text: str):

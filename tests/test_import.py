@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import result_of
 
-from patchq.bundle import encode_gz_b64, export_stack
+from patchq.bundle import encode_gz_b64
 from patchq.errors import BadInput
+from patchq.export import export_stack
 from patchq.git import Repo, run_git
 from patchq.importer import (ImportAction, MapRule, import_paths, parse_head, scan_diff, slug_of, status_from_name,
                              status_from_text)

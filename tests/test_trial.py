@@ -19,7 +19,8 @@ import pytest
 from ruamel.yaml.comments import CommentedMap
 
 from patchq.model import Status
-from patchq.workspace import _yaml, dump_yaml, load_workspace
+from patchq.workspace import dump_yaml, load_workspace
+from patchq.yamlio import round_trip
 from test_hostile import snapshot
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def _golden_value() -> int:
 def set_stack_keys(root: Path, stack: str, **keys) -> None:
     """Add keys (bench, gates, result) to a stack in pins.lock, keeping the rest of the file as written."""
     path = root / "pins.lock"
-    doc = _yaml().load(path.read_text())
+    doc = round_trip().load(path.read_text())
     node = doc["stacks"][stack]
     for key, value in keys.items():
         node[key] = _to_yaml(value)

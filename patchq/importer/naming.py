@@ -11,7 +11,9 @@ from typing import Sequence
 
 from ..errors import BadInput
 from ..model import PATCH_ID, Status
-from ..workspace import Workspace, load_yaml
+from ..workspace import Workspace
+from ..yamlio import line_of
+from ..yamlio import load as load_yaml
 
 VERDICT_WORDS: dict[str, Status] = {
     **{w: Status.NEGATIVE_ARCHIVED for w in ("negative", "rejected", "quality-fail", "neutral", "no-improvement",
@@ -50,7 +52,6 @@ class MapRule:
 
 def load_map(path: Path, ws: Workspace) -> tuple[MapRule, ...]:
     """Read a --map YAML file: `PATTERN: STATUS` or `PATTERN: {status: S, upstream: U, id: ID}` per line."""
-    from ruamel.yaml.comments import CommentedMap
     doc = load_yaml(path, what="map file")
     if doc is None:
         return ()
@@ -58,7 +59,7 @@ def load_map(path: Path, ws: Workspace) -> tuple[MapRule, ...]:
         raise BadInput("a map file is a mapping of glob or id to status/upstream/id", path=str(path), line=1)
     rules = []
     for pattern, value in doc.items():
-        line = doc.lc.key(pattern)[0] + 1 if isinstance(doc, CommentedMap) else None
+        line = line_of(doc, pattern)
         if isinstance(value, str):
             value = {"status": value}
         if not isinstance(value, dict) or not value:

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..bundle import Manifest, read_bundle, read_manifest, sha256_hex
 from ..errors import BadInput
 from ..patchtext import is_mbox, split_mbox
-from ..workspace import SERIES_NAME, load_yaml
+from ..workspace import SERIES_NAME
+from ..yamlio import load as load_yaml
 from .decode import clean_text, read_bytes
 from .inputs import Candidate, InputFile, NoteFile, candidate
 from .items import ImportAction, ImportItem, Order, Refused, State

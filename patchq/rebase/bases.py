@@ -14,8 +14,8 @@ from pathlib import Path
 from ..errors import BadInput
 from ..git import Repo
 from ..model import FULL_SHA, Upstream
-from ..releases import find_release, import_chain, releases_yaml, resolve_release
-from ..sources import ensure_base, ensure_mirror, hosting_reachable, resolve_ref
+from ..releases import commit_in_mirror, import_chain, offline_target, releases_yaml
+from ..sources import ensure_base, ensure_mirror, hosting_reachable
 
 
 @dataclass
@@ -34,24 +34,14 @@ def resolve_bases(upstream: Upstream, old_pin: str, ref: str, root: Path) -> Bas
         repo = ensure_mirror(upstream, workspace=root, need=(old_pin,))
         if not (FULL_SHA.match(ref) and repo.has_commit(ref)):
             repo = ensure_mirror(upstream, workspace=root, need=(old_pin,), refresh=True)
-        try:
-            new = resolve_ref(repo, upstream, ref)
-        except BadInput:
-            release = find_release(upstream, ref)
-            if release is None or not release.commit or not repo.has_commit(release.commit):
-                raise
-            new = release.commit
+        new = commit_in_mirror(repo, upstream, ref)
         return Bases(repo, old_pin, new, new)
     base = ensure_base(upstream, old_pin, workspace=root)
     repo, old_base = base.repo, base.commit
     notes = [base.note] if base.note else []
-    target = resolve_release(upstream, repo, ref, root)
-    if target is None:
-        if FULL_SHA.match(ref) and repo.has_commit(ref):
-            return Bases(repo, old_base, ref, ref, notes=notes)
-        known = ", ".join(r.version for r in upstream.releases) or "none yet"
-        raise BadInput(f"{ref!r} is not a release of {upstream.name!r} and {upstream.url} is out of reach: name a "
-                       f"release version (known: {known}; others are looked up on the package index)")
+    target = offline_target(upstream, repo, ref, root)
+    if isinstance(target, str):
+        return Bases(repo, old_base, target, target, notes=notes)
     chain = import_chain(target.upstream, repo, root)
     commits = {link.commit for link in chain}
     if old_base not in commits:

@@ -207,11 +207,11 @@ def same_document(fast, exact, where: str = "doc") -> None:
 def yaml_fast_path_property(data: bytes) -> None:
     """The libyaml fast path answers only when it agrees with ruamel's loader, and never where ruamel refuses."""
     from patchq import fastyaml
-    from patchq.workspace import MAX_YAML_DEPTH, _guarded_yaml
+    from patchq.yamlio import MAX_YAML_DEPTH, guarded_loader
     text = data.decode("utf-8", "replace")
     fast = fastyaml.load(text, max_depth=MAX_YAML_DEPTH)
     try:
-        exact = _guarded_yaml(Path("fuzz.yaml")).load(text)
+        exact = guarded_loader("fuzz.yaml").load(text)
     except Exception as exc:        # what the exact loader refuses, the fast path must not accept
         assert fast is None, f"fast path accepted what ruamel refuses ({type(exc).__name__}: {exc})"
         return
