@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from patchq.kernels import BuildKind, build_target, load_recipe  # noqa: E402
+from patchq.build.builder import BuildKind, build_target  # noqa: E402
+from patchq.build.recipe import load_recipe  # noqa: E402
 from patchq.overlay import repack_wheel  # noqa: E402
 
 NATIVE_C = """\

@@ -73,7 +73,7 @@ def demo(c: Context, folder: Path | None, no_apply: bool) -> None:
                lambda: (c.console.print("[bold]sample workspace:[/bold]"), c.console.line(f"  {root}")))
         return
     from .apply import apply_stack
-    from .rebuild import build_after_apply
+    from .build.stack import build_after_apply
     from .report import render_apply, render_build
     from .workspace import load_workspace
     if not c.json:
@@ -169,7 +169,7 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
           extra: tuple[str, ...], check_only: bool, force: bool, upto: str | None, no_build: bool) -> None:
     """Regenerate STACK: clean checkouts at the pins, queues applied in order, one outcome per patch."""
     from .apply import apply_stack
-    from .rebuild import build_after_apply
+    from .build.stack import build_after_apply
     from .report import render_apply, render_build
     with c.locked(f"apply {stack_name}") as ws:
         report = apply_stack(ws, stack_name, into=into.resolve() if into else None, keep_going=keep_going,
@@ -379,7 +379,7 @@ def import_cmd(c: Context, paths: tuple[Path, ...], upstream: str | None, status
 def build(c: Context, stack_name: str, targets: tuple[str, ...], dry_run: bool, jobs: int | None,
           launcher: str | None, force: bool) -> None:
     """Rebuild the native targets STACK's changes touch, cached by content."""
-    from .rebuild import build_stack
+    from .build.stack import build_stack
     from .report import render_build
     with c.locked(f"build {stack_name}") as ws:
         report = build_stack(ws, stack_name, targets=targets, dry_run=dry_run, jobs=jobs, launcher=launcher,
@@ -406,7 +406,7 @@ def build(c: Context, stack_name: str, targets: tuple[str, ...], dry_run: bool, 
 def overlay(c: Context, stack_name: str | None, site: Path | None, python: Path | None, upstream: str,
             package: str | None, expect_version: str | None, revert: bool, show_status: bool) -> None:
     """Apply STACK's Python changes onto an installed package (with a backup), or --revert them, or --status."""
-    from .rebuild import overlay_stack, revert_overlay, status_of_overlay
+    from .build.stack import overlay_stack, revert_overlay, status_of_overlay
     from .report import render_overlay, render_overlay_status
     if (site is None) == (python is None):
         raise BadInput("say where the package is installed: --site-packages DIR or --python INTERPRETER (one)")
@@ -438,7 +438,7 @@ def overlay(c: Context, stack_name: str | None, site: Path | None, python: Path 
 @pass_ctx
 def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream: str) -> None:
     """An installable wheel for a Python-only STACK: the upstream wheel with the patched files, no compiler."""
-    from .rebuild import wheel_for_stack
+    from .build.stack import wheel_for_stack
     ws = c.ws()
     report = wheel_for_stack(ws, stack_name, wheel_path, out_dir, upstream=upstream)
     c.emit(report, lambda: (c.console.print(f"wheel {report.version} ({len(report.replaced)} files replaced, "

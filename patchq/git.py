@@ -567,6 +567,17 @@ class Repo:
     def config(self, key: str, value: str) -> None:
         self.run("config", key, value)
 
+    # used by build/
+    def work_tree_top(self) -> Path | None:
+        """The top folder of the work tree this path is in; None outside any (or in a bare repository)."""
+        res = self.run("rev-parse", "--show-toplevel", check=False)
+        return Path(res.out.strip()) if res.ok and res.out.strip() else None
+
+    def tracked_and_untracked_files(self) -> list[str]:
+        """Files git tracks or would track (untracked, not ignored), sorted, relative to the work tree's top."""
+        out = self.run("ls-files", "-z", "--cached", "--others", "--exclude-standard").out
+        return sorted({p for p in out.split("\0") if p})
+
 
 def _split_ident(ident: str) -> tuple[str, str]:
     """'Name <email>' -> (name, email); a bare name gets a placeholder address."""

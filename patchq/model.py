@@ -222,7 +222,7 @@ class ApplyReport:
     upstreams: tuple[UpstreamApply, ...]
     checked_only: bool = False
     next_steps: tuple[str, ...] = ()
-    builds: tuple = ()              # kernels.BuildOutcome after the apply, when asked
+    builds: tuple = ()              # build.builder.BuildOutcome after the apply, when asked
 
     @property
     def ok(self) -> bool:

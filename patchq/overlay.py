@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .crashtest import file_operation
+from .digest import sha256_file
 from .errors import BadInput, EnvironmentFailure, NeedsYou
 from .git import GitError, Repo, run_git
 
@@ -751,8 +752,7 @@ def _write_journal(backup: Path, journal: Mapping[str, Any]) -> None:
 
 
 def _sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    return sha256_file(path)
 
 
 def _utc_now() -> str:

@@ -174,7 +174,7 @@ def format_date(iso_or_rfc: str) -> str:
     except (TypeError, ValueError):
         pass
     try:
-        when = datetime.fromisoformat(iso_or_rfc)
+        when = datetime.fromisoformat(iso_or_rfc[:-1] + "+00:00" if iso_or_rfc.endswith("Z") else iso_or_rfc)  # 3.10
     except ValueError:
         return EPOCH_DATE
     if when.tzinfo is None:

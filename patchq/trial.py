@@ -26,7 +26,8 @@ from .apply import apply_stack
 from .benchspec import MetricMissing, parse_metric, read_metric
 from .crashtest import TEST_KILL_ENV
 from .errors import BadInput, EnvironmentFailure, NeedsYou
-from .kernels import BuildKind, affected_targets, build_target
+from .build.builder import BuildKind, build_target
+from .build.recipe import affected_targets
 from .machine import load_average, machine_facts
 from .model import ApplyReport, BenchSpec, GateSpec, PatchEntry
 from .workspace import Workspace
@@ -261,7 +262,7 @@ def prepare_side(ws: Workspace, side: Side, *, targets: set[str], required: tupl
             changed = Repo(up.checkout).changed_paths(up.base, up.head)
             targets |= {t for t in affected_targets(recipes, up.upstream, changed) if recipes[t].build_by_default}
     failed = []
-    from .rebuild import build_cache_dir
+    from .build.stack import build_cache_dir
     for target in sorted(targets):
         recipe = recipes.get(target)
         if recipe is None:
@@ -336,9 +337,9 @@ def _now() -> str:
 def run_trial(ws: Workspace, plan: TrialPlan, *, recorded: dict | None = None,
               progress: Callable[[str], None] = lambda line: None) -> dict:
     """Run the trial and return its results document (not yet written anywhere)."""
-    from .rebuild import _recipes
+    from .build.stack import workspace_recipes
     spec = parse_metric(plan.bench.metric)
-    recipes = _recipes(ws)
+    recipes = workspace_recipes(ws)
     started = _now()
     trials = ws.state_dir / TRIALS_DIR
     if trials.exists():                  # left by a killed trial: we hold the workspace lock, so nobody uses them

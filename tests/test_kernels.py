@@ -1,4 +1,4 @@
-"""kernels: recipes, affected targets and the content-addressed build cache, with the real C compiler.
+"""build/: recipes, affected targets and the content-addressed build cache, with the real C compiler.
 
 The upstream is a git repository made here: a package with a C extension built by setuptools (`csrc/native.c`),
 a command-line tool built by make (`tools/cli.c`) and a pure-Python module. Patches are real diffs applied as
@@ -20,9 +20,12 @@ import pytest
 
 from patchq.errors import BadInput
 from patchq.git import Repo, run_git
-from patchq.kernels import (BuildKind, MachineMemory, Resources, affected_targets, build_target, cache_key,
-                            last_good, list_inputs, load_recipe, load_recipes, missing_requirements, plan_jobs,
-                            probe_toolchain, require_inputs_at, targets_to_build, validate_recipe_at)
+from patchq.build.builder import BuildKind, build_target
+from patchq.build.cache import cache_key, last_good, list_inputs
+from patchq.build.host import MachineMemory, missing_requirements, plan_jobs
+from patchq.build.recipe import (Resources, affected_targets, load_recipe, load_recipes, require_inputs_at,
+                                 targets_to_build, validate_recipe_at)
+from patchq.build.runner import probe_toolchain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -142,7 +142,7 @@ def test_help_lines_are_whole_and_name_the_shared_options(patchq):
         assert option in sub.out
 
 
-HEAVY = ("patchq.workspace", "patchq.apply", "patchq.model", "ruamel", "rich", "urllib.request", "patchq.kernels",
+HEAVY = ("patchq.workspace", "patchq.apply", "patchq.model", "ruamel", "rich", "urllib.request", "patchq.build",
          "patchq.overlay", "yaml")
 
 

@@ -9,12 +9,13 @@ import sys
 import tarfile
 from pathlib import Path
 
-import tomllib
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_license_is_an_spdx_string_and_its_file_exists():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert meta["project"]["license"] == "Apache-2.0"
     for name in meta["project"]["license-files"]:
@@ -27,10 +28,18 @@ def test_license_is_an_spdx_string_and_its_file_exists():
     assert "platformdirs" in deps and "packaging" in deps
 
 
+_NEVER_COPIED = shutil.ignore_patterns(".git", "__pycache__", ".patchq", "*.egg-info", ".hypothesis", ".pytest_cache")
+
+
+def _ignore_outputs(folder: str, names: list[str]) -> set[str]:
+    """Caches anywhere, and build outputs only at the top (patchq/build/ is a package, not an output)."""
+    top = {"build", "dist"} & set(names) if Path(folder) == REPO else set()
+    return set(_NEVER_COPIED(folder, names)) | top
+
+
 def test_sdist_carries_the_tests_and_their_data(tmp_path):
     src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", "__pycache__", ".patchq", "*.egg-info", "build",
-                                                             "dist", ".hypothesis", ".pytest_cache"))
+    shutil.copytree(REPO, src, ignore=_ignore_outputs)
     out = tmp_path / "dist"
     proc = subprocess.run([sys.executable, "-c", f"from setuptools import build_meta as b; "
                            f"print(b.build_sdist({str(out)!r}))"], cwd=src, capture_output=True, text=True,
@@ -41,7 +50,8 @@ def test_sdist_carries_the_tests_and_their_data(tmp_path):
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
         pkg_info = tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith("/PKG-INFO"))).read().decode()
     wanted = {"LICENSE", "README.md", "pins.lock", "tests/conftest.py", "tests/procs.py", "tests/hostile/corpus.py",
-              "queues/vllm/series.yaml", "kernels", "docs/design.md", "benchmarks", "patchq/cli.py"}
+              "queues/vllm/series.yaml", "kernels", "docs/design.md", "benchmarks", "patchq/cli.py",
+              "patchq/build/recipe.py"}
     tracked = {str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("*.py")}
     missing = {w for w in wanted | tracked if not any(n == w or n.startswith(w + "/") for n in names)}
     assert not missing, missing

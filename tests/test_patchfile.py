@@ -12,7 +12,7 @@ import pytest
 from patchq.errors import BadInput
 from patchq.git import Repo
 from patchq.model import PatchEntry, Status
-from patchq.patchfile import entry_from_patch, parse_diff, read_patch_file, render_patch_file
+from patchq.patchfile import entry_from_patch, format_date, parse_diff, read_patch_file, render_patch_file
 
 
 @pytest.fixture
@@ -265,3 +265,10 @@ def test_with_diff_replaces_only_the_diff():
     out = patch.with_diff(new)
     assert out.replace(new, GOOD) == data
     assert read_patch_file(out, source="x").trailers == patch.trailers
+
+
+def test_iso_dates_with_a_z_become_the_same_date_header_on_every_python():
+    """Python 3.10's fromisoformat does not read a trailing Z; the header must not fall back to the epoch there."""
+    assert format_date("2026-05-19T10:00:00Z") == "Tue, 19 May 2026 10:00:00 +0000"
+    assert format_date("2026-05-19") == "Tue, 19 May 2026 00:00:00 +0000"
+    assert format_date("not a date") == "Thu, 1 Jan 1970 00:00:00 +0000"

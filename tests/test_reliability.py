@@ -26,7 +26,8 @@ from test_bundle import MANIFEST
 from patchq.apply import apply_stack
 from patchq.errors import BadInput
 from patchq.git import Repo, run_git
-from patchq.kernels import BuildKind, build_target, load_recipe
+from patchq.build.builder import BuildKind, build_target
+from patchq.build.recipe import load_recipe
 from patchq.model import Status
 
 exported, shipped = test_bundle.exported, test_bundle.shipped      # fixtures shared with the bundle tests

@@ -1,8 +1,8 @@
-"""Rebuild what a stack touches: affected native targets per patch and per stack, their builds, and the
+"""Builds for a stack: which native targets its patches and changes touch, their builds through the cache, and the
 Python-only routes (an overlay onto an installed package, a repacked wheel) that need no compiler.
 
-This module joins the workspace and `apply` results to `kernels.py` (recipes, cache, builds) and `overlay.py`
-(site-packages, wheels); both of those work on explicit inputs and know nothing about stacks.
+The only module of `build/` that knows workspaces and stacks: it joins `apply` results to recipes and builds, and
+to `overlay.py` (site-packages, wheels); those work on explicit inputs.
 """
 
 from __future__ import annotations
@@ -11,29 +11,25 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .apply import apply_stack
-from .errors import BadInput, NeedsYou
-from .git import Repo
-from .kernels import (
-    BuildOutcome,
-    affected_targets,
-    build_target,
-    load_recipes,
-    targets_to_build,
-)
-from .model import ApplyReport, OutcomeKind, UpstreamApply
-from .overlay import (
+from ..apply import apply_stack, load_patch
+from ..errors import BadInput, NeedsYou
+from ..git import Repo
+from ..model import ApplyReport, OutcomeKind, UpstreamApply
+from ..overlay import (
     OverlayResult,
     OverlayStatus,
+    PythonChanges,
     overlay_apply,
     overlay_revert,
     overlay_status,
     python_changes_between,
     repack_wheel,
 )
-from .patchfile import touched_paths
-from .sources import cache_root, ensure_base
-from .workspace import Workspace
+from ..patchfile import touched_paths
+from ..sources import cache_root, ensure_base
+from ..workspace import Workspace
+from .builder import BuildOutcome, build_target
+from .recipe import Recipe, affected_targets, load_recipes, targets_to_build
 
 
 @dataclass(frozen=True)
@@ -57,17 +53,18 @@ class BuildReport:
 
 
 def build_cache_dir() -> Path:
+    """The build cache shared by every workspace of this user (outputs are keyed by content, not by workspace)."""
     return cache_root() / "builds"
 
 
-def _recipes(ws: Workspace):
-    folder = ws.root / "kernels"
-    return load_recipes(folder) if folder.is_dir() else {}
+def workspace_recipes(ws: Workspace) -> dict[str, Recipe]:
+    """The workspace's `kernels/*.yaml` recipes by target; none when it has no `kernels/` folder."""
+    return load_recipes(ws.root / "kernels")
 
 
 def targets_per_patch(ws: Workspace, report: ApplyReport) -> tuple[PatchTargets, ...]:
     """Which recipes each applied patch feeds, from the paths the patch touches."""
-    recipes = _recipes(ws)
+    recipes = workspace_recipes(ws)
     out = []
     for up in report.upstreams:
         for outcome in up.outcomes:
@@ -76,7 +73,6 @@ def targets_per_patch(ws: Workspace, report: ApplyReport) -> tuple[PatchTargets,
             entry = ws.queue(up.upstream).get(outcome.patch_id)
             if entry is None:
                 continue
-            from .apply import load_patch
             paths = touched_paths(load_patch(ws, entry).patch.files)
             out.append(PatchTargets(up.upstream, outcome.patch_id,
                                     tuple(affected_targets(recipes, up.upstream, paths))))
@@ -92,10 +88,11 @@ def _changed(up: UpstreamApply) -> list[str]:
 def build_after_apply(ws: Workspace, report: ApplyReport, *, targets: tuple[str, ...] = (), dry_run: bool = False,
                       jobs: int | None = None, launcher: str | None = None) -> BuildReport:
     """Build the targets the applied stack touches, each in its upstream's checkout, through the content cache."""
-    recipes = _recipes(ws)
+    recipes = workspace_recipes(ws)
     unknown = [t for t in targets if t not in recipes]
     if unknown:
-        raise BadInput(f"unknown build target(s) {', '.join(unknown)} (recipes: {', '.join(sorted(recipes)) or 'none'})")
+        known = ", ".join(sorted(recipes)) or "none"
+        raise BadInput(f"unknown build target(s) {', '.join(unknown)} (recipes: {known})")
     affected: dict[str, tuple[str, ...]] = {}
     checkout_of: dict[str, str] = {}
     for up in report.upstreams:
@@ -128,10 +125,11 @@ def build_stack(ws: Workspace, stack_name: str, *, targets: tuple[str, ...] = ()
 
 # ---- Python-only routes ------------------------------------------------------------------------------------------
 
-def _stack_python_changes(ws: Workspace, stack_name: str, upstream: str):
+def _stack_python_changes(ws: Workspace, stack_name: str, upstream: str) -> tuple[PythonChanges, UpstreamApply]:
     stack = ws.stack(stack_name)
     if upstream not in stack.upstreams:
-        raise BadInput(f"stack {stack_name!r} does not use upstream {upstream!r} (it uses {', '.join(stack.upstreams)})")
+        raise BadInput(f"stack {stack_name!r} does not use upstream {upstream!r} "
+                       f"(it uses {', '.join(stack.upstreams)})")
     report = apply_stack(ws, stack_name, only=(upstream,), check_only=False)
     up = report.upstreams[0]
     if up.stopped:
@@ -172,7 +170,7 @@ def overlay_stack(ws: Workspace, stack_name: str, site_packages: Path, *, upstre
     changes, up = _stack_python_changes(ws, stack_name, upstream)
     if not changes.diff:
         raise BadInput(f"stack {stack_name!r} changes no Python file of {upstream!r}; nothing to overlay")
-    from . import __version__
+    from .. import __version__
     mark = {"stack": stack_name, "upstream": upstream, "pin": up.pin, "head": up.head, "tree": up.tree,
             "patchq": __version__}
     result = overlay_apply(site_packages, changes.diff, package=package or upstream,
@@ -207,7 +205,7 @@ def wheel_for_stack(ws: Workspace, stack_name: str, wheel: Path, out_dir: Path, 
         raise NeedsYou(f"stack {stack_name!r} also changes non-Python files of {upstream!r} "
                        f"({', '.join(changes.other_paths[:3])}); a repacked wheel would not contain them — "
                        "build it with 'patchq build' instead")
-    tree = up.tree or Repo(up.checkout).rev_parse(f"{up.head}^{{tree}}")
+    tree = up.tree or Repo(up.checkout).tree_of(up.head)
     built = repack_wheel(wheel, changes.replacements, out_dir, deletions=changes.deletions,
                          local_label=f"pq.{tree[:12]}")
     version = built.name.split("-")[1]
