@@ -26,7 +26,6 @@ from .model import (FULL_SHA, PATCH_ID, UPSTREAM_NAME, ArchiveSource, PatchEntry
                     Status, Upstream)
 from .yamlio import dump as dump_yaml
 from .yamlio import editable as _editable
-from .yamlio import guard as guard_yaml  # noqa: F401  (kernels.py's recipe loader calls it by this name)
 from .yamlio import line_of as _line
 from .yamlio import load as load_yaml
 

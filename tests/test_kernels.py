@@ -376,7 +376,7 @@ def test_wrong_types_and_bad_globs_are_named_with_their_line(tmp_path):
             (1, "upstream: expected a string, got a number"),
         "upstream: vllm\ninputs: [csrc/]\ncommand: make\noutputs: [x]\nenv: {USE_X: true}\n":
             (5, "env.USE_X: expected a string or number, got a boolean"),
-        "upstream: vllm\ninputs: [csrc/\ncommand: make\n": (None, "not valid YAML"),
+        "upstream: vllm\ninputs: [csrc/\ncommand: make\n": (None, "invalid YAML"),
     }
     for index, (text, (line, message)) in enumerate(cases.items()):
         path = tmp_path / f"case{index}.yaml"

@@ -14,10 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
-
 from ..errors import BadInput
 from ..git import Repo
 from .globs import compile_glob, glob_problem, matches_any
@@ -111,36 +107,10 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def _parse_yaml(text: str, where: str) -> tuple[Any, dict[str, int]]:
-    from ..workspace import guard_yaml
-    guard_yaml(text, where)        # the same guard as pins.lock and series.yaml: no alias bombs, no deep nesting
-    yaml = YAML(typ="safe", pure=True)
-    try:
-        data = yaml.load(text)
-        node = yaml.compose(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise BadInput(f"not valid YAML: {exc.problem or exc.context}", path=where, line=line) from None
-    except YAMLError as exc:
-        raise BadInput(f"not valid YAML: {exc}", path=where) from None
-    lines: dict[str, int] = {}
-    if node is not None:
-        _record_lines(node, "", lines)
-    return data, lines
-
-
-def _record_lines(node: Node, prefix: str, lines: dict[str, int]) -> None:
-    """Key paths like `resources.jobs` and `inputs[2]` mapped to 1-based lines, for error messages."""
-    if isinstance(node, MappingNode):
-        for key_node, value_node in node.value:
-            name = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            lines[name] = key_node.start_mark.line + 1
-            _record_lines(value_node, name, lines)
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            name = f"{prefix}[{index}]"
-            lines[name] = item.start_mark.line + 1
-            _record_lines(item, name, lines)
+    """Through the one YAML door: the same guard as pins.lock and series.yaml (no alias bombs, no deep nesting)."""
+    from .. import yamlio
+    doc = yamlio.parse(text, where, what="recipe")
+    return doc.plain(), doc.key_lines()
 
 
 class _RecipeReader:
