@@ -14,6 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from . import flags
 from .model import FlagIdiom, FlagRead
@@ -84,8 +85,10 @@ class ReadCache:
             return False
         try:
             raw = json.loads(path.read_text())
+            if not isinstance(raw, list):
+                return False
             self.memory[key] = [_found_from(item) for item in raw]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError):
             return False
         return True
 
@@ -136,14 +139,49 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _found_to(found: flags.Located) -> list:
+# One stored read, a JSON array: the Located's lines and column, then the FlagRead's fields (its path is the job's).
+_Row: TypeAlias = tuple[int, int, int, str, int, str, str | None, str, str | None, bool | None, bool, str]
+
+
+def _found_to(found: flags.Located) -> _Row:
     r = found.read
-    return [found.first, found.last, found.column, r.name, r.line, r.language, r.default, r.idiom.value,
-            r.compared_to, r.default_on, r.dynamic, r.expression]
+    return (found.first, found.last, found.column, r.name, r.line, r.language, r.default, r.idiom.value,
+            r.compared_to, r.default_on, r.dynamic, r.expression)
 
 
-def _found_from(item: list) -> flags.Located:
+def _found_from(item: object) -> flags.Located:
+    """A stored row back; one of the wrong shape or types raises ValueError, so the entry is analysed afresh."""
+    if not isinstance(item, list) or len(item) != 12:
+        raise ValueError("a stored read is an array of 12 fields")
     first, last, column, name, line, language, default, idiom, compared_to, default_on, dynamic, expression = item
-    read = FlagRead(name=name, path="", line=line, language=language, default=default, idiom=FlagIdiom(idiom),
-                    compared_to=compared_to, default_on=default_on, dynamic=dynamic, expression=expression)
-    return flags.Located(read, first, last, column)
+    read = FlagRead(name=_text(name), path="", line=_number(line), language=_text(language),
+                    default=_text_or_none(default), idiom=FlagIdiom(_text(idiom)),
+                    compared_to=_text_or_none(compared_to), default_on=_flag_or_none(default_on),
+                    dynamic=_flag(dynamic), expression=_text(expression))
+    return flags.Located(read, _number(first), _number(last), _number(column))
+
+
+def _number(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"stored field {value!r} is not an integer")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"stored field {value!r} is not a string")
+    return value
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"stored field {value!r} is not a boolean")
+    return value
+
+
+def _flag_or_none(value: object) -> bool | None:
+    return None if value is None else _flag(value)

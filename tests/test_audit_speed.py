@@ -9,7 +9,7 @@ import pytest
 from patchq import git as patchq_git
 from patchq.apply import load_patch, run_queue, splice_lines
 from patchq.audit import _independent_groups, audit_patches, audit_workspace
-from patchq.flagcache import ReadCache
+from patchq.flagcache import Job, ReadCache
 from patchq.flags import reads_in_lines
 from patchq.model import Status
 from patchq.patchfile import parse_diff
@@ -168,6 +168,24 @@ def test_the_second_audit_reads_every_analysis_from_the_cache(lab, make_upstream
     assert audit_patches(ws, "vllm", base, ordered, others, cache=damaged) == first
     assert damaged.analysed == 1
     assert json.loads(stored[0].read_text())          # and rewritten whole
+
+
+@pytest.mark.parametrize("row", [
+    [1, 1, 0, "X", "2", "python", None, "truthy", None, False, False, ""],     # a line that is text
+    [1, 1, 0, "X", 2, "python", None, "truthy", None, "yes", False, ""],       # default_on that is no boolean
+    [1, 1, 0, "X", 2, "python", None, "truthy", None, False, False],           # a field short
+])
+def test_a_stored_read_of_the_wrong_shape_is_analysed_again(tmp_path, row):
+    job = Job("a.py", b'import os\nif os.getenv("X_ON"):\n    pass\n')
+    first = ReadCache(tmp_path / "flags")
+    key = first.key(job)
+    assert key is not None
+    good = first.located([job])[key]
+    [stored] = (tmp_path / "flags").rglob("*.json")
+    stored.write_text(json.dumps([row]))
+    again = ReadCache(tmp_path / "flags")
+    assert [found.read for found in again.located([job])[key]] == [found.read for found in good]
+    assert again.analysed == 1
 
 
 def test_splice_lines_says_where_hunks_landed():

@@ -401,6 +401,16 @@ def test_broken_python_still_yields_the_obvious_reads() -> None:
     assert found[-1].expression == 'os.environ.get("BROKEN_C", "0").lower() in ("1", "true")'
 
 
+@pytest.mark.parametrize(("code", "default", "idiom"), [
+    ('A = int(float(os.getenv("X_N", "inf")))', "inf", I.FLOAT),
+    ('A = int(float(os.getenv("X_N", "nan")))', "nan", I.FLOAT),
+    ('A = int(os.getenv("X_N", 1e999))', "inf", I.INT),
+])
+def test_int_of_an_infinite_or_nan_default_is_unknown_not_a_crash(code: str, default: str, idiom: FlagIdiom) -> None:
+    read = only("a.py", "import os\n" + code + "\n")
+    assert (read.name, read.default, read.idiom, read.default_on) == ("X_N", default, idiom, None)
+
+
 def test_windows_line_endings_keep_line_numbers() -> None:
     read = only("m.py", 'import os\r\nx = 1\r\ny = os.getenv("VLLM_CRLF", "0") == "1"\r\n')
     assert summary(read) == ("VLLM_CRLF", 3, "0", I.EQUALS, "1", False)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from ..model import FlagIdiom, FlagRead
 from .located import DYNAMIC, Lines, Located, located
-from .text import blank, end_of_line, past_close, squash
+from .text import blank, end_of_body, end_of_line, past_close, squash
 from .truth import OFF_WORDS, ON_WORDS, boolean_word, numeric_on, parse_number
 
 LANGUAGE = "c"
@@ -420,9 +420,9 @@ def _mask_c(text: str) -> tuple[str, dict[int, tuple[int, str]]]:
         elif _is_digit_separator(text, start):
             end = start + 1
         else:
-            body = _C_CHAR_BODY.match(text, start + 1)
-            end = body.end() + (1 if text.startswith("'", body.end()) else 0)  # type: ignore[union-attr]
-            blank(out, start + 1, body.end(), keep_newlines=True)  # type: ignore[union-attr]
+            char_end = end_of_body(_C_CHAR_BODY, text, start + 1)
+            end = char_end + (1 if text.startswith("'", char_end) else 0)
+            blank(out, start + 1, char_end, keep_newlines=True)
         position = max(end, start + 1)
     return "".join(out), literals
 
@@ -452,11 +452,10 @@ def _c_string(text: str, start: int) -> tuple[int, str, int]:
             if close >= 0:
                 return close + len(closing), text[open_paren + 1:close], close + len(closing) - 1
             return len(text), text[open_paren + 1:], len(text)
-    body = _C_STRING_BODY.match(text, start + 1)
-    body_end = body.end()  # type: ignore[union-attr]
-    value = re.sub(r"\\(.)", r"\1", text[start + 1:body_end], flags=re.S)
-    closed = text.startswith('"', body_end)
-    return body_end + (1 if closed else 0), value, body_end
+    string_end = end_of_body(_C_STRING_BODY, text, start + 1)
+    value = re.sub(r"\\(.)", r"\1", text[start + 1:string_end], flags=re.S)
+    closed = text.startswith('"', string_end)
+    return string_end + (1 if closed else 0), value, string_end
 
 
 def _is_digit_separator(text: str, index: int) -> bool:
@@ -471,7 +470,8 @@ def _is_digit_separator(text: str, index: int) -> bool:
 
 def _c_arguments(code: str, open_paren: int) -> tuple[list[tuple[int, int]], int] | None:
     """Top-level argument spans of the call whose `(` is at `open_paren`, and the offset past its `)`."""
-    depth, start, spans = 0, open_paren + 1, []
+    depth, start = 0, open_paren + 1
+    spans: list[tuple[int, int]] = []
     for match in re.compile(r"[()\[\]{},;]").finditer(code, open_paren):
         char, index = match.group(), match.start()
         if char in "([{":

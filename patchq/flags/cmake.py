@@ -6,7 +6,7 @@ import re
 
 from ..model import FlagIdiom, FlagRead
 from .located import DYNAMIC, Lines, Located, located
-from .text import ENV_NAME, blank, end_of_line, past_close, squash, unquote, with_quotes
+from .text import ENV_NAME, blank, end_of_body, end_of_line, past_close, squash, unquote, with_quotes
 from .truth import boolean_word
 
 LANGUAGE = "cmake"
@@ -38,8 +38,7 @@ def _mask_cmake(text: str) -> str:
             break
         lexeme = match.group()
         if lexeme == '"':
-            body = _CMAKE_QUOTED.match(text, match.end())
-            position = body.end() + 1  # type: ignore[union-attr]
+            position = end_of_body(_CMAKE_QUOTED, text, match.end()) + 1
             continue
         if lexeme == "#":
             end = end_of_line(text, match.start())

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Callable
 
 from .located import Located
 

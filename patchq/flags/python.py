@@ -9,10 +9,9 @@ path on.
 from __future__ import annotations
 
 import ast
-import operator
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
 
 from ..model import FlagIdiom, FlagRead
 from .located import DYNAMIC, Located, located
@@ -28,16 +27,29 @@ from .python_names import (
 )
 from .python_parse import parse_python, salvage_python
 from .text import ENV_NAME
-from .truth import UNKNOWN, apply_compare, boolean_word, flag_truth, negate, numeric_on, parse_number
+from .truth import (
+    UNKNOWN,
+    Comparison,
+    Truth,
+    Value,
+    boolean_word,
+    compare_values,
+    flag_truth,
+    negate,
+    numeric_on,
+    parse_number,
+)
 
 LANGUAGE = "python"
 
-_STR_METHODS = frozenset({"lower", "upper", "strip", "lstrip", "rstrip", "casefold", "title"})
+_STR_METHODS: dict[str, Callable[[str], str]] = {
+    "lower": str.lower, "upper": str.upper, "strip": str.strip, "lstrip": str.lstrip, "rstrip": str.rstrip,
+    "casefold": str.casefold, "title": str.title}
 _BOOL_PARSERS = frozenset({"bool", "strtobool", "str2bool", "str_to_bool", "to_bool", "parse_bool", "as_bool"})
-_NUMBER_PARSERS = {"int": (int, FlagIdiom.INT), "float": (float, FlagIdiom.FLOAT)}
-_COMPARISONS: dict[type, Callable[[object, object], object]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge}
+_NUMBER_PARSERS: dict[str, tuple[type[int] | type[float], FlagIdiom]] = {
+    "int": (int, FlagIdiom.INT), "float": (float, FlagIdiom.FLOAT)}
+_COMPARISONS: dict[type[ast.cmpop], Comparison] = {
+    ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _PY_MENTIONS_ENV = re.compile(r"environ|getenv|putenv|envs")
 
 
@@ -45,18 +57,21 @@ _PY_MENTIONS_ENV = re.compile(r"environ|getenv|putenv|envs")
 class _Sim:
     """The variable's value when unset, followed up through the expression that consumes it."""
 
-    value: object
+    value: Value
     idiom: FlagIdiom
     compared_to: str | None = None
     decided: bool = False          # the value is now a yes/no decision, not the raw text
     fallback: str | None = None    # a default supplied by `or "1"` after the read
 
-    def judged(self, value: object, text_idiom: FlagIdiom) -> _Sim:
+    def judged(self, value: Value, text_idiom: FlagIdiom) -> _Sim:
         idiom = text_idiom if self.idiom is FlagIdiom.STRING and not self.decided else self.idiom
         return replace(self, value=value, idiom=idiom, decided=True)
 
-    def truth(self) -> object:
-        return self.value if self.decided else flag_truth(self.value)
+    def truth(self) -> Truth:
+        """A decided value is a truth already (int() of one is 0 or 1, equal to the bool it came from)."""
+        if not self.decided:
+            return flag_truth(self.value)
+        return UNKNOWN if self.value is UNKNOWN else bool(self.value)
 
 
 @dataclass(frozen=True)
@@ -173,7 +188,7 @@ class _PythonFile(PythonNames):
         for argument in call.args[:1]:
             if isinstance(argument, ast.Dict):
                 cores += [self._core(call, scope, key, None, "set", value_node=value)
-                          for key, value in zip(argument.keys, argument.values) if key is not None]
+                          for key, value in zip(argument.keys, argument.values, strict=True) if key is not None]
         for keyword in call.keywords:
             if keyword.arg is not None:
                 name = ast.Constant(keyword.arg)
@@ -318,18 +333,17 @@ class _PythonFile(PythonNames):
             return replace(sim.judged(value, FlagIdiom.EQUALS), compared_to=compared)
         compare_op = _COMPARISONS.get(type(op))
         if literals is None or len(literals) != 1 or isinstance(other, (ast.Tuple, ast.List, ast.Set)):
-            judged = sim.judged(UNKNOWN, FlagIdiom.EQUALS if compare_op in (operator.eq, operator.ne)
-                                else FlagIdiom.UNKNOWN)
+            judged = sim.judged(UNKNOWN, FlagIdiom.EQUALS if compare_op in ("==", "!=") else FlagIdiom.UNKNOWN)
             return judged
         literal = literals[0]
         left, right = (sim.value, literal) if on_left else (literal, sim.value)
-        value = apply_compare(compare_op, left, right)
-        idiom = FlagIdiom.EQUALS if compare_op in (operator.eq, operator.ne) else FlagIdiom.UNKNOWN
+        value = compare_values(compare_op, left, right)
+        idiom = FlagIdiom.EQUALS if compare_op in ("==", "!=") else FlagIdiom.UNKNOWN
         return replace(sim.judged(value, idiom), compared_to=_as_text(literal))
 
-    def _literals(self, node: ast.AST, scope: Scope) -> list[object] | None:
+    def _literals(self, node: ast.AST, scope: Scope) -> list[Value] | None:
         elements = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
-        values = []
+        values: list[Value] = []
         for element in elements:
             text, value = self.literal(element, scope)
             if value is UNKNOWN or (value is None and text is None and not _is_none(element)):
@@ -404,7 +418,7 @@ class _PythonFile(PythonNames):
         return located(read, first, last, getattr(name_node, "col_offset", 0))
 
     def _accessor_default(self, call: ast.Call, scope: Scope, accessor: _Accessor,
-                          via_attribute: bool) -> tuple[str | None, object]:
+                          via_attribute: bool) -> tuple[str | None, Value]:
         function = accessor.function
         if accessor.default_param is None:
             return self.literal(accessor.core.default_node, accessor.core.scope)
@@ -430,17 +444,17 @@ class _PythonFile(PythonNames):
         entries: list[Located] = []
         merged: set[int] = set()
         for table in self._registry_tables():
-            for key, value in zip(table.keys, table.values):
+            for key, value in zip(table.keys, table.values, strict=True):
                 if not (isinstance(key, ast.Constant) and isinstance(key.value, str) and ENV_NAME.match(key.value)):
                     continue
                 inner = self._entry_read(key.value, value, found)
                 if inner is not None:
                     merged.add(id(inner))
-                entries.append(self._registry_found(key, value, inner))
+                entries.append(self._registry_found(key.value, key, value, inner))
         return entries, merged
 
     def _registry_tables(self) -> Iterator[ast.Dict]:
-        for statement in self.module_scope.node.body:  # type: ignore[union-attr]
+        for statement in self.tree.body:
             if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
                 target, value = statement.targets[0], statement.value
             elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
@@ -468,15 +482,15 @@ class _PythonFile(PythonNames):
                 return item
         return None
 
-    def _registry_found(self, key: ast.Constant, value: ast.AST, inner: Located | None) -> Located:
+    def _registry_found(self, name: str, key: ast.Constant, value: ast.AST, inner: Located | None) -> Located:
         default, default_on, compared = None, None, None
         if inner is not None:
             default, default_on, compared = inner.read.default, inner.read.default_on, inner.read.compared_to
         else:
-            default = self._helper_default(key.value, value)
+            default = self._helper_default(name, value)
             default_on = boolean_word(default)
         expression = f"{self.source(key)}: {self.source(value)}"
-        read = FlagRead(name=key.value, path=self.path, line=_line(key), language="python", default=default,
+        read = FlagRead(name=name, path=self.path, line=_line(key), language="python", default=default,
                         idiom=FlagIdiom.REGISTRY, compared_to=compared, default_on=default_on,
                         expression=expression)
         end = getattr(value, "end_lineno", None) or _line(value)
@@ -502,7 +516,7 @@ def _final_on(sim: _Sim) -> bool | None:
     return boolean_word(sim.value)
 
 
-def _membership(value: object, literals: list[object] | None, on_left: bool, other: ast.AST) -> object:
+def _membership(value: Value, literals: list[Value] | None, on_left: bool, other: ast.AST) -> Truth:
     if literals is None or value is UNKNOWN:
         return UNKNOWN
     if isinstance(other, (ast.Tuple, ast.List, ast.Set)):
@@ -513,11 +527,11 @@ def _membership(value: object, literals: list[object] | None, on_left: bool, oth
     return UNKNOWN
 
 
-def _string_method(value: object, method: str) -> object:
-    return getattr(value, method)() if isinstance(value, str) else UNKNOWN
+def _string_method(value: Value, method: str) -> Value:
+    return _STR_METHODS[method](value) if isinstance(value, str) else UNKNOWN
 
 
-def _as_text(value: object) -> str:
+def _as_text(value: Value) -> str:
     return value if isinstance(value, str) else str(value)
 
 
@@ -544,10 +558,11 @@ def _span(core: ast.AST, outer: ast.AST) -> tuple[int, int]:
 
 
 def _inside(node: ast.AST, ancestor: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    current = parents.get(node)
     for _ in range(10_000):
-        node = parents.get(node)  # type: ignore[assignment]
-        if node is None:
+        if current is None:
             return False
-        if node is ancestor:
+        if current is ancestor:
             return True
+        current = parents.get(current)
     return False

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .text import squash
-from .truth import UNKNOWN
+from .truth import UNKNOWN, Value
 
 REGISTRY_ATTR = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
@@ -65,6 +66,7 @@ class PythonNames:
     def __init__(self, path: str, text: str, tree: ast.Module) -> None:
         self.path = path
         self.text = text
+        self.tree = tree
         self.segments = _Segments(text)
         self.parents: dict[ast.AST, ast.AST] = {}
         self.scope_of: dict[ast.AST, Scope] = {}
@@ -92,7 +94,7 @@ class PythonNames:
             inner = Scope(scope, "function", node)
             for arg in parameters(node.args):
                 inner.bind(arg.arg, _Binding("param"))
-            body = node.body if isinstance(node.body, list) else [node.body]
+            body: Sequence[ast.AST] = node.body if isinstance(node.body, list) else [node.body]
             self._bind_block(inner, body)
             return inner, {id(n) for n in body}
         if isinstance(node, ast.ClassDef):
@@ -107,7 +109,7 @@ class PythonNames:
             return inner, {id(n) for n in ast.iter_child_nodes(node)}
         return scope, set()
 
-    def _bind_block(self, scope: Scope, body: list[ast.AST]) -> None:
+    def _bind_block(self, scope: Scope, body: Sequence[ast.AST]) -> None:
         """Record what each statement of a body binds, without entering nested functions or classes."""
         stack = list(body)
         while stack:
@@ -197,8 +199,10 @@ class PythonNames:
             return meaning.value if meaning.kind == "const" else None
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             left = self.constant(node.left, scope, depth + 1)
-            right = self.constant(node.right, scope, depth + 1) if left is not None else None
-            return None if right is None else left + right  # type: ignore[operator]
+            if left is None:
+                return None
+            right = self.constant(node.right, scope, depth + 1)
+            return None if right is None else left + right
         if isinstance(node, ast.JoinedStr):
             return self._joined_constant(node, scope, depth)
         return None
@@ -216,7 +220,7 @@ class PythonNames:
             parts.append(text)
         return "".join(parts)
 
-    def literal(self, node: ast.AST | None, scope: Scope) -> tuple[str | None, object]:
+    def literal(self, node: ast.AST | None, scope: Scope) -> tuple[str | None, Value]:
         """(text as written, value) of a default or compared value; the value is UNKNOWN when not a literal."""
         if node is None:
             return None, None
@@ -253,9 +257,11 @@ class _Segments:
         return encoded[start:end].decode("utf-8", "replace")
 
     def of(self, node: ast.AST) -> str:
-        first, last = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
-        start, end = getattr(node, "col_offset", None), getattr(node, "end_col_offset", None)
-        if None in (first, last, start, end) or not 1 <= first <= last <= len(self._lines):
+        first: int | None = getattr(node, "lineno", None)
+        last: int | None = getattr(node, "end_lineno", None)
+        start: int | None = getattr(node, "col_offset", None)
+        end: int | None = getattr(node, "end_col_offset", None)
+        if first is None or last is None or start is None or end is None or not 1 <= first <= last <= len(self._lines):
             return ""
         if first == last:
             return self._cut(first - 1, start, end)
@@ -304,7 +310,7 @@ def parameter_default(function: ast.FunctionDef | ast.AsyncFunctionDef, name: st
     if name in positional:
         index = positional.index(name) - (len(positional) - len(defaults))
         return defaults[index] if index >= 0 else None
-    for arg, default in zip(function.args.kwonlyargs, function.args.kw_defaults):
+    for arg, default in zip(function.args.kwonlyargs, function.args.kw_defaults, strict=True):
         if arg.arg == name:
             return default
     return None
@@ -324,12 +330,12 @@ def call_argument(call: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionD
     return None
 
 
-def is_bound_method(function: ast.AST, scope: Scope | None) -> bool:
+def is_bound_method(function: ast.FunctionDef | ast.AsyncFunctionDef, scope: Scope | None) -> bool:
     """A method called as `self.flag("X")`: its first parameter is not passed at the call."""
     if scope is None or scope.kind != "class":
         return False
-    decorators = {d.id for d in getattr(function, "decorator_list", []) if isinstance(d, ast.Name)}
-    return "staticmethod" not in decorators and bool(_positional_parameters(function))  # type: ignore[arg-type]
+    decorators = {d.id for d in function.decorator_list if isinstance(d, ast.Name)}
+    return "staticmethod" not in decorators and bool(_positional_parameters(function))
 
 
 def _target_names(target: ast.AST) -> list[str]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import ast
 import re
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 from .located import Lines
-from .text import blank
+from .text import blank, end_of_body
 
 
 def parse_python(source: str) -> ast.Module | None:
@@ -71,10 +71,10 @@ def _python_code(text: str) -> str:
             position = end
             continue
         quote = match.group()
-        body = _PY_STRING_BODY[quote].match(text, match.end())
-        closed = text.startswith(quote, body.end())  # type: ignore[union-attr]
-        blank(out, match.end(), body.end(), keep_newlines=False)  # type: ignore[union-attr]
-        position = body.end() + (len(quote) if closed else 0)  # type: ignore[union-attr]
+        end = end_of_body(_PY_STRING_BODY[quote], text, match.end())
+        closed = text.startswith(quote, end)
+        blank(out, match.end(), end, keep_newlines=False)
+        position = end + (len(quote) if closed else 0)
     return "".join(out)
 
 

@@ -7,16 +7,15 @@ are sets.
 
 from __future__ import annotations
 
-import operator
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Iterator
 
 from ..model import FlagIdiom, FlagRead
 from .located import Lines, Located, located
 from .text import ENV_NAME, end_of_line, squash, unquote, with_quotes
-from .truth import UNKNOWN, apply_compare, boolean_word, flag_truth, negate, parse_number
+from .truth import UNKNOWN, Comparison, Truth, Value, boolean_word, compare_values, flag_truth, negate, parse_number
 
 LANGUAGE = "shell"
 
@@ -37,8 +36,7 @@ _SHELL_HEREDOC = re.compile(r"<<(-?)[ \t]*(?:(['\"])([^'\"\n]+)\2|\\?([A-Za-z_][
 _SHELL_KEYWORDS = frozenset({"if", "then", "else", "elif", "do", "while", "until", "!", "time", "{", "}", "fi",
                              "done", "exec", "command", "nohup"})
 _SHELL_SEPARATORS = frozenset("\n;&|()")
-_TEST_OPERATORS = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
-                   "le": operator.le}
+_TEST_OPERATORS: dict[str, Comparison] = {"eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _FLIPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
 
 # Lexer states, one character per position of the text.
@@ -149,7 +147,7 @@ class _ShellScript:
         column = expansion.start - self.lines.start(self.lines.of(expansion.start))
         return located(read, self.lines.of(outer_start), self.lines.of(max(outer_start, outer_end - 1)), column)
 
-    def _judge(self, expansion: _Expansion, unset: object, start: int, end: int
+    def _judge(self, expansion: _Expansion, unset: Value, start: int, end: int
                ) -> tuple[FlagIdiom, str | None, bool | None, int, int]:
         """How `[ "${X:-0}" = "1" ]`, `-eq`, `-n`, `(( ))` or `${X:+..}` use the value; else it is text.
 
@@ -164,21 +162,21 @@ class _ShellScript:
         match = re.match(r"\s+(==?|!=)\s+(\"[^\"]*\"|'[^']*'|[^\s\]);]+)", after)
         if match:
             literal = unquote(match.group(2))
-            value = apply_compare(operator.eq if match.group(1) != "!=" else operator.ne, unset, literal)
+            value = compare_values("==" if match.group(1) != "!=" else "!=", unset, literal)
             return FlagIdiom.EQUALS, literal, _decided(value), start, end + match.end()
         match = re.search(r"(\"[^\"]*\"|'[^']*'|[^\s\[;]+)\s+(==?|!=)\s+\Z", before)
         if match:
             literal = unquote(match.group(1))
-            value = apply_compare(operator.eq if match.group(2) != "!=" else operator.ne, unset, literal)
+            value = compare_values("==" if match.group(2) != "!=" else "!=", unset, literal)
             return FlagIdiom.EQUALS, literal, _decided(value), line_start + match.start(), end
         match = re.match(r"\s+-(eq|ne|gt|ge|lt|le)\s+[\"']?(-?\d+)", after)
         if match:
-            value = apply_compare(_TEST_OPERATORS[match.group(1)], parse_number(unset, int), int(match.group(2)))
+            value = compare_values(_TEST_OPERATORS[match.group(1)], parse_number(unset, int), int(match.group(2)))
             return FlagIdiom.INT, match.group(2), _decided(value), start, end + match.end()
         match = re.search(r"(-?\d+)[\"']?\s+-(eq|ne|gt|ge|lt|le)\s+\Z", before)
         if match:
-            compare = _TEST_OPERATORS[_FLIPPED[match.group(2)]]
-            value = apply_compare(compare, parse_number(unset, int), int(match.group(1)))
+            flipped = _TEST_OPERATORS[_FLIPPED[match.group(2)]]
+            value = compare_values(flipped, parse_number(unset, int), int(match.group(1)))
             return FlagIdiom.INT, match.group(1), _decided(value), line_start + match.start(), end
         match = re.search(r"-([nz])\s+\Z", before)
         if match:
@@ -236,11 +234,11 @@ class _ShellScript:
                         assignment.start - self.lines.start(line))
 
 
-def _decided(value: object) -> bool | None:
+def _decided(value: Truth) -> bool | None:
     return None if value is UNKNOWN else bool(value)
 
 
-def _unset_value(expansion: _Expansion) -> object:
+def _unset_value(expansion: _Expansion) -> Value:
     if expansion.op in (":-", "-", ":=", "="):
         return unquote(expansion.word)
     if expansion.op in (":?", "?"):
@@ -276,15 +274,24 @@ def _shell_brace_end(text: str, start: int) -> int | None:
     return None
 
 
+@dataclass(slots=True)
+class _Open:
+    """One open construct of the lexer: _CODE (the script), _NESTED (`$(`), "`", "{" (`${`) or _DQUOTE, with how
+    many of its own brackets are open inside it."""
+
+    kind: str
+    depth: int = 0
+
+
 def _shell_states(text: str) -> str:
     """One state letter per character: code, nested code, double/single quoted, comment, escaped, heredoc body."""
     states = [_CODE] * len(text)
-    stack: list[list] = [[_CODE, 0]]     # [kind, depth]; kind is _CODE, _NESTED ("$(" or "`"), "{" or _DQUOTE
+    stack = [_Open(_CODE)]
     pending: list[tuple[str, bool, bool]] = []
     index, n = 0, len(text)
     while index < n:
         char = text[index]
-        kind = stack[-1][0]
+        kind = stack[-1].kind
         here = _CODE if len(stack) == 1 else _NESTED
         if kind == _DQUOTE:
             if char == "\\" and index + 1 < n:
@@ -295,11 +302,11 @@ def _shell_states(text: str) -> str:
             if char == '"':
                 stack.pop()
             elif text.startswith("$(", index) or text.startswith("${", index):
-                stack.append([_NESTED if text[index + 1] == "(" else "{", 0])
+                stack.append(_Open(_NESTED if text[index + 1] == "(" else "{"))
                 states[index + 1] = _DQUOTE
                 index += 1
             elif char == "`":
-                stack.append(["`", 0])
+                stack.append(_Open("`"))
             index += 1
             continue
         if char == "\\" and index + 1 < n:
@@ -319,24 +326,24 @@ def _shell_states(text: str) -> str:
             continue
         states[index] = here
         if char == '"':
-            stack.append([_DQUOTE, 0])
+            stack.append(_Open(_DQUOTE))
         elif text.startswith("$(", index) or text.startswith("${", index):
-            stack.append([_NESTED if text[index + 1] == "(" else "{", 0])
+            stack.append(_Open(_NESTED if text[index + 1] == "(" else "{"))
             states[index + 1] = here
             index += 1
         elif char == "`":
             if kind == "`":
                 stack.pop()
             else:
-                stack.append(["`", 0])
+                stack.append(_Open("`"))
         elif char in "({" and len(stack) > 1 and kind in (_NESTED, "{"):
-            stack[-1][1] += 1 if (char == "(") == (kind == _NESTED) else 0
+            stack[-1].depth += 1 if (char == "(") == (kind == _NESTED) else 0
         elif char in ")}" and len(stack) > 1 and kind in (_NESTED, "{"):
             if (char == ")") == (kind == _NESTED):
-                if stack[-1][1] == 0:
+                if stack[-1].depth == 0:
                     stack.pop()
                 else:
-                    stack[-1][1] -= 1
+                    stack[-1].depth -= 1
         elif text.startswith("<<", index) and not text.startswith("<<<", index):
             heredoc = _SHELL_HEREDOC.match(text, index)
             if heredoc:
@@ -416,7 +423,7 @@ def _command_assignments(text: str, words: list[tuple[int, int]]
     """(sets, plain assignments, names assigned, names exported) of one simple command."""
     raw = [text[s:e] for s, e in words]
     head = raw[0]
-    assignments = [_Assignment(m.group(1), s, e, m.group(3)) for (s, e), word in zip(words, raw)
+    assignments = [_Assignment(m.group(1), s, e, m.group(3)) for (s, e), word in zip(words, raw, strict=True)
                    if (m := _SHELL_ASSIGN.match(word))]
     names = {a.name for a in assignments}
     if head in ("export", "declare", "typeset", "readonly", "local"):

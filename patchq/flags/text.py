@@ -44,6 +44,15 @@ def past_close(code: str, position: int, opener: str = "(", closer: str = ")") -
     return len(code)
 
 
+def end_of_body(pattern: re.Pattern[str], text: str, start: int) -> int:
+    """Where a literal's body that starts at `start` ends. The body patterns are repetitions (`(?:...)*`), which
+    always match, if only the empty string."""
+    match = pattern.match(text, start)
+    if match is None:
+        raise ValueError(f"body pattern {pattern.pattern!r} can match the empty string, so it must match")
+    return match.end()
+
+
 def end_of_line(code: str, index: int) -> int:
     end = code.find("\n", index)
     return len(code) if end < 0 else end

@@ -6,7 +6,8 @@ profile, say), so the rules live once, here.
 
 from __future__ import annotations
 
-from typing import Callable
+from enum import Enum
+from typing import Final, Literal, TypeAlias, TypeVar
 
 from ..model import FlagIdiom, FlagRead
 
@@ -14,17 +15,26 @@ OFF_WORDS = frozenset({"", "0", "false", "no", "off"})
 ON_WORDS = frozenset({"1", "true", "yes", "on"})
 
 
-class _Unknown:
-    """The value a variable would have when unset, where that cannot be worked out."""
+class _Unknown(Enum):
+    """The value a variable would have when unset, where that cannot be worked out (an enum of one member, so the
+    type checker narrows on `value is UNKNOWN`)."""
+
+    UNKNOWN = "unknown"
 
     def __repr__(self) -> str:
         return "<unknown>"
 
 
-UNKNOWN = _Unknown()
+UNKNOWN: Final = _Unknown.UNKNOWN
+
+# What a variable's unset value can be while it is followed through the code that consumes it: the text itself, a
+# literal default (Python's str/bool/int/float/None), a parsed number, a decided truth (bool), or unknown.
+Value: TypeAlias = str | int | float | None | _Unknown
+Truth: TypeAlias = bool | _Unknown
+Comparison: TypeAlias = Literal["==", "!=", "<", "<=", ">", ">="]
 
 
-def flag_truth(value: object) -> object:
+def flag_truth(value: Value) -> Truth:
     """Truth of a value the way flags are meant: "0", "false", "no", "off" and "" are off. Unknown stays unknown."""
     if value is UNKNOWN:
         return UNKNOWN
@@ -32,18 +42,15 @@ def flag_truth(value: object) -> object:
         return False
     if isinstance(value, str):
         return value.strip().lower() not in OFF_WORDS
-    try:
-        return bool(value)
-    except Exception:  # an exotic literal's __bool__; nothing to judge
-        return UNKNOWN
+    return bool(value)
 
 
-def boolean_word(value: object) -> bool | None:
+def boolean_word(value: Value) -> bool | None:
     """On/off for a value used as text: only words that plainly mean on or off decide."""
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
-        return {0: False, 1: True}.get(value)  # type: ignore[call-overload]
+        return False if value == 0 else True if value == 1 else None
     if isinstance(value, str):
         word = value.strip().lower()
         if word in OFF_WORDS:
@@ -53,7 +60,7 @@ def boolean_word(value: object) -> bool | None:
     return None
 
 
-def numeric_on(value: object, idiom: FlagIdiom) -> bool | None:
+def numeric_on(value: Value, idiom: FlagIdiom) -> bool | None:
     """A number read as a tunable: 0 is off, an int 1 is on, anything else is a size, not a switch."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -64,17 +71,15 @@ def numeric_on(value: object, idiom: FlagIdiom) -> bool | None:
     return None
 
 
-def parse_number(value: object, kind: type) -> object:
+def parse_number(value: Value, kind: type[int] | type[float]) -> int | float | _Unknown:
+    """`int(value)` / `float(value)`, or unknown where that would raise (text that is no number, int() of an
+    infinite or NaN float)."""
     if value is UNKNOWN or value is None:
         return UNKNOWN
-    if isinstance(value, (bool, int, float)):
-        return kind(value)
-    if isinstance(value, str):
-        try:
-            return kind(value.strip())
-        except ValueError:
-            return UNKNOWN
-    return UNKNOWN
+    try:
+        return kind(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        return UNKNOWN
 
 
 def default_on_from_fields(read: FlagRead) -> bool | None:
@@ -93,14 +98,34 @@ def default_on_from_fields(read: FlagRead) -> bool | None:
     return boolean_word(default)
 
 
-def negate(value: object) -> object:
+def negate(value: Truth) -> Truth:
     return value if value is UNKNOWN else not value
 
 
-def apply_compare(compare: Callable[[object, object], object] | None, left: object, right: object) -> object:
-    if compare is None or left is UNKNOWN or right is UNKNOWN:
+def compare_values(op: Comparison | None, left: Value, right: Value) -> Truth:
+    """`left op right` as Python judges it; unknown where either side is unknown or Python would raise TypeError
+    (ordering None, or text against a number)."""
+    if op is None or left is UNKNOWN or right is UNKNOWN:
         return UNKNOWN
-    try:
-        return bool(compare(left, right))
-    except TypeError:
-        return UNKNOWN
+    if op == "==":
+        return left == right
+    if op == "!=":
+        return left != right
+    if isinstance(left, str) and isinstance(right, str):
+        return _ordered(op, left, right)
+    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+        return _ordered(op, left, right)
+    return UNKNOWN
+
+
+_Ordered = TypeVar("_Ordered", str, float)
+
+
+def _ordered(op: Literal["<", "<=", ">", ">="], left: _Ordered, right: _Ordered) -> bool:
+    if op == "<":
+        return left < right
+    if op == "<=":
+        return left <= right
+    if op == ">":
+        return left > right
+    return left >= right
