@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from patchq.apply import apply_stack  # noqa: E402
-from patchq.capture import capture  # noqa: E402
-from patchq.workspace import load_workspace  # noqa: E402
+from patchq.apply import apply_stack
+from patchq.capture import capture
+from patchq.workspace import load_workspace
 
 
 def git(*args: str, cwd: Path, data: bytes | None = None) -> bytes:

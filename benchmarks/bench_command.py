@@ -37,9 +37,9 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -49,7 +49,6 @@ sys.path.insert(0, str(HERE))
 import bench_apply  # noqa: E402
 import bench_rebase  # noqa: E402
 import lab_workspace  # noqa: E402
-
 from patchq.apply import apply_stack  # noqa: E402
 from patchq.audit import audit_workspace  # noqa: E402
 from patchq.sources import mirror_path  # noqa: E402

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from patchq.git import Repo, run_git  # noqa: E402
-from patchq.importer import ImportAction, import_paths  # noqa: E402
-from patchq.workspace import load_workspace  # noqa: E402
+from patchq.git import Repo, run_git
+from patchq.importer import ImportAction, import_paths
+from patchq.workspace import load_workspace
 
 FUNCS = 40
 HEADER = re.compile(rb"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@(.*)$", re.M)
@@ -63,7 +63,7 @@ def make_folder(root: Path, count: int, scale: int) -> tuple[Path, Path, int]:
     (ws / "pins.lock").write_text("version: 1\nupstreams:\n" + "".join(
         f"  {n}:\n    url: {r.path}\n    pin: {pin}\n" for n, (r, pin, _) in ups.items()) + "stacks: {}\n")
     scratch = {}
-    for name, (repo, pin, _) in ups.items():
+    for name, (repo, _, _) in ups.items():
         run_git(["clone", "-q", str(repo.path), str(root / "scratch" / name)])
         scratch[name] = Repo(root / "scratch" / name)
     folder = root / "lab"
@@ -84,8 +84,8 @@ def make_folder(root: Path, count: int, scale: int) -> tuple[Path, Path, int]:
         start = text.index(f"def {tag}(x):\n")
         end = text.index("\n\n\n", start)
         block = text[start:end].replace(" = x + ", " = x - ").replace(f"return x + {func}", f"return x + {func} + {n}")
-        target.write_text(text[:start] + block.replace(f"def {tag}(x):\n", f"def {tag}(x):\n    x = x * 2  # tuned {n}\n")
-                          + text[end:])
+        tuned = block.replace(f"def {tag}(x):\n", f"def {tag}(x):\n    x = x * 2  # tuned {n}\n")
+        target.write_text(text[:start] + tuned + text[end:])
         diff = work.run("diff", "--no-color").stdout
         work.run("checkout", "-q", "--", ".")
         hunk_lines += sum(1 for ln in diff.split(b"\n") if ln[:1] in (b" ", b"+", b"-") and

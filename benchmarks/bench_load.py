@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from patchq import fastyaml  # noqa: E402
-from patchq.workspace import MAX_YAML_DEPTH, _guarded_yaml, load_workspace  # noqa: E402
+from patchq import fastyaml
+from patchq.workspace import MAX_YAML_DEPTH, _guarded_yaml, load_workspace
 
 PIN = "0123456789abcdef0123456789abcdef01234567"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, settings
 
-from hostile.properties import PROPERTIES  # noqa: E402
+from hostile.properties import PROPERTIES
 
 
 def run_property(name: str, examples: int) -> tuple[int, float]:

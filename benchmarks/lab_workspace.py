@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from patchq.model import PatchEntry, Status  # noqa: E402
-from patchq.patchfile import render_patch_file  # noqa: E402
+from patchq.model import PatchEntry, Status
+from patchq.patchfile import render_patch_file
 
 ENV = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@localhost", GIT_COMMITTER_NAME="bench",
            GIT_COMMITTER_EMAIL="bench@localhost", GIT_AUTHOR_DATE="1700000000 +0000",

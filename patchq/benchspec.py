@@ -31,7 +31,7 @@ class MetricSpec:
 
     text: str
     kind: str                                   # "regex" | "json"
-    regex: re.Pattern | None = None
+    regex: re.Pattern[str] | None = None
     file: str = ""                              # json: a file relative to the command's folder ("" = stdout)
     path: tuple[str | int, ...] = ()
 

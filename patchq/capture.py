@@ -19,6 +19,7 @@ import os
 import re
 import stat
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class LiveTree:
 
     kind: str                                   # "installed package" | "git checkout" | "source tree"
     files: dict[str, bytes]                     # PATH-relative path -> bytes
-    ignored: Counter = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
     package: str = ""
     version: str = ""
     dist_info: str = ""
@@ -194,7 +195,7 @@ def find_repo_folder(files: dict[str, str], pin_files: dict[str, tuple[str, str]
         by_blob.setdefault(sha, []).append(path)
         by_name.setdefault(path.rsplit("/", 1)[-1], []).append(path)
     for index in (by_blob, None):
-        votes: Counter = Counter()
+        votes: Counter[str] = Counter()
         for rel, sha in files.items():
             candidates = by_blob.get(sha, ()) if index is not None else by_name.get(rel.rsplit("/", 1)[-1], ())
             for path in candidates:
@@ -387,7 +388,8 @@ def _tree_with(repo: Repo, base: str, files: dict[str, bytes], pin_files: dict[s
         return repo.write_tree(env)
 
 
-def _attribute(ws: Workspace, repo: Repo, base: str, target: str, entries, visible: set[str]):
+def _attribute(ws: Workspace, repo: Repo, base: str, target: str, entries: Sequence[PatchEntry], visible: set[str]
+               ) -> tuple[str, list[LoadedPatch], list[Attributed], list[NotAttributed]]:
     """Queue patches whose post-image the captured tree holds, in queue order, each with its requirements.
 
     A group (a patch and those it requires that are not attributed yet) belongs when it applies on the pin plus
@@ -417,7 +419,8 @@ def _attribute(ws: Workspace, repo: Repo, base: str, target: str, entries, visib
                 saved = fh.read()
             failed = next((lp for lp in loaded if not repo.apply(lp.patch.diff, cached=True, env=env).ok), None)
             after = repo.write_tree(env) if failed is None else current
-            reason, shown = "", []
+            reason = ""
+            shown: list[str] = []
             if failed is not None:
                 reason = ("does not apply on the pin with the patches attributed before it"
                           + (f" (its requirement {failed.entry.id} does not)" if failed.entry.id != entry.id else ""))
@@ -446,7 +449,7 @@ def _paths(loaded: LoadedPatch) -> set[str]:
     return {p for section in loaded.patch.files for p in section.paths}
 
 
-def _requirements(entries, patch_id: str) -> set[str]:
+def _requirements(entries: Sequence[PatchEntry], patch_id: str) -> set[str]:
     """Every patch `patch_id` requires (the `requires` series field), transitively."""
     by_id = {e.id: e for e in entries}
     out: set[str] = set()
@@ -530,5 +533,5 @@ def _residual_entry(ws: Workspace, upstream: str, patch_id: str, status: Status,
     return replace(entry, file=next_file_name(ws, upstream, patch_id))
 
 
-def _ignored_text(ignored) -> str:
+def _ignored_text(ignored: Counter[str]) -> str:
     return ", ".join(f"{count} {kind}" for kind, count in sorted(ignored.items()) if count)

@@ -9,6 +9,7 @@ import errno
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -28,6 +29,10 @@ from .errors import (
     describe_os_error,
 )
 from .output import Context, PatchqGroup, error_envelope, guess_command, json_requested
+
+if TYPE_CHECKING:                  # the engine is imported inside the commands: --help must not load it
+    from .overlay import OverlayResult
+    from .build.stack import OverlayReport
 
 # Kept literal so that `--help` and completion need not import the model (tests/test_output.py checks they agree).
 STATUS_CHOICES = click.Choice(["promoted", "negative-archived", "diagnostic"])
@@ -69,8 +74,10 @@ def demo(c: Context, folder: Path | None, no_apply: bool) -> None:
     target = (folder or Path("patchq-demo")).resolve()
     root = build_demo(target)
     if no_apply:
-        c.emit({"workspace": str(root), "apply": None, "build": None},
-               lambda: (c.console.print("[bold]sample workspace:[/bold]"), c.console.line(f"  {root}")))
+        def render_workspace() -> None:
+            c.console.print("[bold]sample workspace:[/bold]")
+            c.console.line(f"  {root}")
+        c.emit({"workspace": str(root), "apply": None, "build": None}, render_workspace)
         return
     from .apply import apply_stack
     from .build.stack import build_after_apply
@@ -83,8 +90,11 @@ def demo(c: Context, folder: Path | None, no_apply: bool) -> None:
     report = apply_stack(ws, "promoted-demo", keep_going=True,
                          extra=("diagnostic:decode-timing", "negative-archived:mtp-spec-decode"))
     build = build_after_apply(ws, report)
-    c.emit({"workspace": str(root), "apply": report, "build": build},
-           lambda: (render_apply(c.console, report), render_build(c.console, build)))
+
+    def render_demo() -> None:
+        render_apply(c.console, report)
+        render_build(c.console, build)
+    c.emit({"workspace": str(root), "apply": report, "build": build}, render_demo)
     c.note("\ntry:")
     if not c.json and not c.quiet:
         for command in (f"cd {root}", "patchq list", "patchq flags promoted-demo",
@@ -178,9 +188,13 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
         build = None
         if not check_only:
             build = build_after_apply(ws, report, dry_run=no_build)
+
+    def render_both() -> None:
+        render_apply(c.console, report)
+        if build is not None:
+            render_build(c.console, build)
     # --check has the same shape: the build is null because nothing was built
-    c.emit({"apply": report, "build": build},
-           lambda: (render_apply(c.console, report), build and render_build(c.console, build)))
+    c.emit({"apply": report, "build": build}, render_both)
     if not report.ok or (build is not None and not build.ok):
         sys.exit(EXIT_NEEDS_YOU)
 
@@ -195,8 +209,11 @@ def lock(c: Context, stack_name: str) -> None:
     with c.locked(f"lock {stack_name}") as ws:
         trees = lock_stack(ws, stack_name)
         write_atomic(ws.lock_path, set_lock_values(ws, trees={stack_name: trees}))
-    c.emit({"stack": stack_name, "trees": trees},
-           lambda: [c.console.print(f"{stack_name}: {up} tree {tree}") for up, tree in trees.items()])
+
+    def render_trees() -> None:
+        for up, tree in trees.items():
+            c.console.print(f"{stack_name}: {up} tree {tree}")
+    c.emit({"stack": stack_name, "trees": trees}, render_trees)
 
 
 @cli.command()
@@ -214,12 +231,12 @@ def pin(c: Context, spec: str, stack_name: str | None) -> None:
     with c.locked(f"pin {spec}") as ws:
         upstream = ws.upstream(name)
         sha, label, releases = pin_target(upstream, ref, ws.root)
-        extra = {"releases": {name: releases}} if releases is not None else {}
+        chain = {name: releases} if releases is not None else None
         if stack_name:
             ws.stack(stack_name)
-            data = set_lock_values(ws, stack_pins={stack_name: {name: sha}}, **extra)
+            data = set_lock_values(ws, stack_pins={stack_name: {name: sha}}, releases=chain)
         else:
-            data = set_lock_values(ws, pins={name: sha}, **extra)
+            data = set_lock_values(ws, pins={name: sha}, releases=chain)
         write_atomic(ws.lock_path, data)
     c.emit({"upstream": name, "ref": ref, "pin": sha, "release_added": releases is not None},
            lambda: c.console.print(f"{name}: {ref} → {sha}  ({label})"))
@@ -292,7 +309,8 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
 @click.option("--continue", "resume", is_flag=True, help="Go on after resolving and staging in the work tree.")
 @click.option("--skip", is_flag=True, help="Leave the stopped patch out of the new stack (it stays in the queue).")
 @click.option("--abort", is_flag=True, help="Undo the rebase: every workspace file back as it was.")
-@click.option("--dry-run", is_flag=True, help="The whole report (outcomes, breaking commits) without changing anything.")
+@click.option("--dry-run", is_flag=True,
+              help="The whole report (outcomes, breaking commits) without changing anything.")
 @click.option("--accept-fuzz", is_flag=True, help="Take results that applied only with reduced context without "
               "stopping for review.")
 @click.option("--archive-left-out", is_flag=True, help="Mark the patches the rebase leaves out negative-archived "
@@ -331,7 +349,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s*([KkMmGg]?)(?:i?[Bb])?\s*", str(value))
     if not m or int(m.group(1)) <= 0:
         raise click.BadParameter(f"{value!r} is not a size (e.g. 67108864, 64M, 1G)")
-    return int(m.group(1)) * 1024 ** " KMG".index((m.group(2) or " ").upper())
+    return int(m.group(1)) << 10 * " KMG".index((m.group(2) or " ").upper())
 
 
 @cli.command("import")
@@ -354,9 +372,9 @@ def import_cmd(c: Context, paths: tuple[Path, ...], upstream: str | None, status
                map_file: Path | None, dry_run: bool, max_size: int, strict: bool, salvage: bool,
                update: bool) -> None:
     """Import lab patch folders, bundles, quilt series and mbox files into the queues, each file accounted for."""
+    from .import_setup import prepared_import
     from .importer import import_paths
     from .report import render_import
-    from .import_setup import prepared_import
     with prepared_import(c.ws(), paths, dry_run=dry_run) as (ws, created):   # upstreams and stacks of manifests
         report = import_paths(ws, paths, upstream=upstream, status=status, mapping=map_file, dry_run=dry_run,
                               limit=max_size, strict=strict, salvage=salvage, update=update)
@@ -408,17 +426,21 @@ def overlay(c: Context, stack_name: str | None, site: Path | None, python: Path 
     """Apply STACK's Python changes onto an installed package (with a backup), or --revert them, or --status."""
     from .build.stack import overlay_stack, revert_overlay, status_of_overlay
     from .report import render_overlay, render_overlay_status
-    if (site is None) == (python is None):
-        raise BadInput("say where the package is installed: --site-packages DIR or --python INTERPRETER (one)")
-    if revert and show_status:
-        raise BadInput("--revert and --status do not go together")
-    if site is None:
+    where = BadInput("say where the package is installed: --site-packages DIR or --python INTERPRETER (one)")
+    if python is not None:
+        if site is not None:
+            raise where
         from .overlay import site_packages_of
         site = site_packages_of(python)
+    if site is None:
+        raise where
+    if revert and show_status:
+        raise BadInput("--revert and --status do not go together")
     if show_status:
         state = status_of_overlay(c.ws(), site, package or upstream)
         c.emit(state, lambda: render_overlay_status(c.console, state))
         return
+    result: OverlayResult | OverlayReport
     with c.locked("overlay") as ws:
         if revert:
             result = revert_overlay(ws, site)
@@ -441,9 +463,12 @@ def wheel(c: Context, stack_name: str, wheel_path: Path, out_dir: Path, upstream
     from .build.stack import wheel_for_stack
     ws = c.ws()
     report = wheel_for_stack(ws, stack_name, wheel_path, out_dir, upstream=upstream)
-    c.emit(report, lambda: (c.console.print(f"wheel {report.version} ({len(report.replaced)} files replaced, "
-                                            f"{len(report.deleted)} removed):"),
-                            c.console.line(f"  {report.wheel}")))
+
+    def render_wheel() -> None:
+        c.console.print(f"wheel {report.version} ({len(report.replaced)} files replaced, "
+                        f"{len(report.deleted)} removed):")
+        c.console.line(f"  {report.wheel}")
+    c.emit(report, render_wheel)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -499,12 +524,12 @@ def _kind(exc: PatchqError) -> str:
         exc.exit_code, "error")
 
 
-def _json_error(obj: Context, args: list[str], message: str, code: int, **fields) -> None:
+def _json_error(obj: Context, args: list[str], message: str, code: int, **fields: Any) -> None:
     command = obj.command or guess_command(args, cli)
     click.echo(error_envelope(command, message, exit_code=code, **fields))
 
 
-def _fail(obj: Context, args: list[str], said: str, code: int, message: str, **fields) -> None:
+def _fail(obj: Context, args: list[str], said: str, code: int, message: str, **fields: Any) -> NoReturn:
     """The error on stderr for people, and with --json also as the envelope on stdout; then the exit code."""
     if obj.json:
         _json_error(obj, args, message, code, **fields)
@@ -515,10 +540,9 @@ def _fail(obj: Context, args: list[str], said: str, code: int, message: str, **f
     sys.exit(code)
 
 
-# --- command modules (each registers its commands on import) ---
-from . import cmd_capture  # noqa: E402,F401
-from . import cmd_loop  # noqa: E402,F401  refresh, new, mark, status, sync, edit, upstream, stack
-from . import cmd_trial  # noqa: E402,F401
+# --- command modules, each registering its commands on import: capture; refresh, new, mark, status, sync, edit,
+# upstream, stack; trial, results ---
+from . import cmd_capture, cmd_loop, cmd_trial  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

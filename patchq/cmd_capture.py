@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .cli import STATUS_CHOICES, Context, cli, pass_ctx
 from .output import Console
 from .table import Table
+
+if TYPE_CHECKING:
+    from .capture import CaptureReport
 
 
 @cli.command("capture")
@@ -37,7 +41,7 @@ def capture_cmd(c: Context, upstream: str, source: Path, patch_id: str, status: 
     c.emit(report, lambda: render_capture(c.console, report))
 
 
-def render_capture(console: Console, report) -> None:
+def render_capture(console: Console, report: CaptureReport) -> None:
     where = report.repo_folder or "the repository root"
     what = f"{report.package} {report.version}".strip() or report.source
     console.print(f"[bold]capture[/bold] {what} ({report.kind}) → {report.upstream} @ {report.pin[:12]}, "

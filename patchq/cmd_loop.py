@@ -7,8 +7,9 @@ writers never overwrite each other's change), calls one core function and render
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -17,7 +18,11 @@ from .complete import complete_id, complete_stack, complete_upstream
 from .errors import BadInput
 
 if TYPE_CHECKING:                  # the engine is imported inside the commands: --help must not load it
+    from .metadata import StackChange
+    from .model import Status
     from .workspace import Workspace
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
@@ -27,7 +32,7 @@ def writing(c: Context, operation: str) -> Iterator[Workspace]:
         yield ws
 
 
-def _status(text: str):
+def _status(text: str) -> Status:
     from .model import Status
     return Status.parse(text)
 
@@ -177,7 +182,7 @@ def edit(c: Context, patch_ref: str, title: str | None, why: str | None, flags: 
     """Change a patch's annotation: series.yaml and the patch file's header together, every other byte kept."""
     from .authoring import parse_author, parse_date
     from .metadata import edit_patch
-    changes: dict = {}
+    changes: dict[str, Any] = {}
     for name, value in (("title", title), ("why", why), ("result", result), ("baseline", baseline),
                         ("base", base)):
         if value is not None:
@@ -243,7 +248,7 @@ def stack() -> None:
     """Add, change and list stacks (pins.lock)."""
 
 
-def _stack_options(f):
+def _stack_options(f: Command) -> Command:
     for option in reversed([
         click.option("--upstream", "-u", "upstreams", multiple=True, help="Upstreams in apply order (replaces)."),
         click.option("--include", multiple=True, type=STATUS_CHOICES, help="Statuses applied (replaces)."),
@@ -262,8 +267,10 @@ def _stack_options(f):
     return f
 
 
-def _stack_change(upstreams, include, extra, profile, metric, value, lane, result_date, gates, result_notes,
-                  description):
+def _stack_change(upstreams: tuple[str, ...], include: tuple[str, ...], extra: tuple[str, ...],
+                  profile: tuple[str, ...], metric: str | None, value: float | None, lane: str | None,
+                  result_date: str | None, gates: tuple[str, ...], result_notes: str | None,
+                  description: str | None) -> StackChange:
     from .authoring import parse_date
     from .metadata import StackChange
     prof: dict[str, str | None] = {}
@@ -272,10 +279,10 @@ def _stack_change(upstreams, include, extra, profile, metric, value, lane, resul
         if not sep:
             raise BadInput(f"--profile {item!r} must be KEY=VALUE")
         prof[key.strip()] = val if val != "" else None
-    result: dict = {}
-    for key, val in (("metric", metric), ("value", value), ("lane", lane), ("notes", result_notes)):
-        if val is not None:
-            result[key] = val
+    result: dict[str, Any] = {}
+    for name, given in (("metric", metric), ("value", value), ("lane", lane), ("notes", result_notes)):
+        if given is not None:
+            result[name] = given
     if result_date is not None:
         result["date"] = parse_date(result_date, what="--result-date") if result_date else ""
     if gates:
@@ -289,7 +296,7 @@ def _stack_change(upstreams, include, extra, profile, metric, value, lane, resul
 @click.argument("name")
 @_stack_options
 @pass_ctx
-def stack_add(c: Context, name: str, **opts) -> None:
+def stack_add(c: Context, name: str, **opts: Any) -> None:
     """Add stack NAME: its upstreams in apply order and, optionally, include, extra, profile and result."""
     from .metadata import set_stack
     from .report_loop import render_stacks
@@ -303,7 +310,7 @@ def stack_add(c: Context, name: str, **opts) -> None:
 @click.argument("name")
 @_stack_options
 @pass_ctx
-def stack_set(c: Context, name: str, **opts) -> None:
+def stack_set(c: Context, name: str, **opts: Any) -> None:
     """Change stack NAME: only the fields given change; comments in pins.lock stay."""
     from .metadata import set_stack
     from .report_loop import render_stacks

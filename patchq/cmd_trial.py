@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,8 +14,11 @@ from .cli import Context, cli, pass_ctx
 from .errors import EXIT_NEEDS_YOU, BadInput
 from .table import Table, Text
 
+if TYPE_CHECKING:
+    from .results import Recorded
 
-def _json_flag(ctx: click.Context, _param, value: bool) -> bool:
+
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     obj = ctx.find_object(Context)
     if value and obj is not None:
         obj.json = True
@@ -64,7 +69,8 @@ def trial(c: Context, stack_name: str, with_refs: tuple[str, ...], bench_cmd: st
                             min_effect=min_effect, max_loss=max_loss, method=method, verify=verify,
                             command=shlex.join(["patchq", *sys.argv[1:]]), keep_checkouts=keep_checkouts)
         recorded = recorded_baseline(ws, stack_name) if plan.baseline == "recorded" else None
-        progress = (lambda line: None) if c.json or c.quiet else (lambda line: click.echo(f"  {line}", err=True))
+        progress: Callable[[str], None] = ((lambda line: None) if c.json or c.quiet
+                                           else (lambda line: click.echo(f"  {line}", err=True)))
         if finished:
             progress("finished recording an interrupted trial first")
         doc = run_trial(ws, plan, recorded=recorded, progress=progress)
@@ -75,7 +81,7 @@ def trial(c: Context, stack_name: str, with_refs: tuple[str, ...], bench_cmd: st
         sys.exit(EXIT_NEEDS_YOU)
 
 
-def _render_trial(c: Context, doc: dict, saved) -> None:
+def _render_trial(c: Context, doc: dict[str, Any], saved: Recorded) -> None:
     console = c.console
     unit = doc["command"].get("unit") or ""
     for gate in doc.get("gates") or []:
@@ -108,12 +114,12 @@ def _render_trial(c: Context, doc: dict, saved) -> None:
         if run["status"] != "ok":
             console.print(f"[red]{run['phase']} {run['index']} {run['side']}: {run['status']}[/red] "
                           f"({run.get('error', '')})")
-    from .svgplot import VERDICT_COLOUR      # svgplot's XML helper pulls in urllib: not at start-up
+    from .svgplot import VERDICT_COLOUR  # svgplot's XML helper pulls in urllib: not at start-up
     colour = VERDICT_COLOUR.get(doc["verdict"], "white")
     console.print(f"[bold {colour}]{doc['verdict']}[/bold {colour}]: {doc['reason']}")
     if saved.decided:
         console.print(f"decided: {', '.join(saved.changed) or 'no status change'}")
-    from .report import render_next           # each quoted command again on a line of its own
+    from .report import render_next  # each quoted command again on a line of its own
     render_next(console, saved.next_steps)
 
 
@@ -152,7 +158,7 @@ def results(c: Context, target: str | None, plot: bool) -> None:
     c.emit({"trials": rows, "plots": plots}, lambda: _render_results(c, rows, plots))
 
 
-def _render_results(c: Context, rows: list[dict], plots: list[str]) -> None:
+def _render_results(c: Context, rows: list[dict[str, Any]], plots: list[str]) -> None:
     from .svgplot import VERDICT_COLOUR
     if not rows:
         c.console.print("no trials recorded yet (results/ is empty); run 'patchq trial'")

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import BadInput
 from .git import Repo, run_git
@@ -294,7 +295,7 @@ for _ in range(3):
     spent = time.process_time() - start
     best = spent if best is None else min(best, spent)
 print(f"output_tok_s: {STEPS / max(best, 1e-9):.1f}")
-'''
+'''  # noqa: E501  (the toy benchmark's docstring, byte for byte)
 
 TINYLLM_GOLDEN = '''"""Quality gate: the generated tokens hash exactly to the recorded golden hash."""
 import hashlib
@@ -320,7 +321,7 @@ def _build_tinyllm(path: Path) -> str:
     _write(path, "tinyllm/decode.py", TINYLLM_DECODE)
     _write(path, "bench.py", TINYLLM_BENCH)
     _write(path, "golden.py", TINYLLM_GOLDEN)
-    namespace: dict = {}
+    namespace: dict[str, Any] = {}
     exec(TINYLLM_DECODE, namespace)
     tokens = namespace["generate"]([1, 2, 3], 40)
     _write(path, "golden.sha256", hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest() + "\n")
@@ -328,7 +329,7 @@ def _build_tinyllm(path: Path) -> str:
     return _commit(repo, "tinyllm: toy decoder with a throughput bench and a token-hash gate", 2)
 
 
-def _worktree_diffs(path: Path, changes: list["_Change"]) -> dict[str, bytes]:
+def _worktree_diffs(path: Path, changes: list[_Change]) -> dict[str, bytes]:
     """Each change's diff made in the upstream's own work tree at its HEAD, which is restored after each one.
 
     One git process per patch instead of a scratch clone per patch: the measured stack's upstream is new, so its
@@ -406,7 +407,8 @@ def _vllm_changes() -> list[tuple[str, _Change]]:
           "    chunk = 2 if os.environ.get(\"VLLM_XPU_ALLREDUCE_BF16\") else 1\n"
           "    for t in tensors:\n        for i, v in enumerate(t):\n            total[i] += v * chunk / chunk\n"
           "    return total\n"),
-         ("vllm/distributed/collectives.py", '"""Collectives (demo stand-in for vllm/distributed/device_communicators)."""\n',
+         ("vllm/distributed/collectives.py",
+          '"""Collectives (demo stand-in for vllm/distributed/device_communicators)."""\n',
           '"""Collectives (demo stand-in for vllm/distributed/device_communicators)."""\nimport os\n'),))
     mtp = _Change(PatchEntry(
         id="mtp-spec-decode", upstream="vllm", file="0004-mtp-spec-decode.patch",
@@ -581,8 +583,9 @@ def _build_into(root: Path) -> None:
                      render_patch_file(change.entry, tinyllm_diffs[change.entry.id]))
     for upstream, changes in (("vllm", [c for _, c in _vllm_changes()]), ("llama-cpp", _llama_changes()),
                               ("tinyllm", _tinyllm_changes())):
-        from .workspace import entry_to_yaml
         from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+        from .workspace import entry_to_yaml
         doc = CommentedMap()
         doc.yaml_set_start_comment(f"patchq queue for upstream {upstream!r}: order is apply order")
         doc["patches"] = CommentedSeq([entry_to_yaml(c.entry) for c in changes])

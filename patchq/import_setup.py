@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .bundle import Manifest, read_manifest
 from .errors import BadInput
@@ -64,7 +64,7 @@ def plan_setup(ws: Workspace, paths: Sequence[Path]) -> ManifestSetup:
     manifests = manifests_in(paths)
     upstreams: dict[str, Upstream] = {}
     stacks: dict[str, tuple[list[str], set[Status]]] = {}
-    for path, manifest in manifests:
+    for _, manifest in manifests:
         name = manifest.upstream
         if name not in ws.upstreams and name not in upstreams:
             if not UPSTREAM_NAME.match(name) or not FULL_SHA.match(manifest.pin) or not manifest.url:

@@ -12,6 +12,7 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 NVIDIA_SMI_TIMEOUT = 5.0
 
@@ -63,7 +64,7 @@ def gpus() -> list[dict[str, str]] | str:
     return out
 
 
-def machine_facts() -> dict:
+def machine_facts() -> dict[str, Any]:
     uname = platform.uname()
     return {
         "cpu": _cpuinfo("model name") or uname.processor or uname.machine,

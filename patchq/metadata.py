@@ -9,6 +9,7 @@ the patch file only the lines whose value changed: every other byte stays.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,7 @@ def set_stack(ws: Workspace, name: str, change: StackChange, *, create: bool) ->
     return stack_info(fresh, fresh.stack(name))
 
 
-def _flow(values: list) -> CommentedSeq:
+def _flow(values: list[str]) -> CommentedSeq:
     seq = CommentedSeq(values)
     seq.fa.set_flow_style()
     return seq
@@ -343,7 +344,7 @@ def _edited_head(head: str, old: PatchEntry, new: PatchEntry) -> str:
     return text[:start] + leading + "\n\n".join(paragraphs) + (trailing or "\n") + text[end:]
 
 
-def _set_header(lines: list[str], key: str, value_of) -> None:
+def _set_header(lines: list[str], key: str, value_of: Callable[[str], str]) -> None:
     for i, line in enumerate(lines):
         if not line.strip():
             break

@@ -22,7 +22,7 @@ class Status(str, Enum):
     DIAGNOSTIC = "diagnostic"
 
     @classmethod
-    def parse(cls, text: str) -> "Status":
+    def parse(cls, text: str) -> Status:
         for status in cls:
             if status.value == text:
                 return status
@@ -222,7 +222,7 @@ class ApplyReport:
     upstreams: tuple[UpstreamApply, ...]
     checked_only: bool = False
     next_steps: tuple[str, ...] = ()
-    builds: tuple = ()              # build.builder.BuildOutcome after the apply, when asked
+    builds: tuple[object, ...] = ()  # never filled: the apply envelope carries the build report beside it
 
     @property
     def ok(self) -> bool:

@@ -18,11 +18,16 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from .table import Table, Text, paint, parse_markup, render_table
+
+if TYPE_CHECKING:                  # neither is imported at run time before a command needs it
+    from rich.console import Console as RichConsole
+
+    from .workspace import Workspace
 
 ENVELOPE_VERSION = 1
 COLOR_CHOICES = ("auto", "always", "never")
@@ -64,7 +69,7 @@ def ok_of(result: Any) -> bool:
     return bool(value)
 
 
-def envelope(command: str, *, ok: bool, result: Any = None, error: dict | None = None) -> str:
+def envelope(command: str, *, ok: bool, result: Any = None, error: dict[str, Any] | None = None) -> str:
     """The one JSON envelope, as printed: a command's report (`Context.emit`) and an error (`error_envelope`)."""
     doc = {"version": ENVELOPE_VERSION, "command": command, "ok": ok, "result": plain(result), "error": error}
     return json.dumps(doc, indent=2)
@@ -111,7 +116,7 @@ class Console:
         self._stream = stream
         self.color = color
         self.width = width
-        self._rich = None
+        self._rich: RichConsole | None = None
 
     @property
     def file(self) -> TextIO:
@@ -148,7 +153,7 @@ class Console:
             self.file.write(sep.join(parts) + sep)
         self.rich().print(obj, end=end)
 
-    def rich(self):
+    def rich(self) -> RichConsole:
         """A real rich console on the same stream, made on first use (rich costs ~100 ms to import)."""
         if self._rich is None:
             from rich.console import Console as RichConsole
@@ -185,12 +190,12 @@ class Context:
             return Path(self.workspace_opt).resolve()
         return find_workspace(Path(self.workspace_opt) if self.workspace_opt else None)
 
-    def ws(self):
+    def ws(self) -> Workspace:
         """The workspace, read unlocked: for commands that only read it."""
         return _load(self.root())
 
     @contextlib.contextmanager
-    def locked(self, operation: str, *, shared: bool = False) -> Iterator[Any]:
+    def locked(self, operation: str, *, shared: bool = False) -> Iterator[Workspace]:
         """Lock, then load: a writing command must read the workspace under its lock, or a change another patchq
         made between the read and the write is lost."""
         from .workspace import workspace_lock
@@ -231,7 +236,7 @@ class Context:
             self.console.print(text)
 
 
-def _load(root: Path):
+def _load(root: Path) -> Workspace:
     from .crashtest import pause_point
     from .workspace import load_workspace
     ws = load_workspace(root)
@@ -241,7 +246,7 @@ def _load(root: Path):
 
 # ---- options every command takes ----------------------------------------------------------------------------------
 
-def _set(attr: str) -> Callable:
+def _set(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         obj = ctx.find_object(Context)
         if obj is None or value in (None, False, 0, ()):
@@ -262,7 +267,8 @@ def output_options() -> list[click.Option]:
         click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_set("verbose"),
                      help="More detail: stream build logs and git's own progress."),
         click.Option(["--color"], type=click.Choice(COLOR_CHOICES), default=None, expose_value=False,
-                     callback=_set("color_choice"), help="Colour the report (default auto: a terminal without NO_COLOR)."),
+                     callback=_set("color_choice"),
+                     help="Colour the report (default auto: a terminal without NO_COLOR)."),
     ]
 
 
@@ -331,8 +337,8 @@ def command_name(ctx: click.Context) -> str:
 
 def guess_command(argv: list[str], group: click.Group) -> str:
     """The subcommand a usage error happened in, from the raw arguments (before click could tell us)."""
-    words = []
-    current: Any = group
+    words: list[str] = []
+    current: click.Command = group
     for arg in argv:
         if arg == "--":
             break

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .errors import BadInput
@@ -235,10 +235,6 @@ def render_patch_file(entry: PatchEntry, diff: bytes) -> bytes:
     if diff and not diff.endswith(b"\n"):
         diff += b"\n"
     return (head + "".join(body)).encode() + diff + b"-- \npatchq\n"
-
-
-def refresh_entry(patch_entry: PatchEntry, **changes) -> PatchEntry:
-    return replace(patch_entry, **changes)
 
 
 @dataclass

@@ -224,6 +224,7 @@ class ReleaseTarget:
 
 def resolve_release(upstream: Upstream, repo: Repo, ref: str, workspace: Path | None) -> ReleaseTarget | None:
     """A release named by version (from the chain, else looked up on the package index) or `latest`."""
+    release: Release | None
     if ref == "latest" and upstream.releases:
         release = upstream.releases[-1]
     else:

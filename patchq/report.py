@@ -10,10 +10,20 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .model import ApplyReport, Finding, OutcomeKind, PatchEntry, Status
 from .output import Console, plain, to_json
 from .table import Table, Text
+
+if TYPE_CHECKING:     # the command results, for the checker only: rendering must not import the engines
+    from .audit import FlagAudit
+    from .export import ExportResult
+    from .export_check import ExportCheck
+    from .importer.items import ImportItem, ImportReport
+    from .overlay import OverlayResult, OverlayStatus
+    from .rebase.state import RebaseReport
+    from .build.stack import BuildReport, OverlayReport
 
 __all__ = ["plain", "to_json"]   # kept here for callers that imported them from report
 
@@ -121,7 +131,7 @@ def render_findings(console: Console, findings: list[Finding], *, ok_text: str) 
                       f"[dim]({finding.kind})[/dim]")
 
 
-def render_flag_audit(console: Console, audit) -> None:
+def render_flag_audit(console: Console, audit: FlagAudit) -> None:
     """Per flag: who reads it, defaults, how it is compared, the profile's value; then per patch; then findings."""
     table = Table(title=f"env flags · {audit.scope}", title_justify="left")
     table.add_column("flag")
@@ -134,11 +144,12 @@ def render_flag_audit(console: Console, audit) -> None:
     table.add_column("where", style="dim", overflow="fold")
     for summary in audit.flags:
         off = {True: Text("yes", style="green"), False: Text("NO", style="bold red"), None: Text("?", style="yellow")}
-        row = [summary.name, ", ".join(summary.patches), ", ".join(summary.defaults), ", ".join(summary.idioms),
-               off[summary.default_off]]
+        row: list[str | Text] = [summary.name, ", ".join(summary.patches), ", ".join(summary.defaults),
+                                 ", ".join(summary.idioms), off[summary.default_off]]
         if audit.profile:
             row.append(summary.profile_value if summary.profile_value is not None else "")
-        row.append(", ".join(f"{r.path}:{r.line}" for r in summary.reads[:3]) + (" …" if len(summary.reads) > 3 else ""))
+        more = " …" if len(summary.reads) > 3 else ""
+        row.append(", ".join(f"{r.path}:{r.line}" for r in summary.reads[:3]) + more)
         table.add_row(*row)
     console.print(table)
     for patch in audit.patches:
@@ -149,7 +160,7 @@ def render_flag_audit(console: Console, audit) -> None:
     render_findings(console, list(audit.findings), ok_text="no findings")
 
 
-def render_export(console: Console, result) -> None:
+def render_export(console: Console, result: ExportResult) -> None:
     """Per upstream: the bundle, its pin and result tree, the patches in it, and which files were (re)written."""
     for bundle in result.bundles:
         console.print(f"[bold]{result.stack} · {bundle.upstream}[/bold] @ {short(bundle.base)} → "
@@ -164,7 +175,7 @@ def render_export(console: Console, result) -> None:
         console.print(f"[dim]{result.stack} · {upstream}: no patches, no bundle[/dim]")
 
 
-def render_export_check(console: Console, report) -> None:
+def render_export_check(console: Console, report: ExportCheck) -> None:
     """One line per bundle (ok or not), then what is wrong with it."""
     for bundle in report.bundles:
         mark = "[green]ok[/green]" if bundle.ok else "[bold red]MISMATCH[/bold red]"
@@ -183,7 +194,7 @@ SIDE_STYLE = {"still-applies": "green", "needs-refresh": "yellow", "broken": "re
 RANGE_DIFF_LINES = 200
 
 
-def render_rebase(console: Console, report) -> None:
+def render_rebase(console: Console, report: RebaseReport) -> None:
     """A rebase.RebaseReport: per-patch results, breaking commits, the stop, side patches, before/after."""
     label = {"dry-run": "rebase (dry run: nothing was changed)", "stopped": "rebase stopped",
              "done": "rebase done", "aborted": "rebase aborted: everything is as before"}[report.state]
@@ -238,7 +249,8 @@ def render_rebase(console: Console, report) -> None:
         for path in stop.rerere:
             console.print(f"  [green]resolved from a recorded resolution:[/green] {path}")
         for hunk in stop.hunks:
-            console.print(f"  [dim]{hunk.file}" + (f" hunk {hunk.hunk}" if hunk.hunk else "") + f": {hunk.reason}[/dim]")
+            which = f" hunk {hunk.hunk}" if hunk.hunk else ""
+            console.print(f"  [dim]{hunk.file}{which}: {hunk.reason}[/dim]")
     if report.side:
         console.print("[bold]negative-archived and diagnostic patches on the new stack[/bold]")
         for check in report.side:
@@ -286,18 +298,18 @@ def _relative_source(source: str, given: Sequence[Path]) -> str:
     return source
 
 
-
-def _needs_summary(item) -> str:
+def _needs_summary(item: ImportItem) -> str:
     """What an imported patch sits on and which of its context lines were found nowhere, in one line."""
     summary = []
-    if getattr(item, "requires", None):
+    if item.requires:
         summary.append("needs " + ", ".join(f"{item.upstream}:{r}" for r in item.requires))
-    if getattr(item, "missing_context", None):
+    if item.missing_context:
         n = len(item.missing_context)
         summary.append(f"{n}{'+' if n >= 5 else ''} context line{'s' if n > 1 else ''} found nowhere")
     return "; ".join(summary)
 
-def render_import(console: Console, report, given: Sequence[Path] = (), verbose: int = 0) -> None:
+
+def render_import(console: Console, report: ImportReport, given: Sequence[Path] = (), verbose: int = 0) -> None:
     """An importer.ImportReport: one row per input file (an mbox's messages and a split patch's parts folded into
     their file's row), names relative to the folder given; what import changed in each patch only with -v."""
     folders = [p for p in given if p.is_dir()]
@@ -306,7 +318,7 @@ def render_import(console: Console, report, given: Sequence[Path] = (), verbose:
         console.line(f"  {folders[0]}")
     elif report.dry_run:
         console.print("[bold]import[/bold] (dry run: nothing written)")
-    groups: dict[str, list] = {}
+    groups: dict[str, list[ImportItem]] = {}
     for item in report.items:
         groups.setdefault(item.source.split("#", 1)[0], []).append(item)
     table = Table()
@@ -346,7 +358,7 @@ def render_import(console: Console, report, given: Sequence[Path] = (), verbose:
         console.print(f"[dim]({remarks} remark(s) on what import adjusted: -v shows them)[/dim]")
 
 
-def render_build(console: Console, report) -> None:
+def render_build(console: Console, report: BuildReport) -> None:
     """Affected targets per patch and per stack, then one line per build."""
     for item in report.per_patch:
         if item.targets:
@@ -377,12 +389,13 @@ def render_build(console: Console, report) -> None:
                 console.print(f"    previous good output kept: {', '.join(outcome.previous_outputs)}")
 
 
-def render_overlay(console: Console, result) -> None:
-    inner = getattr(result, "result", result)
+def render_overlay(console: Console, result: OverlayResult | OverlayReport) -> None:
+    """What an overlay or its revert changed in site-packages, and where the backup is."""
+    from .overlay import OverlayResult  # loaded already: it made the result
+    inner = result if isinstance(result, OverlayResult) else result.result
     console.print(f"{inner.action} {inner.package} {inner.version} in")
     console.line(f"  {inner.site_packages}")
-    for label in ("modified", "created", "deleted"):
-        paths = getattr(inner, label)
+    for label, paths in (("modified", inner.modified), ("created", inner.created), ("deleted", inner.deleted)):
         if paths:
             console.print(f"  {label}:")
             for path in paths:
@@ -392,14 +405,14 @@ def render_overlay(console: Console, result) -> None:
     if inner.action == "reverted":
         console.print("  [green]every file verified against its recorded hash[/green]" if inner.verified
                       else "  [red]verification failed[/red]")
-    skipped = getattr(result, "skipped_native", ())
+    skipped = () if isinstance(result, OverlayResult) else result.skipped_native
     if skipped:
         console.print(f"  [yellow]not overlaid (need a build): {', '.join(skipped)}[/yellow]")
     console.print("  backup:")
     console.line(f"    {inner.backup}")
 
 
-def render_overlay_status(console: Console, state) -> None:
+def render_overlay_status(console: Console, state: OverlayStatus) -> None:
     """overlay.OverlayStatus: overlaid or not, by what, and whether RECORD still matches the files."""
     console.print(f"[bold]{state.package} {state.version}[/bold] in")
     console.line(f"  {state.site_packages}")

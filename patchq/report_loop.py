@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .output import Console
-
 from .editloop import RefreshResult
+from .output import Console
 from .wsstatus import IN_SYNC, WorkspaceStatus
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ def render_status(console: Console, report: WorkspaceStatus) -> None:
         _out(console, "everything is in step with the queues")
 
 
-def render_sync(console: Console, report: "SyncReport") -> None:
+def render_sync(console: Console, report: SyncReport) -> None:
     verb = "would" if report.dry_run else ""
     for up in report.upstreams:
         if up.note:
@@ -84,7 +83,7 @@ def render_sync(console: Console, report: "SyncReport") -> None:
         _out(console, "the queues already hold what the checkouts hold")
 
 
-def render_upstreams(console: Console, infos: "list[UpstreamInfo]") -> None:
+def render_upstreams(console: Console, infos: list[UpstreamInfo]) -> None:
     if not infos:
         _out(console, "no upstreams (add one with 'patchq upstream add NAME URL')")
     for info in infos:
@@ -97,7 +96,7 @@ def render_upstreams(console: Console, infos: "list[UpstreamInfo]") -> None:
         _out(console, f"  {info.patches} patch(es); stacks: {', '.join(info.stacks) or '-'}")
 
 
-def render_stacks(console: Console, infos: "list[StackInfo]") -> None:
+def render_stacks(console: Console, infos: list[StackInfo]) -> None:
     if not infos:
         _out(console, "no stacks (add one with 'patchq stack add NAME --upstream U')")
     for info in infos:

@@ -44,7 +44,7 @@ def _today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
 
 
-def results_path(ws: Workspace, doc: dict) -> Path:
+def results_path(ws: Workspace, doc: dict[str, Any]) -> Path:
     """A new file name: results/<stack>/<date>-<candidate ids or 'verify'>[-N].json."""
     if doc["candidate"]:
         label = "+".join(ref.rpartition(":")[2] for ref in doc["candidate"])
@@ -53,7 +53,7 @@ def results_path(ws: Workspace, doc: dict) -> Path:
     else:
         label = f"vs-{doc['baseline']['stack']}"
     label = re.sub(r"[^a-z0-9._+-]", "-", label.lower())[:120]
-    folder = ws.root / RESULTS_DIR / doc["stack"]
+    folder = ws.root / RESULTS_DIR / str(doc["stack"])
     stem = f"{_today()}-{label}"
     path, number = folder / f"{stem}.json", 2
     while path.exists():
@@ -65,7 +65,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def summary_line(doc: dict) -> str:
+def summary_line(doc: dict[str, Any]) -> str:
     """One line with the numbers: what the patch's `result` field gets."""
     st = doc.get("statistics")
     unit = doc["command"].get("unit") or ""
@@ -80,13 +80,13 @@ def summary_line(doc: dict) -> str:
             f"n={base['n']}+{cand['n']})")
 
 
-def baseline_line(doc: dict) -> str:
+def baseline_line(doc: dict[str, Any]) -> str:
     st = doc.get("statistics") or {}
     source = st.get("baseline_source") or f"stack {doc['baseline']['stack']}"
     return f"{source}, trial of {doc['started'][:10]}"
 
 
-def next_steps(ws: Workspace, doc: dict, rel: str, decided: bool) -> list[str]:
+def next_steps(ws: Workspace, doc: dict[str, Any], rel: str, decided: bool) -> list[str]:
     steps = []
     refs = " ".join(f"--with {r}" for r in doc["candidate"])
     verdict = doc["verdict"]
@@ -103,7 +103,7 @@ def next_steps(ws: Workspace, doc: dict, rel: str, decided: bool) -> list[str]:
     return steps
 
 
-def record(ws: Workspace, doc: dict, *, decide: bool) -> Recorded:
+def record(ws: Workspace, doc: dict[str, Any], *, decide: bool) -> Recorded:
     """Write the results file; with `decide`, the patches and the stack change too, all or nothing."""
     path = results_path(ws, doc)
     rel = ws.rel(path)
@@ -123,7 +123,7 @@ def record(ws: Workspace, doc: dict, *, decide: bool) -> Recorded:
                     tuple(next_steps(ws, doc, rel, True)))
 
 
-def _decision_files(ws: Workspace, doc: dict, rel: str) -> dict[Path, bytes]:
+def _decision_files(ws: Workspace, doc: dict[str, Any], rel: str) -> dict[Path, bytes]:
     """The new bytes of every patch file, series.yaml and pins.lock that the decision changes."""
     verdict = doc["verdict"]
     status = {"promote": Status.PROMOTED, "reject": Status.NEGATIVE_ARCHIVED}.get(verdict)
@@ -137,7 +137,7 @@ def _decision_files(ws: Workspace, doc: dict, rel: str) -> dict[Path, bytes]:
             why = (why + "\n\n" if why else "") + f"Trial {doc['started'][:10]}: rejected, {doc['reason']}; " \
                                                   f"{line}. Results: {rel}"
         new_status = status or entry.status
-        if new_status == Status.PROMOTED and getattr(entry, "salvaged", ""):
+        if new_status == Status.PROMOTED and entry.salvaged:
             new_status = entry.status          # salvaged from a damaged bundle: never promoted (queue.set_status)
         updated = replace(entry, status=new_status, result=line, baseline=baseline,
                           notes=tuple(n for n in entry.notes if n != rel) + (rel,), why=why)
@@ -154,7 +154,7 @@ def _decision_files(ws: Workspace, doc: dict, rel: str) -> dict[Path, bytes]:
     return out
 
 
-def _stack_result_bytes(ws: Workspace, doc: dict, rel: str) -> bytes:
+def _stack_result_bytes(ws: Workspace, doc: dict[str, Any], rel: str) -> bytes:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     lock = ws.lock_doc = _editable(ws.lock_doc, ws.root / LOCK_NAME, LOCK_NAME)
     node = lock["stacks"][doc["stack"]]
@@ -221,7 +221,7 @@ def finish_interrupted(root: Path) -> bool:
 
 # ---- reading results back -----------------------------------------------------------------------------------------
 
-def load_result(path: Path, root: Path) -> dict:
+def load_result(path: Path, root: Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -232,7 +232,7 @@ def load_result(path: Path, root: Path) -> dict:
     return doc
 
 
-def all_results(ws: Workspace) -> list[dict]:
+def all_results(ws: Workspace) -> list[dict[str, Any]]:
     folder = ws.root / RESULTS_DIR
     if not folder.is_dir():
         return []
@@ -245,7 +245,7 @@ def all_results(ws: Workspace) -> list[dict]:
     return sorted(docs, key=lambda d: (d.get("started", ""), d["_path"]))
 
 
-def select_results(ws: Workspace, target: str | None) -> list[dict]:
+def select_results(ws: Workspace, target: str | None) -> list[dict[str, Any]]:
     """All trials, a stack's, a patch's (by id, upstream:id or status:id), or one results file by its id."""
     docs = all_results(ws)
     if not target:

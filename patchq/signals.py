@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -30,7 +32,7 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def _handler(signum: int, frame) -> None:
+def _handler(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
@@ -67,7 +69,7 @@ def deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    saved = {}
+    saved: dict[int, Callable[[int, FrameType | None], Any] | int] = {}
     for signum in HANDLED:
         previous = signal.getsignal(signum)
         if previous is not None and previous is not signal.SIG_IGN:    # None: not set from Python, left alone
@@ -76,10 +78,10 @@ def deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, previous in saved.items():
-            signal.signal(signum, previous)
+        for number, handler in saved.items():
+            signal.signal(number, handler)
         if caught:
-            previous = saved[caught[0]]
-            if callable(previous):
-                previous(caught[0], None)      # patchq's handler or Python's KeyboardInterrupt
+            first = saved[caught[0]]
+            if callable(first):
+                first(caught[0], None)      # patchq's handler or Python's KeyboardInterrupt
             raise Interrupted(caught[0])       # the default action would kill us with the child still running

@@ -8,6 +8,7 @@ gain with its 95% interval against zero and the promote threshold, coloured by t
 from __future__ import annotations
 
 import math
+from typing import Any
 from xml.sax.saxutils import escape
 
 WIDTH, HEIGHT = 720, 360
@@ -41,7 +42,7 @@ def _text(x: float, y: float, body: str, *, size: int = 12, anchor: str = "start
             f'font-weight="{weight}">{escape(body)}</text>')
 
 
-def render(doc: dict) -> str:
+def render(doc: dict[str, Any]) -> str:
     """The SVG text for one results document."""
     st = doc.get("statistics") or {}
     unit = doc.get("command", {}).get("unit") or ""

@@ -205,7 +205,8 @@ def render_table(table: Table, width: int | None, color: bool) -> list[str]:
     if widths is None:
         return out + _vertical(table, width, color)
     header = [[(col.header, "bold")] for col in table.columns]
-    for row in [*([header] if table.show_header else []), *([_cell_segments(c, col) for c, col in zip(r, table.columns)] for r in table.rows)]:
+    body = [[_cell_segments(c, col) for c, col in zip(r, table.columns)] for r in table.rows]
+    for row in [*([header] if table.show_header else []), *body]:
         wrapped = [wrap_segments(cell, w) for cell, w in zip(row, widths)]
         height = max(len(w) for w in wrapped)
         for n in range(height):

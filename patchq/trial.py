@@ -17,13 +17,14 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import stats
 from .apply import apply_stack
-from .benchspec import MetricMissing, parse_metric, read_metric
+from .benchspec import MetricMissing, MetricSpec, parse_metric, read_metric
 from .crashtest import TEST_KILL_ENV
 from .errors import BadInput, EnvironmentFailure, NeedsYou
 from .build.builder import BuildKind, build_target
@@ -47,7 +48,7 @@ class Threshold:
     text: str = "0"
 
     @classmethod
-    def parse(cls, text: str, option: str) -> "Threshold":
+    def parse(cls, text: str, option: str) -> Threshold:
         raw = text.strip()
         percent = raw.endswith("%")
         try:
@@ -210,7 +211,7 @@ def run_command(cmd: str, cwd: Path, env: dict[str, str], timeout: float) -> Com
                       err.decode("utf-8", "replace"))
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)
@@ -244,7 +245,7 @@ def side_env(ws: Workspace, side: Side, candidates: list[PatchEntry]) -> dict[st
 
 
 def prepare_side(ws: Workspace, side: Side, *, targets: set[str], required: tuple[str, ...],
-                 recipes: dict) -> tuple[ApplyReport, list[str]]:
+                 recipes: dict[str, Any]) -> tuple[ApplyReport, list[str]]:
     """Apply the side's stack into its own folder and build what it needs; returns the report and failed targets."""
     report = apply_stack(ws, side.stack, into=side.folder, extra=side.extra)
     if not report.ok:
@@ -334,8 +335,8 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def run_trial(ws: Workspace, plan: TrialPlan, *, recorded: dict | None = None,
-              progress: Callable[[str], None] = lambda line: None) -> dict:
+def run_trial(ws: Workspace, plan: TrialPlan, *, recorded: dict[str, Any] | None = None,
+              progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run the trial and return its results document (not yet written anywhere)."""
     from .build.stack import workspace_recipes
     spec = parse_metric(plan.bench.metric)
@@ -434,7 +435,8 @@ def _cwd(side: Side, rel: str) -> Path:
     return folder
 
 
-def _bench_run(plan: TrialPlan, spec, side: Side, phase: str, index: int, progress) -> dict[str, Any]:
+def _bench_run(plan: TrialPlan, spec: MetricSpec, side: Side, phase: str, index: int,
+               progress: Callable[[str], None]) -> dict[str, Any]:
     env = _child_env({**side.env, "PATCHQ_RUN": f"{phase}-{index}"})
     cwd = _cwd(side, plan.bench.cwd)
     result = run_command(plan.bench.cmd, cwd, env, plan.bench.timeout)
@@ -456,7 +458,8 @@ def _bench_run(plan: TrialPlan, spec, side: Side, phase: str, index: int, progre
     return run
 
 
-def _statistics(plan: TrialPlan, runs: list[dict], recorded: dict | None) -> tuple[dict, str, str]:
+def _statistics(plan: TrialPlan, runs: list[dict[str, Any]], recorded: dict[str, Any] | None
+                ) -> tuple[dict[str, Any], str, str]:
     measured = [r for r in runs if r["phase"] == "measure"]
     cand_runs = [r for r in measured if r["side"] == "candidate"]
     cand = stats.summarize([r["value"] for r in cand_runs if r["status"] == "ok"])
@@ -504,17 +507,19 @@ def _statistics(plan: TrialPlan, runs: list[dict], recorded: dict | None) -> tup
     return out, verdict, reason
 
 
-def _verify_verdict(interval, cand, base, plan: TrialPlan, tolerance: float, failures: int) -> tuple[str, str]:
+def _verify_verdict(interval: stats.Interval | None, cand: stats.Summary, base: stats.Summary, plan: TrialPlan,
+                    tolerance: float, failures: int) -> tuple[str, str]:
     unit = f" {plan.bench.unit}" if plan.bench.unit else ""
     if failures:
         return "differs", f"{failures} runs failed or timed out"
-    if interval is None:
+    if interval is None or cand.mean is None or cand.sd is None:
         return "differs", "fewer than two good runs: nothing to compare"
     half = stats.t_quantile(0.975, cand.n - 1) * cand.sd / cand.n ** 0.5
     now = f"{cand.mean:.4g} ± {half:.2g}{unit}"
+    was = f"{base.mean:.4g}{unit}" if base.mean is not None else "nothing"
     if interval.low <= tolerance and interval.high >= -tolerance:
-        return "still", f"regenerated and still {now} (recorded {base.mean:.4g}{unit})"
-    return "differs", f"regenerated, but now {now} against the recorded {base.mean:.4g}{unit} " \
+        return "still", f"regenerated and still {now} (recorded {was})"
+    return "differs", f"regenerated, but now {now} against the recorded {was} " \
                       f"(difference {interval.value:+.4g}, 95% interval [{interval.low:+.4g}, {interval.high:+.4g}])"
 
 
@@ -522,7 +527,7 @@ def _side_stats(summary: stats.Summary) -> dict[str, Any]:
     return {"n": summary.n, "mean": summary.mean, "sd": summary.sd, "values": list(summary.values)}
 
 
-def _finish(doc: dict, verdict: str, reason: str, started: str) -> dict:
+def _finish(doc: dict[str, Any], verdict: str, reason: str, started: str) -> dict[str, Any]:
     doc["verdict"] = verdict
     doc["reason"] = reason
     doc["finished"] = _now()

@@ -7,12 +7,14 @@ stable patch-id (the same change whatever its line numbers), in two git processe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .apply import default_checkout_dir
 from .checkout import LocalCommit, checkout_base, is_patchq_checkout, list_commits, operation_in_progress
 from .git import DIFF_CONFIG, DIFF_FLAGS, Repo
+from .model import PatchEntry
 from .workspace import STATE_DIR, Workspace
 
 # what a checkout commit is, compared with the queue
@@ -112,7 +114,7 @@ def upstream_status(ws: Workspace, stack_name: str, upstream: str) -> UpstreamSt
     queue = ws.queue(upstream)
     applied_at = _applied_time(path)
     ours = _commit_patch_ids(repo, base) if commits else {}
-    theirs = _queue_patch_ids(ws, repo, [queue.get(c.patch_id) for c in commits if queue.get(c.patch_id)])
+    theirs = _queue_patch_ids(ws, repo, [e for c in commits if (e := queue.get(c.patch_id)) is not None])
     applied = []
     foreign = []
     for c in commits:
@@ -172,7 +174,7 @@ def _commit_patch_ids(repo: Repo, base: str) -> dict[str, str]:
     return _patch_ids(repo, log)
 
 
-def _queue_patch_ids(ws: Workspace, repo: Repo, entries) -> dict[str, str]:
+def _queue_patch_ids(ws: Workspace, repo: Repo, entries: Sequence[PatchEntry]) -> dict[str, str]:
     """patch id -> stable patch-id of its queue file's diff."""
     if not entries:
         return {}

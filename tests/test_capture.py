@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import result_of
 
+from conftest import result_of
 from patchq.errors import NeedsYou
 from patchq.git import Repo, run_git
 from patchq.model import Status

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
 from conftest import result_of
-
 from patchq.check import check_workspace
 from patchq.git import Repo
 from patchq.model import Status

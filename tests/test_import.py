@@ -9,20 +9,27 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import json
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import result_of
 
+from conftest import result_of
 from patchq.bundle import encode_gz_b64
 from patchq.errors import BadInput
 from patchq.export import export_stack
 from patchq.git import Repo, run_git
-from patchq.importer import (ImportAction, MapRule, import_paths, parse_head, scan_diff, slug_of, status_from_name,
-                             status_from_text)
+from patchq.importer import (
+    ImportAction,
+    MapRule,
+    import_paths,
+    parse_head,
+    scan_diff,
+    slug_of,
+    status_from_name,
+    status_from_text,
+)
 from patchq.model import OutcomeKind, Status
 from patchq.patchfile import read_patch_file
 from patchq.workspace import load_workspace

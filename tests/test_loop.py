@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import result_of
 
+from conftest import result_of
 from patchq.git import Repo
 from test_cli import apply_report, as_json, ok, run, user_files, ws  # noqa: F401  (ws is a fixture)
 

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from patchq.cli import STATUS_CHOICES
 from patchq.model import Status
@@ -157,7 +156,8 @@ def test_help_and_version_do_not_import_the_engine(args, tmp_path):
 
 def test_completion_offers_stacks_ids_and_upstreams_without_the_engine(ws):
     def complete(words: str) -> list[str]:
-        env = {"_PATCHQ_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - (not words.endswith(" ")))}
+        cword = len(words.split()) - (not words.endswith(" "))
+        env = {"_PATCHQ_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
         import os
         proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "patchq"], capture_output=True, text=True,
                               cwd=ws, env={**os.environ, **env})

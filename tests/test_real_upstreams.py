@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import result_of
 
+from conftest import result_of
 from patchq.apply import apply_stack
 from patchq.check import check_workspace
 from patchq.git import Repo

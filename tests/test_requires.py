@@ -6,8 +6,8 @@ Also the `salvaged` mark import puts on a patch rebuilt from a damaged bundle: s
 from __future__ import annotations
 
 import pytest
-from conftest import result_of
 
+from conftest import result_of
 from patchq.errors import BadInput
 from patchq.model import Status
 from patchq.patchfile import entry_from_patch, read_patch_file

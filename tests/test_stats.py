@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from patchq.benchspec import MetricMissing, parse_metric, read_metric
-from patchq.stats import (bootstrap_interval, difference, one_sample_interval, summarize, t_cdf, t_quantile,
-                          welch_interval)
+from patchq.stats import (
+    bootstrap_interval,
+    difference,
+    one_sample_interval,
+    summarize,
+    t_cdf,
+    t_quantile,
+    welch_interval,
+)
 from patchq.trial import Threshold, judge
 
 

@@ -143,7 +143,7 @@ def test_readme_commands_never_cut_ids_flags_paths_or_commands(mode, tmp_path):
     words |= {"walk-note", "vllm:walk-note", "VLLM_WALK_NOTE"}
     walk("apply promoted-demo --force")
     walk(f"refresh walk-note --from {checkout}")
-    walk(f"edit walk-note --why 'The walk edits its note' --result '+0.0 tok/s'")
+    walk("edit walk-note --why 'The walk edits its note' --result '+0.0 tok/s'")
     walk("status")
     walk("status promoted-demo")
     walk("sync promoted-demo --dry-run", codes=(0, 1))

@@ -12,7 +12,7 @@ and loaded back as a valid workspace. The modules, in the order the work flows:
 
 | module | owns |
 | --- | --- |
-| `inputs` / `decode` / `reading` | walking folders and quilt series; bundles decoded (damage measured, salvaged); candidates |
+| `inputs` / `decode` / `reading` | folders and quilt series walked; bundles decoded (damage measured, salvaged) |
 | `naming` | verdicts, dates and ids from names and text; the --map file |
 | `paths` | written paths made repo-relative against a pinned tree; the canonical diff |
 | `anchor` | hunks without trustworthy line numbers placed by their context |
@@ -23,12 +23,12 @@ and loaded back as a valid workspace. The modules, in the order the work flows:
 | `run` | `import_paths`: the whole flow |
 """
 
+from ..patchtext.lenient import read_lenient as scan_diff
 from .inputs import Head, parse_head, safe_description
 from .items import ImportAction, ImportItem, ImportReport, MissingLine, Refused
 from .naming import MapRule, date_from_name, load_map, slug_of, status_from_name, status_from_text, stem_of
 from .run import import_paths
 from .stage import IMPORT_JOURNAL, recover_interrupted_import
-from ..patchtext.lenient import read_lenient as scan_diff
 
 __all__ = ["IMPORT_JOURNAL", "Head", "ImportAction", "ImportItem", "ImportReport", "MapRule", "MissingLine", "Refused",
            "date_from_name", "import_paths", "load_map", "parse_head", "recover_interrupted_import", "safe_description",

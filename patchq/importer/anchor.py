@@ -18,8 +18,8 @@ about the size of the file plus the size of the hunks.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from ..patchtext.lenient import LooseHunk, RawSection
 from .items import Refused

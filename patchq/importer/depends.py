@@ -90,7 +90,8 @@ def infer_requirements(placer: Placer, name: str, kept: list[tuple[Order, Part]]
         uncovered = {(path, text) for path, text, _ in need}
         chosen: list[Provider] = []
         while uncovered:
-            best, cover = None, set()
+            best: Provider | None = None
+            cover: set[tuple[str, bytes]] = set()
             for provider in providers:
                 if provider.id == mine or provider in chosen:
                     continue

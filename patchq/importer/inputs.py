@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..errors import BadInput
 from ..patchfile import PatchFile, read_patch_file
@@ -27,7 +27,7 @@ class InputFile:
     rel: str                    # relative to the folder given on the command line (what --map globs see)
     strip: int | None = None    # quilt -pN
     problem: str = ""           # a reason to skip it, known from the walk alone
-    members: tuple["InputFile", ...] | None = None   # a quilt series file: its patches, in order
+    members: tuple[InputFile, ...] | None = None   # a quilt series file: its patches, in order
     problems: tuple[str, ...] = ()                    # a quilt series file: lines that name nothing usable
 
 
@@ -77,7 +77,8 @@ def _walk_folder(root: Path, folder: Path, shown: str, found: list[InputFile], l
             found.append(InputFile(child, source_of(child), rel_of(child), problem=problem))
 
 
-def _read_quilt_series(series_file: Path, folder: Path, rel_of, source_of) -> tuple[list[InputFile], list[str]]:
+def _read_quilt_series(series_file: Path, folder: Path, rel_of: Callable[[Path], str], source_of: Callable[[Path], str]
+                       ) -> tuple[list[InputFile], list[str]]:
     members: list[InputFile] = []
     problems: list[str] = []
     text = series_file.read_bytes()[:1 << 20].decode("utf-8", "replace")
@@ -195,7 +196,7 @@ class Candidate:
     raw: bytes = b""
     group: int | None = None         # quilt series or mbox: members apply in order
     bundle: bool = False
-    note: "NoteFile | None" = None
+    note: NoteFile | None = None
     hint: str = ""                   # the upstream a patchq export manifest names
     salvaged: str = ""               # what was lost, when it was salvaged from a damaged bundle
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BadInput
 from ..model import PATCH_ID, Status
@@ -168,9 +168,9 @@ def status_from_text(text: str) -> tuple[Status, str] | None:
         if found:
             word = found[0][1]
             return VERDICT_WORDS[word], f"text: {m.group(0).strip()[:80]!r}"
-    m = NEGATIVE_IN_PROSE.search(prose)
-    if m:
-        return Status.NEGATIVE_ARCHIVED, f"text: {m.group(1)!r} in the description"
+    negative = NEGATIVE_IN_PROSE.search(prose)
+    if negative:
+        return Status.NEGATIVE_ARCHIVED, f"text: {negative.group(1)!r} in the description"
     return None
 
 

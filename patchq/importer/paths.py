@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..git import Repo
 from ..patchtext.lenient import RawSection
@@ -12,6 +12,7 @@ from ..sources import ensure_base
 from ..workspace import Workspace
 from .anchor import Placed
 from .items import Refused
+
 
 @dataclass
 class UpstreamView:
@@ -72,7 +73,7 @@ def _strip_p(raw: str, n: int) -> str:
     return _join([c for c in raw.split("/")[n:] if c not in ("", ".")])
 
 
-def _longest_existing(comps: list[str], exists) -> str | None:
+def _longest_existing(comps: list[str], exists: Callable[[str], bool]) -> str | None:
     for k in range(len(comps)):
         rel = _join(comps[k:])
         if exists(rel):
@@ -112,6 +113,8 @@ def map_section(section: RawSection, view: UpstreamView, *, strip: int | None = 
             return None
         if old is not None:
             return Mapped(old, new, 3, strip) if exists(old) else None
+        if new is None:                       # a section names at least one side; nothing to place without it
+            return None
         parent = new.rpartition("/")[0]
         return Mapped(None, new, 2 if parent in view.dirs and parent else 1, strip)
     if old_c is not None and new_c is not None and not (section.rename or section.copy):
@@ -122,19 +125,19 @@ def map_section(section: RawSection, view: UpstreamView, *, strip: int | None = 
                 return Mapped(rel, rel, 3, len(new_c) - len(tail) + k)
         # `diff -u x.py.orig x.py`: the two names differ; like GNU patch, take the one that exists
         for comps in (new_c, old_c):
-            rel = _longest_existing(comps, exists)
-            if rel is not None:
-                return Mapped(rel, rel, 3, len(new_c) - len(rel.split("/")))
+            found = _longest_existing(comps, exists)
+            if found is not None:
+                return Mapped(found, found, 3, len(new_c) - len(found.split("/")))
         return None
     if old_c is not None:
-        rel = _longest_existing(old_c, exists)
-        if rel is None:
+        found = _longest_existing(old_c, exists)
+        if found is None:
             return None
-        k = len(old_c) - len(rel.split("/"))
+        k = len(old_c) - len(found.split("/"))
         if new_c is None:
-            return Mapped(rel, None, 3, k)
+            return Mapped(found, None, 3, k)
         new = _join(new_c[k:])
-        return Mapped(rel, new, 3, k) if new else None
+        return Mapped(found, new, 3, k) if new else None
     assert new_c is not None
     for k in range(len(new_c)):
         rel = _join(new_c[k:])

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import TypeVar
 
 from ..apply import LoadedPatch, TinyIndex, classify_patch, run_queue
 from ..errors import BadInput, PatchqError
@@ -19,6 +20,9 @@ from .paths import Mapped, UpstreamView, canonical_diff, check_components, map_s
 RANK = {OutcomeKind.CLEAN: 4, OutcomeKind.OFFSET: 4, OutcomeKind.THREEWAY: 3, OutcomeKind.FUZZ: 3,
         OutcomeKind.ALREADY_UPSTREAM: 2, OutcomeKind.EMPTY: 1, OutcomeKind.CONFLICT: 0, OutcomeKind.NOT_REACHED: 0}
 SYMLINK_ESCAPE = "unsafe path: it writes below"
+
+V = TypeVar("V")
+Score = TypeVar("Score", int, tuple[int, int, int])      # how `_best` ranks one upstream's judgement
 
 
 @dataclass
@@ -213,7 +217,7 @@ class Placer:
             raise Refused("no pinned upstream is available to place it in")
         per_section: list[set[str]] = []
         for index, section in enumerate(cand.scanned.sections):
-            strengths = {n: m[index].strength for n, m in maps.items() if m[index] is not None}
+            strengths = {n: one.strength for n, m in maps.items() if (one := m[index]) is not None}
             if not strengths:
                 where = f"upstream {allowed[0]!r}" if len(allowed) == 1 else \
                     f"any pinned upstream ({', '.join(maps)})"
@@ -295,25 +299,25 @@ class Placer:
         for cand in members:
             for section in cand.scanned.sections:
                 check_components(section)
-        judged = {}
+        judged: dict[str, tuple[list[tuple[Built, list[Mapped]]], list[Outcome], int]] = {}
         for name in allowed:
             view = self.view(name)
             if view is None:
                 continue
             created: set[str] = set()
-            built = []
+            built: list[tuple[Built, list[Mapped]]] = []
             strength = 0
             for cand in members:
-                mapped = map_sections(cand.scanned.sections, view, strip=cand.strip,
-                                      created_before=frozenset(created))
-                if any(m is None for m in mapped):
+                maybe = map_sections(cand.scanned.sections, view, strip=cand.strip, created_before=frozenset(created))
+                mapped = [m for m in maybe if m is not None]
+                if len(mapped) < len(maybe):
                     break
-                strength += sum(m.strength for m in mapped if m is not None)
-                created |= {m.new for m, s in zip(mapped, cand.scanned.sections) if s.created and m and m.new}
+                strength += sum(m.strength for m in mapped)
+                created |= {m.new for m, s in zip(mapped, cand.scanned.sections) if s.created and m.new}
                 try:
                     every = list(range(len(cand.scanned.sections)))
                     below = [b.patch for b, _ in built]
-                    built.append((self.build(cand, name, every, mapped, below), mapped))   # type: ignore[arg-type]
+                    built.append((self.build(cand, name, every, mapped, below), mapped))
                 except Refused:
                     break
             else:
@@ -333,8 +337,8 @@ class Placer:
             remarks = ["judged in series order", *path_remarks(cand.scanned.sections, mapped), *one.notes()]
             if len(judged) > 1:
                 remarks.append(f"series placed in {chosen} (also fits: {', '.join(n for n in judged if n != chosen)})")
-            every = tuple(range(len(cand.scanned.sections)))
-            parts.append(Part(cand, chosen, every, one.diff, one.patch, outcome, remarks=remarks, built=one,
+            indexes = tuple(range(len(cand.scanned.sections)))
+            parts.append(Part(cand, chosen, indexes, one.diff, one.patch, outcome, remarks=remarks, built=one,
                               mapped=tuple(mapped), group=True))
         return parts
 
@@ -344,7 +348,7 @@ def _refuse_escape(outcome: Outcome) -> None:
         raise Refused(outcome.detail)
 
 
-def _best(judged: dict, key) -> str | None:
+def _best(judged: Mapping[str, V], key: Callable[[V], Score]) -> str | None:
     """The single best-scoring name, or None on a tie at the top."""
     if not judged:
         return None

@@ -7,21 +7,31 @@ import email.utils
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BadInput
 from ..git import run_git
 from ..model import PatchEntry, Status
 from ..patchfile import PatchFile, entry_from_patch, read_patch_file, render_patch_file
 from ..workspace import Workspace
+from .depends import infer_requirements, requirements_first
 from .inputs import Candidate, NoteFile, safe_description
 from .items import ImportAction, ImportItem, Order, State
-from .naming import (DEFAULT_RULE, SAFETY, MapRule, date_from_name, rules_for, slug_of, status_from_name, strip_fences,
-                     status_from_text)
-from .depends import infer_requirements, requirements_first
+from .naming import (
+    DEFAULT_RULE,
+    SAFETY,
+    MapRule,
+    date_from_name,
+    rules_for,
+    slug_of,
+    status_from_name,
+    status_from_text,
+    strip_fences,
+)
 from .placer import Part, Placer
+
 
 def patch_ids(diffs: Sequence[bytes]) -> list[str | None]:
     """`git patch-id --stable` of many diffs in one git process."""
@@ -38,13 +48,16 @@ def patch_ids(diffs: Sequence[bytes]) -> list[str | None]:
     return [found.get(n) for n in range(len(diffs))]
 
 
-def change_items(patch: PatchFile) -> Counter:
+ChangeItem = tuple[str, str, int, bytes]       # (+ or -, path, pre-image line of its block, line text)
+
+
+def change_items(patch: PatchFile) -> Counter[ChangeItem]:
     """A patch's line changes anchored at the pre-image line where each change block starts.
 
     Two snapshots made against the same base describe the same edit with the same items, so one patch is contained
     in another when its items are a sub-multiset of the other's — even when their hunks were merged differently.
     """
-    items: Counter = Counter()
+    items: Counter[ChangeItem] = Counter()
     for section in patch.files:
         path = section.path
         for hunk in section.hunks:
@@ -65,7 +78,7 @@ def change_items(patch: PatchFile) -> Counter:
     return items
 
 
-def _contains(big: Counter, small: Counter) -> bool:
+def _contains(big: Counter[ChangeItem], small: Counter[ChangeItem]) -> bool:
     return bool(small) and big != small and all(big[key] >= count for key, count in small.items())
 
 
@@ -259,12 +272,12 @@ def _dedupe_and_name(ws: Workspace, name: str, parts: list[tuple[Order, Part]],
         if first.entry is None:
             continue
         first.duplicates.append(part.cand.source)
-        status, rule = _status_of(part, rules, forced, first.entry.id)
-        if rule != DEFAULT_RULE and SAFETY[status] < SAFETY[first.entry.status]:
-            first.remarks.append(f"the duplicate {part.cand.source} says {status.value} ({rule}): kept the safer "
+        status, said = _status_of(part, rules, forced, first.entry.id)
+        if said != DEFAULT_RULE and SAFETY[status] < SAFETY[first.entry.status]:
+            first.remarks.append(f"the duplicate {part.cand.source} says {status.value} ({said}): kept the safer "
                                  "status")
             first.entry = replace(first.entry, status=status)
-            first.status_rule = rule
+            first.status_rule = said
         state.add(order, ImportItem(part.cand.source, ImportAction.DUPLICATE, patch_id=first.entry.id,
                                     upstream=name, reason=f"same change (git patch-id) as {first.cand.source}, "
                                                           f"imported as {name}:{first.entry.id}",
@@ -290,6 +303,12 @@ def _update_existing(name: str, patch_id: str, part: Part, existing: list[tuple[
                                 remarks=remarks))
 
 
+def _named(part: Part) -> PatchEntry:
+    """The entry naming a kept part: every part in `kept` got one when it was named."""
+    assert part.entry is not None, part.cand.source
+    return part.entry
+
+
 def _containment(name: str, kept: list[tuple[Order, Part]], existing: list[tuple[PatchEntry, PatchFile]],
                  state: State) -> dict[int, list[str]]:
     """`contains` per imported part: the imported or existing patches whose every line change it also makes."""
@@ -303,17 +322,18 @@ def _containment(name: str, kept: list[tuple[Order, Part]], existing: list[tuple
         inner = [s for _, s in kept if s is not big and _contains(mine, items[id(s)])]
         direct = [s for s in inner if not any(o is not s and _contains(items[id(o)], items[id(s)]) for o in inner)]
         old = [e for e, its in existing_items if _contains(mine, its)]
-        out[id(big)] = [s.entry.id for s in direct] + [e.id for e in old]
-        for small in [s.entry for s in inner] + old:
-            big.remarks.append(f"contains {small.id} (a cumulative snapshot)")
-            if small.status == Status.PROMOTED and big.entry.status != Status.PROMOTED:
-                state.warnings.append(f"{name}:{big.entry.id} is {big.entry.status.value} and contains the promoted "
-                                      f"{small.id}: never apply it on top of {small.id} (it replaces it)")
+        out[id(big)] = [_named(s).id for s in direct] + [e.id for e in old]
+        for inside in [_named(s) for s in inner] + old:
+            big.remarks.append(f"contains {inside.id} (a cumulative snapshot)")
+            outer = _named(big)
+            if inside.status == Status.PROMOTED and outer.status != Status.PROMOTED:
+                state.warnings.append(f"{name}:{outer.id} is {outer.status.value} and contains the promoted "
+                                      f"{inside.id}: never apply it on top of {inside.id} (it replaces it)")
     for _, small in kept:
         for entry, its in existing_items:
             if _contains(its, items[id(small)]):
                 state.warnings.append(f"the existing {name}:{entry.id} already contains the imported "
-                                      f"{small.entry.id} ({small.cand.source})")
+                                      f"{_named(small).id} ({small.cand.source})")
     return out
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..bundle import DEFAULT_LIMIT
 from ..errors import BadInput
 from ..model import Status
 from ..workspace import SERIES_NAME, Workspace, load_workspace, workspace_lock
-from .inputs import Candidate, walk
+from .inputs import Candidate, InputFile, walk
 from .items import ImportAction, ImportItem, ImportReport, Order, Refused, State
 from .naming import MapRule, load_map, rules_for
 from .placer import Part, Placer
@@ -44,8 +44,8 @@ def import_paths(ws: Workspace, paths: Sequence[Path | str], *, upstream: str | 
     `update` lets an input whose id names an existing patch of its queue replace that patch's diff (its annotation
     stays) instead of being refused or imported under another id.
     """
-    paths = [Path(p) for p in paths]
-    if not paths:
+    given = [Path(p) for p in paths]
+    if not given:
         raise BadInput("nothing to import: give one or more files or folders")
     if upstream is not None:
         ws.upstream(upstream)
@@ -56,7 +56,7 @@ def import_paths(ws: Workspace, paths: Sequence[Path | str], *, upstream: str | 
         rules = load_map(Path(mapping), ws)
     else:
         rules = tuple(mapping)
-    inputs = walk(paths)
+    inputs = walk(given)
     options = Options(upstream, forced_status, rules, limit, dry_run, strict, salvage, update)
     if dry_run:
         return _run(ws, inputs, options)
@@ -66,7 +66,7 @@ def import_paths(ws: Workspace, paths: Sequence[Path | str], *, upstream: str | 
         return _run(fresh, inputs, options)
 
 
-def _run(ws: Workspace, inputs: list, options: Options) -> ImportReport:
+def _run(ws: Workspace, inputs: list[InputFile], options: Options) -> ImportReport:
     state = State()
     upstream, rules = options.upstream, options.rules
     started = time.perf_counter()

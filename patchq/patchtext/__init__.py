@@ -8,7 +8,7 @@ Everything here is linear in the size of the text.
 
 from .lexer import DiffText, HunkText, SectionText, lex
 from .mail import MailHead, is_mbox, parse_mail_head, split_mbox
-from .strict import (BASE85, FileDiff, Hunk, check_safe_path, parse_diff)
+from .strict import BASE85, FileDiff, Hunk, check_safe_path, parse_diff
 
 __all__ = ["BASE85", "DiffText", "FileDiff", "Hunk", "HunkText", "MailHead", "SectionText", "check_safe_path",
            "is_mbox", "lex", "parse_diff", "parse_mail_head", "split_mbox"]

@@ -223,10 +223,9 @@ def _plain(text: DiffText, section: SectionText) -> RawSection:
     old, old_stamp = file_token(lines[section.start], b"--- ")
     new, new_stamp = file_token(lines[section.start + 1], b"+++ ")
     hunks = tuple(_hunk(text, h) for h in section.hunks)
-    first = hunks[0].ranges if hunks else None
-    single = len(hunks) == 1 and first is not None
-    created = old is None or bool(single and first[0] == 0 and first[1] == 0 and EPOCH_STAMP.match(old_stamp))
-    deleted = new is None or bool(single and first[2] == 0 and first[3] == 0 and EPOCH_STAMP.match(new_stamp))
+    single = hunks[0].ranges if len(hunks) == 1 else None      # a lone hunk's ranges: @@ -0,0 / +0,0 @@ stamps
+    created = old is None or bool(single and single[0] == 0 and single[1] == 0 and EPOCH_STAMP.match(old_stamp))
+    deleted = new is None or bool(single and single[2] == 0 and single[3] == 0 and EPOCH_STAMP.match(new_stamp))
     return RawSection(None if created else old, None if deleted else new, False, (), hunks, created, deleted,
                       False, False, section.start + 1)
 

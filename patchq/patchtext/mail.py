@@ -10,8 +10,8 @@ from __future__ import annotations
 import email.errors
 import email.header
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 MBOX_FROM = re.compile(rb"^From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|"
                        rb"Nov|Dec) +\d{1,2} \d\d:\d\d:\d\d \d{4}")

@@ -9,8 +9,8 @@ refused with the line number. Structure comes from the shared lexer (`lexer.lex`
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import BadInput
 from .lexer import BLANK, DiffText, HunkText, SectionText, lex
