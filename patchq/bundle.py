@@ -368,9 +368,10 @@ def read_manifest(path: Path) -> Manifest:
     for item in patches_doc:
         if not isinstance(item, dict):
             raise BadInput("each manifest patch must be an object", path=source)
-        values = {k: item.get(k) for k in ("id", "status", "title", "file", "sha256")}
+        raw = {k: item.get(k) for k in ("id", "status", "title", "file", "sha256")}
         flags = item.get("flags", [])
-        if any(not isinstance(v, str) for v in values.values()) or not isinstance(flags, list) \
+        values = {k: v for k, v in raw.items() if isinstance(v, str)}
+        if len(values) != len(raw) or not isinstance(flags, list) \
                 or any(not isinstance(f, str) for f in flags) or not HEX64.match(values["sha256"]):
             raise BadInput(f"manifest patch {item.get('id')!r} is malformed", path=source)
         patches.append(ManifestPatch(values["id"], values["status"], tuple(flags), values["title"],

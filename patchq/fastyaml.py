@@ -15,17 +15,21 @@ no comments, so code that rewrites a file loads it again with the round-trip loa
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.nodes import ScalarNode
 
+_parse: Callable[..., Iterator[Any]] | None
+_Loader: type | None
 try:
     import yaml as _pyyaml
     _Loader = _pyyaml.CSafeLoader         # absent when PyYAML was built without libyaml: then never fast
+    _parse = _pyyaml.parse
 except (ImportError, AttributeError):
-    _pyyaml = None
+    _parse = None
     _Loader = None
 
 _STR = "tag:yaml.org,2002:str"
@@ -54,10 +58,10 @@ def is_fast(doc: Any) -> bool:
 
 def load(text: str, *, max_depth: int) -> Any | None:
     """The document ruamel's round-trip loader would return for `text`, or None when this reader is not sure."""
-    if _Loader is None or _ODD.search(text):
+    if _Loader is None or _parse is None or _ODD.search(text):
         return None
     try:
-        return _Builder(max_depth).build(_pyyaml.parse(text, Loader=_Loader))
+        return _Builder(max_depth).build(_parse(text, Loader=_Loader))
     except Exception:        # any doubt at all, including libyaml's own errors: the exact loader speaks
         return None
 

@@ -14,6 +14,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -124,10 +125,10 @@ def line_of(node: Any, key: Any = None) -> int | None:
     """1-based line of a mapping key or list item (or of the node) in its YAML file."""
     try:
         if key is not None and isinstance(node, CommentedMap):
-            return node.lc.key(key)[0] + 1
+            return int(node.lc.key(key)[0]) + 1
         if key is not None and isinstance(node, CommentedSeq):
-            return node.lc.item(key)[0] + 1
-        return node.lc.line + 1
+            return int(node.lc.item(key)[0]) + 1
+        return int(node.lc.line) + 1
     except (AttributeError, KeyError, TypeError, IndexError):
         return None
 
@@ -171,7 +172,7 @@ def _plain(value: Any) -> Any:
 BAD_DATE = re.compile(r"(?<![\w.-])(\d{4})-(\d\d?)-(\d\d?)(?![\w.-])")
 
 
-def _not_a_date(match: re.Match) -> bool:
+def _not_a_date(match: re.Match[str]) -> bool:
     try:
         datetime.date(*(int(g) for g in match.groups()))
     except ValueError:
@@ -179,7 +180,8 @@ def _not_a_date(match: re.Match) -> bool:
     return False
 
 
-def _first_line(text: str, pattern: re.Pattern, accept=lambda m: True) -> int | None:
+def _first_line(text: str, pattern: re.Pattern[str],
+                accept: Callable[[re.Match[str]], bool] = lambda m: True) -> int | None:
     """The 1-based line where `pattern` first matches (and `accept` agrees), to point a person at it."""
     for number, line in enumerate(text.splitlines(), 1):
         if any(accept(m) for m in pattern.finditer(line)):
@@ -224,7 +226,7 @@ def guarded_loader(path: Path | str) -> YAML:
     """The exact (round-trip) loader with the guard in its scanner; errors name `path`."""
     yaml = round_trip()
     yaml.Scanner = _GuardedScanner
-    yaml.patchq_path = str(path)
+    yaml.patchq_path = str(path)  # type: ignore[attr-defined]  # read back by the guarded scanner's errors
     return yaml
 
 
