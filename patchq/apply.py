@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +22,8 @@ from .checkout import (SAVED_PREFIX, LocalWork, is_patchq_checkout, local_work, 
                        start_local_commits)
 from .crashtest import pause_point
 from .errors import BadInput
-from .git import Repo, read_index_entries
+from .git import Repo
+from .gitindex import TempIndex
 from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
 from .sources import (LOST_MIRROR, MOVING_MARK, ensure_base, follow_mirror, prepare_checkout, start_dirty_check,
@@ -83,38 +82,21 @@ def _arg_chunks(paths: list[str]) -> list[list[str]]:
 def ls_tree(repo: Repo, base: str, paths: list[str], *, recursive: bool = False) -> bytes:
     """`git ls-tree -z` of `paths` at `base`, in as many calls as the command-line limit needs (a queue that
     names 100k files, or very long names, must not fail with "Argument list too long")."""
-    return b"".join(repo.run("ls-tree", *(["-r"] if recursive else []), "-z", "--full-tree", base, "--",
-                             *chunk).stdout for chunk in _arg_chunks(paths))
+    return b"".join(repo.ls_tree_raw(base, chunk, recursive=recursive) for chunk in _arg_chunks(paths))
 
 
-class TinyIndex:
+class TinyIndex(TempIndex):
     """A temporary index holding only the queue's paths at the base, with snapshots to undo a failed attempt."""
 
     def __init__(self, repo: Repo, base: str, paths: list[str]) -> None:
+        super().__init__("patchq-apply-")
         self.repo = repo
-        self.dir = tempfile.mkdtemp(prefix="patchq-apply-")
-        self.file = os.path.join(self.dir, "index")
-        self.env = {"GIT_INDEX_FILE": self.file, "GIT_INDEX_VERSION": "2"}
         listing = b""
         if paths:
             listing = ls_tree(repo, base, paths, recursive=True)
-        repo.run("update-index", "-z", "--index-info", input=listing, env=self.env)
+        repo.index_info(listing, self.env)
         if not os.path.exists(self.file):
-            repo.run("read-tree", "--empty", env=self.env)
-
-    def snapshot(self) -> bytes:
-        with open(self.file, "rb") as fh:
-            return fh.read()
-
-    def restore(self, data: bytes) -> None:
-        with open(self.file, "wb") as fh:
-            fh.write(data)
-
-    def entries(self) -> dict[str, tuple[str, str, int]]:
-        return read_index_entries(self.file)
-
-    def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+            repo.read_tree("", self.env)
 
 
 def check_symlink_ancestors(repo: Repo, base: str, patches: list[LoadedPatch]) -> None:
@@ -537,7 +519,7 @@ def _write_commits(repo: Repo, base: str, ref: str, changes: list[tuple[LoadedPa
                    ) -> dict[str, str]:
     """All commits of the queue in one `git fast-import` run; ids are stable for the same patches and base."""
     if not changes:
-        repo.run("update-ref", ref, base)
+        repo.update_ref(ref, base)
         return {}
     out = [f"reset {ref}\nfrom {base}\n\n".encode()]
     for mark, (loaded, delta) in enumerate(changes, 1):
@@ -557,17 +539,7 @@ def _write_commits(repo: Repo, base: str, ref: str, changes: list[tuple[LoadedPa
             else:
                 out.append(f"M {mode} {sha} {_fi_path(path)}\n".encode())
         out.append(b"\n")
-    marks_dir = tempfile.mkdtemp(prefix="patchq-marks-")
-    try:
-        marks = os.path.join(marks_dir, "marks")
-        repo.run("fast-import", "--quiet", "--force", f"--export-marks={marks}", input=b"".join(out))
-        ids = {}
-        with open(marks) as fh:
-            for line in fh:
-                num, sha = line.split()
-                ids[int(num[1:])] = sha
-    finally:
-        shutil.rmtree(marks_dir, ignore_errors=True)
+    ids = repo.fast_import(b"".join(out))
     return {loaded.entry.id: ids[mark] for mark, (loaded, _) in enumerate(changes, 1)}
 
 
@@ -639,7 +611,7 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
                 record_applied(dest, run.head, created=made.created)
                 if into is not None:     # the folder borrows the mirror's objects: keep its commit reachable
                     digest = hashlib.sha256(str(dest).encode()).hexdigest()[:16]
-                    base.repo.run("update-ref", workspace_ref(ws.root, "into", digest), run.head)
+                    base.repo.update_ref(workspace_ref(ws.root, "into", digest), run.head)
                 checkout = str(dest)
             recorded = stack.trees.get(name, "")
             verified = None

@@ -14,10 +14,8 @@ Members inside a `.git` folder are left out, as `git add` leaves them out.
 from __future__ import annotations
 
 import lzma
-import os
 import posixpath
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -79,12 +77,7 @@ def _fast_import(repo: Repo, tree: dict[str, tuple[_Member, bytes | None]], mess
                   f"data {len(body)}\n".encode() + body + b"\ndeleteall\n")
     chunks.extend(lines)
     chunks.append(b"\n")
-    with tempfile.TemporaryDirectory(prefix="patchq-fi-") as tmp:
-        marks = os.path.join(tmp, "marks")
-        repo.run("fast-import", "--quiet", "--force", f"--export-marks={marks}", input=b"".join(chunks))
-        with open(marks) as fh:
-            ids = dict(line.split() for line in fh)
-    return ids[":1"]
+    return repo.fast_import(b"".join(chunks))[1]
 
 
 def _choose(members: list[_Member], archive: Path, subdir: str | None, upstream: str) -> dict[str, _Member]:

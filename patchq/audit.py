@@ -8,17 +8,15 @@ A patch that does not apply is audited from its own hunks, and the report says s
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import re
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 
 from .apply import LoadedPatch, TinyIndex, _judge_in_one_pass, check_symlink_ancestors, load_patch, splice_lines
 from .flagcache import Job, ReadCache, blob_id
 from .flags import reads_in_lines, reads_touching
-from .git import Repo, read_index_entries
+from .git import Repo
+from .gitindex import TempIndex
 from .model import FlagRead, Finding, Stack, Status
 from .patchfile import touched_paths
 from .sources import cache_root, ensure_base
@@ -120,7 +118,7 @@ class _Judge:
         results: dict[int, list[_Change] | None] = {}
         groups = _independent_groups(patches)
         workers = min(2, len(groups))
-        indexes = [self.index] + [_IndexCopy(head) for _ in range(max(0, workers - 1))]
+        indexes = [self.index] + [TempIndex("patchq-audit-", head) for _ in range(max(0, workers - 1))]
         free = list(indexes)
         lock = threading.Lock()
 
@@ -295,30 +293,6 @@ def _named_in(stderr: str, group: list[tuple[int, LoadedPatch]]) -> set[int]:
         if m is not None and (m.group(1) or m.group(2)) in owner:
             named.add(owner[m.group(1) or m.group(2)])
     return named
-
-
-class _IndexCopy:
-    """A second temporary index file with the same entries, so two `git apply` can run at once."""
-
-    def __init__(self, data: bytes) -> None:
-        self.dir = tempfile.mkdtemp(prefix="patchq-audit-")
-        self.file = os.path.join(self.dir, "index")
-        self.env = {"GIT_INDEX_FILE": self.file, "GIT_INDEX_VERSION": "2"}
-        self.restore(data)
-
-    def snapshot(self) -> bytes:
-        with open(self.file, "rb") as fh:
-            return fh.read()
-
-    def restore(self, data: bytes) -> None:
-        with open(self.file, "wb") as fh:
-            fh.write(data)
-
-    def entries(self) -> dict[str, tuple[str, str, int]]:
-        return read_index_entries(self.file)
-
-    def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 _HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.MULTILINE)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .editloop import checkout_ref, here_checkout
 from .errors import BadInput
-from .git import Repo, run_git
+from .git import Repo
 from .model import PatchEntry, Status
 from .patchfile import commit_message, date_to_git, format_date
 from .queue import add_patch, worktree_diff
@@ -53,8 +53,8 @@ def parse_author(text: str) -> str:
 
 def git_author(folder: Path) -> str:
     """'Name <email>' from git's settings as the user has them (config, GIT_AUTHOR_* variables), or ''."""
-    res = run_git(["var", "GIT_AUTHOR_IDENT"], cwd=folder, check=False, ident=False)
-    m = _IDENT.match(res.out.strip()) if res.ok else None
+    ident = Repo(folder).user_ident("AUTHOR")
+    m = _IDENT.match(ident) if ident else None
     return f"{m.group(1).strip()} <{m.group(2).strip()}>" if m else ""
 
 
@@ -84,5 +84,5 @@ def new_patch(ws: Workspace, patch_id: str, *, upstream: str | None, from_dir: P
         when = date_to_git(format_date(entry.date)).split()[0]
         commit = repo.commit_tree(tree, [head], commit_message(entry), author=entry.author,
                                   date=f"@{when} +0000")
-        repo.run("reset", "-q", commit, "--")
+        repo.reset_mixed(commit)
     return entry

@@ -111,24 +111,21 @@ def _has_ref(path: Path, ref: str) -> bool:
     return packed.is_file() and f" {ref}\n" in packed.read_text(errors="replace")
 
 
-def _local_log_args(path: Path) -> list[str]:
-    args = ["log", "--format=%x1e" + "%x1f".join(_FIELDS), "HEAD", "--not", "--remotes"]
-    if _has_ref(path, APPLIED_REF):
-        args.append(APPLIED_REF)
-    return args
+def _local_revs(path: Path) -> list[str]:
+    """The checkout's own commits: from HEAD, less what any remote or patchq's last apply has."""
+    return ["HEAD", "--not", "--remotes", *([APPLIED_REF] if _has_ref(path, APPLIED_REF) else [])]
 
 
 def start_local_commits(path: Path) -> Pending | None:
     """Start listing a patchq checkout's own commits in the background (they run while queues are judged)."""
     if is_patchq_checkout(path) and (path / ".git" / "HEAD").is_file():
-        return Pending(_local_log_args(path), path)
+        return Repo(path).start_log_records(*_local_revs(path), fields=_FIELDS)
     return None
 
 
-def parse_commits(out: str) -> list[LocalCommit]:
+def parse_commits(records: list[list[str]]) -> list[LocalCommit]:
     commits = []
-    for record in out.split("\x1e")[1:]:
-        fields = record.rstrip("\n").split("\x1f")
+    for fields in records:
         if len(fields) < 4:
             continue
         sha, committer, subject, trailer = fields[:4]
@@ -139,7 +136,7 @@ def parse_commits(out: str) -> list[LocalCommit]:
 
 def list_commits(repo: Repo, *revs: str) -> list[LocalCommit]:
     """Commits of `revs` (git log arguments), newest first, with their Patchq-Id trailers."""
-    return parse_commits(repo.run("log", "--format=%x1e" + "%x1f".join(_FIELDS), *revs).out)
+    return parse_commits(repo.log_records(*revs, fields=_FIELDS))
 
 
 def local_work(path: Path, upstream: str, *, pending_status: Pending | None = None,
@@ -149,8 +146,12 @@ def local_work(path: Path, upstream: str, *, pending_status: Pending | None = No
     repo = Repo(path)
     dirty = Repo.parse_status(pending_status.result().out) if pending_status is not None \
         else repo.status_porcelain()
-    out = pending_log.result(check=False) if pending_log is not None else repo.run(*_local_log_args(path), check=False)
-    commits = [c for c in parse_commits(out.out if out.ok else "") if not c.by_patchq]
+    if pending_log is not None:
+        done = pending_log.result(check=False)
+        records = Repo.parse_log_records(done.out) if done.ok else []
+    else:
+        records = repo.log_records(*_local_revs(path), fields=_FIELDS, check=False)
+    commits = [c for c in parse_commits(records) if not c.by_patchq]
     if commits and queue_diffs:
         commits = [c for c in commits if not _kept_by_queue(repo, c, queue_diffs)]
     return LocalWork(str(path), upstream, tuple(sorted(dirty)), tuple(commits), operation_in_progress(path))
@@ -182,9 +183,9 @@ def save_local_work(work: LocalWork, stack: str) -> SavedWork:
         ref = f"{SAVED_PREFIX}/{stack}/{work.upstream}/{stamp}-{n}"
     repo.update_ref(ref, top, "patchq apply --force: saved local work")
     if work.in_progress == "git am":
-        repo.run("am", "--quit", check=False)
+        repo.quit_operation("am")
     elif work.in_progress == "git rebase":
-        repo.run("rebase", "--quit", check=False)
+        repo.quit_operation("rebase")
     elif work.in_progress:
         for name in ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD"):
             (Path(work.checkout) / ".git" / name).unlink(missing_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
-from .git import Repo, run_git
+from .git import Repo, clone_bare, clone_shared
 from .model import PatchEntry, Status
 from .patchfile import render_patch_file
 from .workspace import SERIES_NAME, dump_yaml, write_atomic
@@ -30,9 +30,7 @@ def _commit(repo: Repo, message: str, when: int) -> str:
     env = {"GIT_AUTHOR_NAME": "Upstream Dev", "GIT_AUTHOR_EMAIL": "dev@upstream.example",
            "GIT_COMMITTER_NAME": "Upstream Dev", "GIT_COMMITTER_EMAIL": "dev@upstream.example",
            "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
-    repo.run("add", "-A", env=env)
-    repo.run("commit", "-q", "--allow-empty", "-m", message, env=env)
-    return repo.out("rev-parse", "HEAD")
+    return repo.commit_all(message, env)
 
 
 def _write(root: Path, rel: str, text: str) -> None:
@@ -340,8 +338,7 @@ def _worktree_diffs(path: Path, changes: list[_Change]) -> dict[str, bytes]:
         originals = {rel: (path / rel).read_text() for rel, _, _ in change.edits}
         for rel, old, new in change.edits:
             _edit(path, rel, old, new)
-        diffs[change.entry.id] = repo.run("-c", "diff.noprefix=false", "diff", "--src-prefix=a/", "--dst-prefix=b/",
-                                          "--no-ext-diff", "--no-color", "--full-index", "HEAD").stdout
+        diffs[change.entry.id] = repo.worktree_diff("HEAD", binary=False)
         for rel, text in originals.items():
             _write(path, rel, text)
     return diffs
@@ -356,16 +353,15 @@ class _Change:
 def _diff_for(upstream_dir: Path, base: str, edits: tuple[tuple[str, str, str], ...]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="patchq-demo-") as tmp:
         work = Path(tmp) / "w"
-        run_git(["clone", "-q", "--no-checkout", str(upstream_dir), str(work)])
-        repo = Repo(work)
-        repo.run("checkout", "-q", "--detach", base)
+        repo = clone_shared(upstream_dir, work)
+        repo.checkout(base)
         for rel, old, new in edits:
             if old == "" and not (work / rel).exists():
                 _write(work, rel, new)
             else:
                 _edit(work, rel, old, new)
-        repo.run("add", "-A")
-        return repo.run("diff", "--cached", "--full-index", "--no-color", base).stdout
+        repo.add_all()
+        return repo.staged_diff(base)
 
 
 def _vllm_changes() -> list[tuple[str, _Change]]:
@@ -569,7 +565,7 @@ def _build_into(root: Path) -> None:
     tinyllm_pin = _build_tinyllm(sources / "tinyllm")
     tinyllm_diffs = _worktree_diffs(sources / "tinyllm", _tinyllm_changes())
     for name in ("vllm", "llama-cpp", "tinyllm"):
-        run_git(["clone", "-q", "--bare", str(sources / name), str(root / "upstreams" / f"{name}.git")])
+        clone_bare(sources / name, root / "upstreams" / f"{name}.git")
     shutil.rmtree(sources)
     for label, change in _vllm_changes():
         base = vllm_base if label == "base" else vllm_pin

@@ -15,7 +15,7 @@ from pathlib import Path
 from .apply import default_checkout_dir
 from .checkout import APPLIED_REF, is_patchq_checkout, list_commits, operation_in_progress
 from .errors import BadInput
-from .git import Repo, run_git
+from .git import Repo, toplevel
 from .model import PatchEntry
 from .queue import refresh_patch
 from .workspace import STATE_DIR, Workspace
@@ -56,10 +56,10 @@ def checkout_ref(ws: Workspace, path: Path) -> CheckoutRef:
 def here_checkout(ws: Workspace, cwd: Path | None = None) -> CheckoutRef | None:
     """The patchq checkout the current directory is in, if any (the workspace's own repository does not count)."""
     cwd = (cwd or Path(os.getcwd())).resolve()
-    res = run_git(["rev-parse", "--show-toplevel"], cwd=cwd, check=False)
-    if not res.ok:
+    found = toplevel(cwd)
+    if found is None:
         return None
-    top = Path(res.out.strip()).resolve()
+    top = found.resolve()
     if top == ws.root.resolve() or not is_patchq_checkout(top):
         return None
     return checkout_ref(ws, top)
@@ -166,7 +166,7 @@ def refresh_from_checkout(ws: Workspace, patch_ref: str | None, *, from_dir: Pat
             raise BadInput(f"{label} is patch {trailer!r}, not {entry.id!r}; nothing was written",
                            hint=f"to refresh {trailer!r}: 'patchq refresh {trailer}'; to refresh {entry.id!r}, "
                                 "check out its commit first (or pass --force to take HEAD as it anyway)")
-    parents = repo.out("rev-list", "--parents", "-n", "1", head).split()[1:]
+    parents = repo.parents_of(head)
     if len(parents) != 1:
         raise BadInput(f"{label} has {len(parents)} parents; a patch is the change of a commit with one parent")
     dirty = sorted(repo.status_porcelain())
@@ -189,7 +189,7 @@ def _amend_head(repo: Repo, head: str, parent: str, tree: str) -> str:
     fields = repo.log_records("-1", head, fields=("%an <%ae>", "%aI", "%B"))[0]
     author, date, message = fields[0], fields[1], fields[2]
     new = repo.commit_tree(tree, [parent], message.rstrip("\n") + "\n", author=author, date=date)
-    repo.run("reset", "-q", new, "--")
+    repo.reset_mixed(new)
     if repo.rev_parse(APPLIED_REF) == head:
         repo.update_ref(APPLIED_REF, new, "patchq refresh")
     return new

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping
 from .crashtest import file_operation
 from .digest import sha256_file
 from .errors import BadInput, EnvironmentFailure, NeedsYou
-from .git import GitError, Repo, run_git
+from .git import GitError, Repo, apply_outside_repo
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 JOURNAL_FORMAT = 1
@@ -278,8 +278,7 @@ def python_changes_between(repo: Repo, old: str, new: str) -> PythonChanges:
             replacements[path] = blob
     diff = b""
     if python:
-        diff = repo.run("--literal-pathspecs", "diff", "--no-color", "--no-ext-diff", "--full-index", "--binary",
-                        "--no-renames", old, new, "--", *python).stdout
+        diff = repo.diff_paths(old, new, python)
     return PythonChanges(diff, replacements, tuple(deletions),
                          tuple(p for p in changed if not is_python_path(p)))
 
@@ -375,8 +374,7 @@ def overlay_apply(site_packages: str | Path, diff: bytes, *, package: str, expec
     _refuse_pending_overlay(backup)
     touched = _touched_paths(site, diff, strip)
     _refuse_unfit_paths(touched, dist)
-    check = run_git(["apply", "--check", f"-p{strip}", "-"], cwd=site, input=diff, env=_outside_any_repo(site),
-                    check=False)
+    check = apply_outside_repo(site, diff, strip=strip, check_only=True)
     if not check.ok:
         first = next((ln for ln in check.stderr.splitlines() if ln.strip()), "git apply refused it")
         raise NeedsYou(f"the diff does not apply to the installed {dist.name} {dist.version}: {first}",
@@ -548,11 +546,6 @@ def site_packages_of(python: str | Path) -> Path:
     return path
 
 
-def _outside_any_repo(site: Path) -> dict[str, str]:
-    """git apply must not find a repository above site-packages (a venv inside a checkout): it would apply there."""
-    return {"GIT_CEILING_DIRECTORIES": str(site.parent)}
-
-
 def _refuse_pending_overlay(backup: Path) -> None:
     journal = _read_journal(backup)
     if journal is not None and journal.get("state") in ("applying", "applied"):
@@ -565,8 +558,7 @@ def _refuse_pending_overlay(backup: Path) -> None:
 def _touched_paths(site: Path, diff: bytes, strip: int) -> list[str]:
     """Every path the diff creates, changes, deletes or renames, as git apply reads them (`--numstat -z`)."""
     try:
-        out = run_git(["apply", "--numstat", "-z", f"-p{strip}", "-"], cwd=site, input=diff,
-                      env=_outside_any_repo(site)).out
+        out = apply_outside_repo(site, diff, strip=strip, numstat=True).out
     except GitError as exc:
         first = next((ln for ln in exc.stderr.splitlines() if ln.strip()), "unreadable diff")
         raise BadInput(f"the overlay diff cannot be read: {first}") from None
@@ -658,7 +650,7 @@ def _drop_pycache(site: Path, touched: list[str]) -> None:
 
 def _apply_diff(site: Path, diff: bytes, strip: int) -> None:
     file_operation()
-    run_git(["apply", f"-p{strip}", "--whitespace=nowarn", "-"], cwd=site, input=diff, env=_outside_any_repo(site))
+    apply_outside_repo(site, diff, strip=strip)
 
 
 def _compile_check(site: Path, touched: list[str]) -> tuple[str, ...]:

@@ -220,8 +220,3 @@ def install(reporter: Reporter) -> Reporter:
     global _current
     previous, _current = _current, reporter
     return previous
-
-
-def git_progress_args() -> list[str]:
-    """`--progress` when git's meter goes to a terminal, else `--quiet`."""
-    return ["--progress"] if current().git_stderr() is not None else ["--quiet"]

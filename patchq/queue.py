@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import BadInput
-from .git import Repo, run_git
+from .git import Repo
 from .headedit import set_trailer
 from .model import PATCH_ID, PatchEntry, Status
 from .patchfile import entry_from_patch, read_patch_file, render_patch_file
@@ -122,6 +122,3 @@ def _show(value) -> str:
         return ", ".join(value)
     return getattr(value, "value", str(value))
 
-
-def git_available() -> bool:
-    return run_git(["--version"], check=False).ok

@@ -138,7 +138,7 @@ def import_chain(upstream: Upstream, repo: Repo, workspace: Path | None, *, upto
             commit = repo.commit_tree(repo.tree_of(alone), [parent] if parent else [], message,
                                       author="patchq archive <archive@patchq>", date="1970-01-01T00:00:00+0000")
             check_recorded_commit(repo, commit, release.commit, f"release {release.version} of {upstream.name!r}")
-            repo.run("update-ref", ref, commit)
+            repo.update_ref(ref, commit)
         links.append(ChainLink(release, commit))
         parent = commit
         if upto is not None and Version(release.version) == Version(upto):

@@ -23,7 +23,7 @@ from . import progress
 from .archive_import import commit_archive
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
-from .git import GitError, Pending, Repo, objects_dir, run_git
+from .git import GitError, Pending, Repo, clone_mirror, clone_shared, objects_dir, remote_reachable
 from .model import FULL_SHA, Upstream
 from .treecheck import check_tree
 from .workspace import check_archive_subdir
@@ -170,8 +170,7 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
         else:
             try:
                 with progress.current().step(f"cloning {upstream.name} from {url}"):
-                    run_git(["clone", "--mirror", *progress.git_progress_args(), url, str(tmp / "m.git")],
-                            stderr_to=progress.current().git_stderr())
+                    clone_mirror(url, tmp / "m.git", stderr_to=progress.current().git_stderr())
             except GitError as exc:
                 raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
                                          f"{_git_cause(exc.stderr) or exc}",
@@ -190,7 +189,7 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
 def _url_reachable(url: str) -> bool:
     if "://" not in url and not url.startswith("git@"):
         return Path(url.removeprefix("file:")).exists()
-    return run_git(["ls-remote", "--heads", url], check=False).ok
+    return remote_reachable(url)
 
 
 def hosting_reachable(upstream: Upstream, workspace: Path | None) -> bool:
@@ -203,19 +202,14 @@ def _fetch_commits(upstream: Upstream, url: str, repo: Repo, commits: tuple[str,
     if "://" not in url and not url.startswith("git@") and not Path(url.removeprefix("file:")).exists():
         return False                              # a local path that is not there: nothing to ask
     with progress.current().step(f"fetching {', '.join(c[:12] for c in commits)} of {upstream.name} from {url}"):
-        res = run_git(["--git-dir", str(repo.path), "fetch", *progress.git_progress_args(), "--no-tags",
-                       "--no-write-fetch-head", url, *commits], check=False,
-                      stderr_to=progress.current().git_stderr())
-    return res.ok
+        return repo.fetch_commits(url, commits, stderr_to=progress.current().git_stderr())
 
 
 def _fetch(upstream: Upstream, url: str, repo: Repo) -> None:
     if (upstream.archive is not None or upstream.releases) and not _url_reachable(url):
         return
     with progress.current().step(f"fetching {upstream.name} from {url}"):
-        res = run_git(["--git-dir", str(repo.path), "fetch", *progress.git_progress_args(), "--prune", url,
-                       "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], check=False,
-                      stderr_to=progress.current().git_stderr())
+        res = repo.fetch_mirror(url, stderr_to=progress.current().git_stderr())
     if not res.ok:
         raise EnvironmentFailure(f"cannot fetch upstream {upstream.name!r} from {url}: "
                                  f"{_git_cause(res.stderr) or 'no message'}")
@@ -388,20 +382,15 @@ def import_archive(upstream: Upstream, repo: Repo, *, workspace: Path | None = N
         sha = commit_archive(repo, path, f"{upstream.name} from archive sha256:{archive.sha256}\n",
                              subdir=archive.subdir, name=upstream.name, ref=importing)
     finally:
-        repo.run("update-ref", "-d", importing, check=False)
+        repo.delete_ref(importing)
     check_tree(repo, sha, source=str(path), what=f"the archive of {upstream.name!r}")
-    repo.run("update-ref", ref, sha)
+    repo.update_ref(ref, sha)
     return sha
 
 
 def commit_folder(repo: Repo, folder: Path, message: str) -> str:
     """Commit a plain folder's files into `repo` deterministically (no work tree of the repo is used)."""
-    with tempfile.TemporaryDirectory(prefix="patchq-idx-") as tmp:
-        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index"), "GIT_WORK_TREE": str(folder), **ARCHIVE_IDENT}
-        run_git(["--git-dir", str(repo.path), "add", "-A", "-f", "."], cwd=folder, env=env)
-        tree = run_git(["--git-dir", str(repo.path), "write-tree"], cwd=folder, env=env).out.strip()
-        return run_git(["--git-dir", str(repo.path), "commit-tree", tree], cwd=folder, env=env,
-                       input=message.encode()).out.strip()
+    return repo.commit_folder(folder, message, ARCHIVE_IDENT)
 
 
 def extract_archive(path: Path, dest: Path) -> Path:
@@ -475,7 +464,7 @@ def follow_mirror(dest: Path, mirror: Repo) -> str:
         mark.write_text(str(mirror.path) + "\n")
     repo = Repo(dest)
     head = repo.rev_parse("HEAD")
-    if head is None or not repo.run("cat-file", "-e", f"{head}^{{tree}}", check=False).ok:
+    if head is None or not repo.has_tree(head):
         return "lost"
     return "moved" if moved else "same"
 
@@ -514,26 +503,17 @@ def _check_interrupted_move(repo: Repo, moving: Path) -> None:
         if index.is_file():
             shutil.copyfile(index, env["GIT_INDEX_FILE"])     # its stat data spares hashing unchanged files
         else:
-            repo.run("read-tree", commits[0], env=env)
-        repo.run("add", "-A", "--", ".", env=env)
-        current = dict(_index_listing(repo, env))
+            repo.read_tree(commits[0], env)
+        repo.add_all(env)
+        current = dict(repo.index_blobs(env))
         for commit in commits:
-            names = repo.run("diff-index", "--cached", "-z", "--name-only", "--no-renames", commit, "--",
-                             env=env).out.split("\0")
-            differs.append({n for n in names if n})
+            differs.append(set(repo.index_changed_paths(commit, env)))
     suspect = set.intersection(*differs) if differs else set()
     edited = [p for p in sorted(suspect) if not _in_transit(repo, commits[-1], p, current.get(p))]
     if edited:
         raise BadInput(f"checkout {repo.path} was left half-moved by a killed run, and {', '.join(edited[:3])}"
                        f"{', ...' if len(edited) > 3 else ''} match neither the commit it left nor the one it was "
                        "moving to (edited since?); save them, or pass --force to discard")
-
-
-def _index_listing(repo: Repo, env: dict[str, str]):
-    for record in repo.run("ls-files", "-s", "-z", env=env).out.split("\0"):
-        meta, _, path = record.partition("\t")
-        if path:
-            yield path, meta.split()[1]
 
 
 def _in_transit(repo: Repo, target: str, path: str, blob: str | None) -> bool:
@@ -582,7 +562,6 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
     one with uncommitted changes, is never overwritten.
     """
     mark = dest / ".git" / OWNER_MARK
-    target = ["-B", branch, commit] if branch else ["--detach", commit]
     if reuse and dest.parent.is_dir():   # patchq's own folder: half-made checkouts of killed runs go (lock is held)
         for stale in dest.parent.glob(f".{dest.name}.*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -623,10 +602,10 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             old_head = repo.head() or ""
             moving.write_text(f"{os.getpid()}\nfrom {old_head}\nto {repo.rev_parse(commit) or commit}\n")
         file_operation()
-        repo.run("checkout", "-q", "-f", *target)
+        repo.checkout(commit, branch=branch, force=True)
         file_operation()
         if changed:
-            repo.run("clean", "-q", "-fd")
+            repo.clean()
             file_operation()
         moving.unlink()
         return Checkout(repo, created=False)
@@ -635,13 +614,12 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        run_git(["clone", "--quiet", "--shared", "--no-checkout", str(mirror.path), str(tmp / "c")])
+        repo = clone_shared(mirror.path, tmp / "c")
         file_operation()
-        repo = Repo(tmp / "c")
         repo.config("core.untrackedCache", "true")
         # a fresh checkout writes every file: git's parallel checkout spreads that over the cores (one-time setting,
         # not stored in the checkout's config)
-        repo.run("-c", f"checkout.workers={checkout_workers()}", "checkout", "-q", *target)
+        repo.checkout(commit, branch=branch, workers=checkout_workers())
         file_operation()
         (tmp / "c" / ".git" / OWNER_MARK).write_text(str(mirror.path) + "\n")
         if dest.exists():

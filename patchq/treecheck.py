@@ -60,12 +60,7 @@ def tree_links(repo: Repo, rev: str | None) -> dict[str, str]:
     """Every symlink of a tree (path -> target), read in two git processes; {} for no tree."""
     if rev is None:
         return {}
-    listing = repo.run("ls-tree", "-r", "-z", "--full-tree", rev).out
-    blobs: dict[str, str] = {}
-    for record in listing.split("\0"):
-        meta, _, path = record.partition("\t")
-        if meta.startswith(LINK_MODE + " "):
-            blobs[path] = meta.split()[2]
+    blobs = {path: sha for mode, sha, path in repo.ls_tree_entries(rev) if mode == LINK_MODE}
     return _targets(repo, blobs)
 
 

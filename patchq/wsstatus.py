@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .apply import default_checkout_dir
 from .checkout import LocalCommit, checkout_base, is_patchq_checkout, list_commits, operation_in_progress
-from .git import DIFF_CONFIG, DIFF_FLAGS, Repo
+from .git import Repo, patch_ids
 from .model import PatchEntry
 from .workspace import STATE_DIR, Workspace
 
@@ -104,7 +104,7 @@ def upstream_status(ws: Workspace, stack_name: str, upstream: str) -> UpstreamSt
     repo = Repo(path)
     rel = ws.rel(path)
     head = repo.head() or ""
-    branch = repo.run("symbolic-ref", "--short", "-q", "HEAD", check=False).out.strip()
+    branch = repo.branch_name()
     archive = ws.upstream(upstream).archive
     base = checkout_base(path, pin, archive.sha256 if archive else "")
     on_pin = bool(base)
@@ -169,9 +169,7 @@ def upstream_status(ws: Workspace, stack_name: str, upstream: str) -> UpstreamSt
 
 def _commit_patch_ids(repo: Repo, base: str) -> dict[str, str]:
     """commit -> stable patch-id, for every commit from `base` to HEAD, in two git processes."""
-    log = repo.run(*DIFF_CONFIG, "log", "-p", "--format=commit %H", *DIFF_FLAGS, "--binary", "HEAD",
-                   "--not", base).stdout
-    return _patch_ids(repo, log)
+    return dict(repo.log_patch_ids("HEAD", "--not", base))
 
 
 def _queue_patch_ids(ws: Workspace, repo: Repo, entries: Sequence[PatchEntry]) -> dict[str, str]:
@@ -179,21 +177,8 @@ def _queue_patch_ids(ws: Workspace, repo: Repo, entries: Sequence[PatchEntry]) -
     if not entries:
         return {}
     from .apply import load_patch
-    stream = []
-    names = {}
-    for number, entry in enumerate(entries):
-        fake = f"{number:040x}"
-        names[fake] = entry.id
-        diff = load_patch(ws, entry).patch.diff
-        stream.append(f"commit {fake}\n\n".encode() + diff + (b"" if diff.endswith(b"\n") else b"\n"))
-    found = _patch_ids(repo, b"".join(stream))
-    return {names[k]: v for k, v in found.items() if k in names}
-
-
-def _patch_ids(repo: Repo, stream: bytes) -> dict[str, str]:
-    out = repo.run("patch-id", "--stable", input=stream).out
-    pairs = (line.split() for line in out.splitlines())
-    return {p[1]: p[0] for p in pairs if len(p) == 2}
+    ids = patch_ids([load_patch(ws, entry).patch.diff for entry in entries])
+    return {entry.id: pid for entry, pid in zip(entries, ids) if pid}
 
 
 

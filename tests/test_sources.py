@@ -255,11 +255,20 @@ def test_a_checkout_left_half_moved_by_a_killed_run_is_finished_by_the_next(lab,
 
 
 def _git_commands(trace: Path) -> list[str]:
-    """The git subcommands a GIT_TRACE file recorded (`ls-remote`, `fetch`, ...)."""
-    import re
+    """The git subcommands patchq ran, from a PATCHQ_TRACE_GIT file (`ls-remote`, `fetch`, ...)."""
+    import shlex
     if not trace.exists():
         return []
-    return [m.group(1) for m in re.finditer(r"trace: built-in: git (?:--git-dir \S+ )?([a-z-]+)", trace.read_text())]
+    found = []
+    for line in trace.read_text().splitlines():
+        words = iter(shlex.split(line.partition(" git ")[2]))
+        for word in words:
+            if word in ("-c", "--git-dir"):
+                next(words)
+            elif not word.startswith("-"):
+                found.append(word)
+                break
+    return found
 
 
 def test_an_archive_upstream_asks_the_network_nothing_once_the_pin_is_in_the_mirror(lab, pyupstream, tmp_path,
@@ -277,12 +286,12 @@ def test_an_archive_upstream_asks_the_network_nothing_once_the_pin_is_in_the_mir
     lock = lock.replace(f"pin: {base}", f"pin: {base}\n    archive:\n      url: {tarball}\n      sha256: {sha}")
     (root / "pins.lock").write_text(lock)
     first, again = tmp_path / "first.trace", tmp_path / "again.trace"
-    res = patchq("apply", "s", "--check", cwd=root, env={"GIT_TRACE": str(first)})
+    res = patchq("apply", "s", "--check", cwd=root, env={"PATCHQ_TRACE_GIT": str(first)})
     assert res.code == 0, res.err
     ran = _git_commands(first)
     assert "ls-remote" not in ran and ran.count("fetch") == 1            # one targeted fetch of the pin
     assert re.search(rf"git (--git-dir \S+ )?fetch .*{base}", first.read_text())
     assert "out of reach" not in res.out                                 # the pin itself, not the archive
-    res = patchq("apply", "s", "--check", cwd=root, env={"GIT_TRACE": str(again)})
+    res = patchq("apply", "s", "--check", cwd=root, env={"PATCHQ_TRACE_GIT": str(again)})
     assert res.code == 0, res.err
     assert not {"ls-remote", "fetch", "clone"} & set(_git_commands(again))

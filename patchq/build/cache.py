@@ -32,7 +32,7 @@ from typing import Any
 from ..crashtest import file_operation
 from ..digest import sha256_file
 from ..errors import EnvironmentFailure
-from ..git import Repo
+from ..git import Repo, toplevel
 from .recipe import OutputSpec, Recipe
 
 CACHE_SCHEMA = 1
@@ -59,11 +59,10 @@ def _tree_files(root: Path) -> list[str]:
 
 def _git_listed_files(root: Path) -> list[str] | None:
     """Only when `root` is the top of its own work tree: inside another repository git would list that one's."""
-    repo = Repo(root)
-    top = repo.work_tree_top()
+    top = toplevel(root)
     if top is None or top.resolve() != root.resolve():
         return None
-    return repo.tracked_and_untracked_files()
+    return Repo(root).tracked_and_untracked_files()
 
 
 def recipe_fingerprint(recipe: Recipe) -> dict[str, Any]:

@@ -38,12 +38,10 @@ def view_of(ws: Workspace, name: str) -> UpstreamView:
     """The pin of upstream `name`: its mirror and every path (files, folders, symlinks) in its tree."""
     base = ensure_base(ws.upstream(name), ws.upstream(name).pin, workspace=ws.root)
     files, links = set(), set()
-    for record in base.repo.run("ls-tree", "-r", "-z", "--full-tree", base.commit).out.split("\0"):
-        meta, _, path = record.partition("\t")
-        if path:
-            files.add(path)
-            if meta.startswith("120000"):
-                links.add(path)
+    for mode, _, path in base.repo.ls_tree_entries(base.commit):
+        files.add(path)
+        if mode == "120000":
+            links.add(path)
     dirs = {""}
     for path in files:
         parts = path.split("/")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import BadInput
-from ..git import run_git
+from .. import git
 from ..model import PatchEntry, Status
 from ..patchfile import PatchFile, entry_from_patch, read_patch_file, render_patch_file
 from ..workspace import Workspace
@@ -35,17 +35,7 @@ from .placer import Part, Placer
 
 def patch_ids(diffs: Sequence[bytes]) -> list[str | None]:
     """`git patch-id --stable` of many diffs in one git process."""
-    if not diffs:
-        return []
-    chunks = []
-    for n, diff in enumerate(diffs):
-        chunks.append(f"From {n + 1:040x} Mon Sep 17 00:00:00 2001\n\n".encode() + diff)
-    out = run_git(["patch-id", "--stable"], input=b"".join(chunks)).out
-    found = {}
-    for line in out.splitlines():
-        pid, _, commit = line.partition(" ")
-        found[int(commit, 16) - 1] = pid
-    return [found.get(n) for n in range(len(diffs))]
+    return git.patch_ids(diffs)
 
 
 ChangeItem = tuple[str, str, int, bytes]       # (+ or -, path, pre-image line of its block, line text)

@@ -178,12 +178,11 @@ def _direction_notes(repo: Repo, direction: str, ref: str, old: str, new: str, c
         return [f"{ref} ({new[:12]}) is OLDER than the current pin {old[:12]}: moving the queue back over "
                 f"{count} {steps}"]
     if direction == "diverged":
-        res = repo.run("merge-base", old, new, check=False)
-        if not res.ok:
+        base = repo.merge_base(old, new)
+        if base is None:
             raise BadInput(f"{ref} ({new[:12]}) and the current base {old[:12]} share no history (two archives of "
                            "one upstream are unrelated commits); list both releases under 'releases:' so they are "
                            "one chain", path="pins.lock")
-        base = res.out.strip()
         return [f"{ref} ({new[:12]}) is not a descendant of the current pin {old[:12]} (merge base {base[:12]}); "
                 f"breaking commits are searched on the {count} first-parent commits of {new[:12]} the pin lacks"]
     return []
@@ -424,7 +423,7 @@ def skip_patch(root: Path) -> RebaseReport:
         repo = _mirror(state)
         loaded = patches[state.next]
         if (paths.worktree / ".git").is_dir():
-            Repo(paths.worktree).run("rerere", "clear", check=False)
+            Repo(paths.worktree).rerere_clear()
         _place(state, loaded, _outcome_from_dict(state.conflict["outcome"]), StepKind.SKIPPED, "",
                "skipped with --skip: kept in the queue unchanged, left out of the new stack")
         state.save(paths)

@@ -229,9 +229,7 @@ def _cleanup(paths: RebasePaths, state: RebaseState) -> None:
 
 
 def _delete_refs(repo: Repo, prefix: str) -> None:
-    refs = repo.run("for-each-ref", "--format=%(refname)", prefix + "/", check=False).out.split()
-    if refs:
-        repo.run("update-ref", "--stdin", input="".join(f"delete {r}\n" for r in refs))
+    repo.delete_refs_under(prefix)
 
 
 def _new_resolutions(ws: Workspace, upstream: str, paths: RebasePaths) -> dict[str, bytes]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 
-from ..git import Repo
+from ..git import Repo, patch_ids
 from .state import QueueChange, RebaseStep
 
 
@@ -21,9 +21,7 @@ def commit_diffs(repo: Repo, base: str, head: str) -> dict[str, bytes]:
     import re
     if base == head:
         return {}
-    text = repo.run("-c", "diff.noprefix=false", "log", "-p", "--first-parent", "--no-color", "--no-ext-diff",
-                    "--full-index", "--binary", "--no-renames", "--src-prefix=a/", "--dst-prefix=b/",
-                    "--format=commit %H%n", f"{base}..{head}").stdout
+    text = repo.log_patches(f"{base}..{head}", first_parent=True)
     out: dict[str, bytes] = {}
     for chunk in re.split(rb"(?m)^commit (?=[0-9a-f]{40}\n)", text)[1:]:
         sha, _, body = chunk.partition(b"\n")
@@ -31,17 +29,10 @@ def commit_diffs(repo: Repo, base: str, head: str) -> dict[str, bytes]:
     return out
 
 
-def _patch_ids(repo: Repo, diffs: dict[str, bytes]) -> dict[str, str]:
+def _patch_ids(diffs: dict[str, bytes]) -> dict[str, str]:
     """commit -> stable patch-id, in one `git patch-id` run."""
-    feed = b"".join(f"commit {sha}\n\n".encode() + diff + (b"" if diff.endswith(b"\n") else b"\n")
-                    for sha, diff in diffs.items() if diff)
-    if not feed:
-        return {}
-    out = {}
-    for line in repo.run("patch-id", "--stable", input=feed).out.splitlines():
-        pid, commit = line.split()
-        out[commit] = pid
-    return out
+    shas = [sha for sha, diff in diffs.items() if diff]
+    return {sha: pid for sha, pid in zip(shas, patch_ids([diffs[s] for s in shas])) if pid}
 
 
 def _indent(text: str) -> str:
@@ -54,7 +45,7 @@ def range_diff(repo: Repo, *, old_base: str, old_head: str, new_base: str, new_h
     """The before/after text (kept in the workspace) and one QueueChange per patch, paired by Patchq-Id."""
     old_diffs = commit_diffs(repo, old_base, old_head)
     new_diffs = commit_diffs(repo, new_base, new_head)
-    ids = _patch_ids(repo, {**old_diffs, **new_diffs})
+    ids = _patch_ids({**old_diffs, **new_diffs})
     new_commits = {s.patch_id: s.commit for s in steps if s.commit}
     why = {s.patch_id: s.kind.value + (f": {s.detail}" if s.detail else "") for s in steps}
     lines = [header]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..apply import LoadedPatch, TinyIndex, classify_patch, load_patch, run_queue
 from ..errors import BadInput
-from ..git import TreeReader, Repo, write_index_file
+from ..git import ObjectReader, Repo
+from ..git import patch_ids as diff_patch_ids
+from ..gitindex import TempIndex, write_index_file
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack, Status
 from ..patchfile import touched_paths
 from ..workspace import LOCK_NAME, Workspace
@@ -61,7 +61,7 @@ def _path_between(repo: Repo, old: str, new: str) -> tuple[str, list[tuple[str, 
         return "forward", [(c, c) for c in repo.rev_list("--first-parent", "--reverse", f"{old}..{new}")]
     if repo.is_ancestor(new, old):
         walk = []
-        for line in repo.out("rev-list", "--first-parent", "--parents", f"{new}..{old}").splitlines():
+        for line in repo.rev_list("--first-parent", "--parents", f"{new}..{old}"):
             commit, *parents = line.split()
             if parents:
                 walk.append((parents[0], commit))
@@ -75,30 +75,16 @@ def _upstream_patch_ids(repo: Repo, old: str, new: str, direction: str) -> dict[
     """patch-id -> upstream commit for every non-merge commit the new base has and the old pin has not."""
     if direction not in ("forward", "diverged"):
         return {}
-    log = repo.run("log", "-p", "--no-merges", "--no-color", "--no-ext-diff", "--full-index", "--binary",
-                   "--no-renames", f"{old}..{new}").stdout
-    if not log.strip():
-        return {}
     found: dict[str, str] = {}
-    for line in repo.run("patch-id", "--stable", input=log).out.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            found.setdefault(parts[0], parts[1])
+    for commit, pid in repo.log_patch_ids(f"{old}..{new}", no_merges=True):
+        found.setdefault(pid, commit)
     return found
 
 
 def _patch_ids(repo: Repo, patches: list[LoadedPatch]) -> dict[str, str]:
     """Stable patch-id of every patch, in one `git patch-id` run (each diff under a made-up commit line)."""
-    feed = b"".join(f"commit {index:040x}\n\n".encode() + p.patch.diff + (b"" if p.patch.diff.endswith(b"\n")
-                                                                         else b"\n")
-                    for index, p in enumerate(patches))
-    if not feed:
-        return {}
-    out = {}
-    for line in repo.run("patch-id", "--stable", input=feed).out.splitlines():
-        pid, commit = line.split()
-        out[patches[int(commit, 16)].entry.id] = pid
-    return out
+    ids = diff_patch_ids([p.patch.diff for p in patches])
+    return {p.entry.id: pid for p, pid in zip(patches, ids) if pid}
 
 
 # ---- the breaking-commit search --------------------------------------------------------------------------------------
@@ -142,18 +128,16 @@ class SharedIndex(TinyIndex):
     to the next commit costs no git process; only the `git apply` checks themselves run git.
     """
 
-    def __init__(self, repo: Repo, reader: TreeReader) -> None:     # noqa: D107 (no git run here)
+    def __init__(self, repo: Repo, reader: ObjectReader) -> None:     # noqa: D107 (no git run here)
+        TempIndex.__init__(self, "patchq-bisect-")
         self.repo = repo
         self.reader = reader
-        self.dir = tempfile.mkdtemp(prefix="patchq-bisect-")
-        self.file = os.path.join(self.dir, "index")
-        self.env = {"GIT_INDEX_FILE": self.file, "GIT_INDEX_VERSION": "2"}
 
     def load(self, commit: str, paths: list[str]) -> None:
         write_index_file(self.file, self.reader.entries(commit, paths))
 
 
-def variant_at(reader: TreeReader, commit: str, loaded: LoadedPatch, renames: dict[str, Rename]) -> LoadedPatch:
+def variant_at(reader: ObjectReader, commit: str, loaded: LoadedPatch, renames: dict[str, Rename]) -> LoadedPatch:
     """The patch as it applies at `commit`: its renamed files followed where the old path is gone there."""
     if not renames:
         return loaded
@@ -240,7 +224,7 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
                 matched[pid] = [commit, repo.subject(commit)]
     breaking: list[BreakingCommit] = []
     bisect = 0
-    reader: TreeReader | None = None
+    reader: ObjectReader | None = None
     index: SharedIndex | None = None
     renames = moves.renames if direction == "forward" else {}
     try:
@@ -259,7 +243,7 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
                                                detail=f"not clean at the old pin either ({before.kind.value})"))
                 continue
             if index is None:
-                reader = TreeReader(repo)
+                reader = repo.object_reader()
                 index = SharedIndex(repo, reader)
             prefix = path_closure(patches, position)
             seen: dict[str, OutcomeKind] = {walk[-1][0]: after.kind}

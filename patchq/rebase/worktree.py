@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..apply import LoadedPatch
-from ..git import Repo, run_git
+from ..git import Repo, clone_shared
 from ..patchfile import commit_message, date_to_git
 from .state import MARKER_LINE, RERERE_REPLAYED, ConflictStop, RebasePaths
 
@@ -19,27 +19,25 @@ def _prepare_worktree(repo: Repo, paths: RebasePaths, head: str) -> Repo:
     paths.rr_cache.mkdir(parents=True, exist_ok=True)
     if (paths.worktree / ".git").is_dir():
         wt = Repo(paths.worktree)
-        wt.run("rerere", "clear", check=False)
-        wt.run("reset", "-q", "--hard", head)
-        wt.run("clean", "-q", "-fdx")
+        wt.rerere_clear()
+        wt.reset_hard(head)
         return wt
     shutil.rmtree(paths.worktree, ignore_errors=True)
     tmp = paths.dir / "worktree.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    run_git(["clone", "--quiet", "--shared", "--no-checkout", str(repo.path), str(tmp)])
-    made = Repo(tmp)
+    made = clone_shared(repo.path, tmp)
     for key, value in (("rerere.enabled", "true"), ("gc.auto", "0"), ("core.autocrlf", "false"),
                        ("advice.detachedHead", "false")):
         made.config(key, value)
     # relative, so it points at the same folder from worktree.tmp and worktree, and survives moving the workspace
     (tmp / ".git" / "rr-cache").symlink_to(Path("..") / ".." / "rr-cache")
-    made.run("checkout", "-q", "--detach", head)
+    made.checkout(head)
     os.replace(tmp, paths.worktree)
     return Repo(paths.worktree)
 
 
 def _untracked(wt: Repo) -> list[str]:
-    return [p for p in wt.run("ls-files", "-z", "--others", "--exclude-standard").out.split("\0") if p]
+    return wt.untracked_files()
 
 
 def _section_text(diff: bytes, section) -> bytes:
@@ -88,7 +86,7 @@ def _open_conflict(repo: Repo, paths: RebasePaths, head: str, loaded: LoadedPatc
                 review.append(path)
                 continue
         before = set(_untracked(wt))
-        res = wt.run("apply", "--reject", "--whitespace=nowarn", "-", input=text, check=False)
+        res = wt.apply(text, reject=True)
         made = sorted(p for p in set(_untracked(wt)) - before if p.endswith(".rej"))
         if made:
             rejects.extend(made)
@@ -98,7 +96,7 @@ def _open_conflict(repo: Repo, paths: RebasePaths, head: str, loaded: LoadedPatc
             whole.append(f"{path}: failed as a whole ({reason}); its change is in {rej}")
     fixed = [p for p in sorted(replayed) if p in wt.unmerged_paths() and not _has_markers(wt.path / p)]
     if fixed:
-        wt.run("add", "--", *fixed)
+        wt.add(fixed)
     stop = ConflictStop(loaded.entry.id, loaded.source, str(paths.worktree), tuple(wt.unmerged_paths()),
                         tuple(sorted(set(rejects))), tuple(sorted(replayed)), whole=tuple(whole),
                         review=tuple(review))
@@ -122,7 +120,7 @@ def _unresolved(wt: Repo, head: str) -> list[str]:
     rejects = sorted(p for p in _untracked(wt) if p.endswith(".rej"))
     if rejects:
         problems.append("rejected hunks to apply by hand, then delete: " + ", ".join(rejects))
-    staged = wt.run("diff", "--cached", "--no-color", "--no-ext-diff", head, "--").stdout
+    staged = wt.staged_diff(head)
     marked: list[str] = []
     current = ""
     for line in staged.split(b"\n"):
@@ -132,7 +130,7 @@ def _unresolved(wt: Repo, head: str) -> list[str]:
             marked.append(current)
     if marked:
         problems.append("conflict markers still staged in: " + ", ".join(marked))
-    unstaged = [p for p in wt.run("diff", "--name-only", "-z").out.split("\0") if p and p not in unmerged]
+    unstaged = [p for p in wt.unstaged_paths() if p not in unmerged]
     if unstaged:
         problems.append("changed but not staged (git add them, or git checkout -- them): " + ", ".join(unstaged))
     return problems
@@ -141,16 +139,15 @@ def _unresolved(wt: Repo, head: str) -> list[str]:
 def _commit_resolution(repo: Repo, wt: Repo, refs: str, head: str, loaded: LoadedPatch) -> str:
     """The resolution as the patch's commit on `head` (same message, author and date as run_queue writes), copied
     into the mirror. Returns "" when the resolution changes nothing."""
-    wt.run("rerere", check=False)                       # record the resolution for next time
+    wt.rerere_record()                                  # record the resolution for next time
     tree = wt.write_tree()
     if tree == repo.tree_of(head):
         return ""
     author = loaded.patch.author or loaded.entry.author or "patchq <patchq@localhost>"
     commit = wt.commit_tree(tree, [head], commit_message(loaded.entry), author=author,
                             date="@" + date_to_git(loaded.patch.date))
-    wt.run("update-ref", "refs/patchq/resolved", commit)
-    repo.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(wt.path),
-             f"+refs/patchq/resolved:{refs}/resolved")
+    wt.update_ref("refs/patchq/resolved", commit)
+    repo.fetch_ref(wt.path, f"+refs/patchq/resolved:{refs}/resolved")
     return commit
 
 
