@@ -31,7 +31,8 @@ from .model import Finding, Outcome, OutcomeKind
 from .patchfile import PatchFile, read_patch_file, render_patch_file
 from .patchtext import split_mbox
 from .sources import ensure_base, ensure_mirror, workspace_ref
-from .workspace import Workspace, write_atomic
+from .txn import atomic_write
+from .workspace import Workspace
 
 DEFAULT_LIMIT = 64 * 1024 * 1024
 WRAP = 76
@@ -680,9 +681,9 @@ def _write_file(target: Path, data: bytes) -> str:
     if target.is_file() and not target.is_symlink() and target.read_bytes() == data:
         action = "unchanged"
     else:
-        write_atomic(target, data)
+        atomic_write(target, data)
         action = "written"
-    os.chmod(target, FILE_MODE)            # write_atomic keeps an old file's mode; a bundle's mode is fixed
+    os.chmod(target, FILE_MODE)            # atomic_write keeps an old file's mode; a bundle's mode is fixed
     return action
 
 

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure, NeedsYou
 from .git import GitError, Repo, run_git
+from .txn import atomic_write
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 JOURNAL_FORMAT = 1
@@ -480,10 +481,7 @@ def _recorded_pycache(rows: list[list[str]], touched: list[str]) -> set[str]:
 
 
 def _replace_bytes(target: Path, data: bytes) -> None:
-    staging = target.with_name(f".{target.name}.patchq-new")
-    staging.write_bytes(data)
-    file_operation()
-    os.replace(staging, target)
+    atomic_write(target, data)
 
 
 @dataclass(frozen=True)
@@ -738,16 +736,7 @@ def _read_journal(backup: Path) -> dict[str, Any] | None:
 
 
 def _write_journal(backup: Path, journal: Mapping[str, Any]) -> None:
-    path = backup / "journal.json"
-    staging = backup / f".journal.{os.getpid()}.tmp"
-    with staging.open("w", encoding="utf-8") as fh:
-        json.dump(journal, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    file_operation()
-    os.replace(staging, path)
-    file_operation()
+    atomic_write(backup / "journal.json", (json.dumps(journal, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _sha256(path: Path) -> str:
