@@ -18,6 +18,7 @@ import contextlib
 import csv
 import datetime
 import email.parser
+import glob
 import hashlib
 import io
 import json
@@ -679,7 +680,9 @@ def _compile_check(site: Path, touched: list[str]) -> tuple[str, ...]:
 def _restore(site: Path, backup: Path, journal: Mapping[str, Any]) -> None:
     for entry in journal["files"]:
         target = site / entry["path"]
-        target.with_name(f".{target.name}.patchq-new").unlink(missing_ok=True)   # a RECORD/mark write cut short
+        if target.parent.is_dir():                  # what an atomic_write of RECORD or the mark cut short left
+            for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+                stale.unlink(missing_ok=True)
         _restore_entry(target, backup / "files" / entry["path"], entry)
     recorded = {e["path"] for e in journal["pycache"]}
     touched = [e["path"] for e in journal["files"]]
