@@ -110,7 +110,7 @@ def main() -> None:
         os.environ["PATCHQ_CACHE"] = str(Path(tmp) / "cache")
         ws_root, package = build(Path(tmp), args.files, args.patches)
         ws = load_workspace(ws_root)
-        report = capture(ws, "up", package, decompose=True, dry_run=True)
+        report = capture(ws, None, "up", package, decompose=True, dry_run=True)
         assert len(report.attributed) == args.patches and report.residual_files == ("pkg/sub1/mod1.py",), report
         check = best(lambda: apply_stack(load_workspace(ws_root), "all", check_only=True), args.rounds)
         snap = best(lambda: capture(load_workspace(ws_root), "up", package, dry_run=True), args.rounds)

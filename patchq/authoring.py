@@ -18,6 +18,7 @@ from .git import Repo
 from .model import PatchEntry, Status
 from .patchfile import commit_message, date_to_git, format_date
 from .queue import add_patch, worktree_diff
+from .txn import Txn
 from .workspace import Workspace
 
 _IDENT = re.compile(r"^(.*?) <([^<>]*)>")
@@ -58,7 +59,7 @@ def git_author(folder: Path) -> str:
     return f"{m.group(1).strip()} <{m.group(2).strip()}>" if m else ""
 
 
-def new_patch(ws: Workspace, patch_id: str, *, upstream: str | None, from_dir: Path | None, status: Status,
+def new_patch(ws: Workspace, t: Txn, patch_id: str, *, upstream: str | None, from_dir: Path | None, status: Status,
               title: str = "", why: str = "", flags: tuple[str, ...] = (), result: str = "", date: str = "",
               base: str = "", author: str = "", after: str | None = None, cwd: Path | None = None) -> PatchEntry:
     """A new annotated patch from a checkout's uncommitted changes, placed at the end of its queue or after `after`."""
@@ -77,7 +78,8 @@ def new_patch(ws: Workspace, patch_id: str, *, upstream: str | None, from_dir: P
     diff = worktree_diff(where.path)
     entry = PatchEntry(id=patch_id, upstream=upstream, file="", status=status, title=title or patch_id, why=why,
                        flags=flags, result=result, date=date, base=base, author=author)
-    entry = add_patch(ws, entry, diff, after=after)
+    entry = add_patch(ws, t, entry, diff, after=after)
+    t.commit()                 # the queue holds the patch before its commit is made in the checkout
     if where.stack:            # patchq's own checkout: the recorded changes become the new patch's commit there
         head = repo.head() or ""
         tree = repo.worktree_tree(head)

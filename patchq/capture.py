@@ -30,12 +30,12 @@ from .model import PATCH_ID, PatchEntry, Status
 from .patchfile import diff_stats, read_patch_file, render_patch_file
 from .queue import next_file_name
 from .sources import ensure_base
+from .txn import Txn
 from .workspace import (
     Workspace,
     patch_ref,
     series_bytes,
     set_stack_patches,
-    write_atomic,
 )
 
 # What is never a source edit: counted in the report, left out of the patch.
@@ -265,7 +265,7 @@ class CaptureReport:
         return tuple(sorted((*self.changed, *self.new)))
 
 
-def capture(ws: Workspace, upstream_name: str, source: Path, *, patch_id: str = "",
+def capture(ws: Workspace, t: Txn | None, upstream_name: str, source: Path, *, patch_id: str = "",
             status: Status = Status.DIAGNOSTIC, stack_name: str = "", decompose: bool = False,
             dry_run: bool = False, today: str = "") -> CaptureReport:
     """Capture `source` against `upstream_name`'s pin (the stack's pin when the stack exists); see the module doc."""
@@ -355,18 +355,18 @@ def capture(ws: Workspace, upstream_name: str, source: Path, *, patch_id: str = 
 
     stats = diff_stats(read_patch_file(residual, source="residual").files) if residual else None
     written: list[str] = []
-    if not dry_run:
+    if not dry_run and t is not None:
         if entry is not None:
             target_file = ws.queue_dir(upstream_name) / entry.file
             if target_file.exists():
                 raise BadInput(f"{ws.rel(target_file)} already exists")
-            write_atomic(target_file, render_patch_file(entry, residual))
-            write_atomic(ws.queue_dir(upstream_name) / "series.yaml",
+            t.write(target_file, render_patch_file(entry, residual), create=True)
+            t.write(ws.queue_dir(upstream_name) / "series.yaml",
                          series_bytes(ws, upstream_name, [*queue.entries, entry]))
             written += [ws.rel(target_file), f"queues/{upstream_name}/series.yaml"]
         if stack_name:
             refs = [patch_ref(ws, lp.entry) for lp in stack_patches]
-            write_atomic(ws.lock_path, set_stack_patches(ws, stack_name, upstream_name, refs, result_tree))
+            t.write(ws.lock_path, set_stack_patches(ws, stack_name, upstream_name, refs, result_tree))
             written.append("pins.lock")
     return CaptureReport(
         upstream=upstream_name, pin=pin, source=source.name, kind=live.kind, package=live.package,

@@ -31,8 +31,8 @@ from .errors import (
 from .output import Context, PatchqGroup, error_envelope, guess_command, json_requested
 
 if TYPE_CHECKING:                  # the engine is imported inside the commands: --help must not load it
-    from .overlay import OverlayResult
     from .build.stack import OverlayReport
+    from .overlay import OverlayResult
 
 # Kept literal so that `--help` and completion need not import the model (tests/test_output.py checks they agree).
 STATUS_CHOICES = click.Choice(["promoted", "negative-archived", "diagnostic"])
@@ -181,7 +181,7 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
     from .apply import apply_stack
     from .build.stack import build_after_apply
     from .report import render_apply, render_build
-    with c.locked(f"apply {stack_name}") as ws:
+    with c.txn(f"apply {stack_name}") as (ws, _):
         report = apply_stack(ws, stack_name, into=into.resolve() if into else None, keep_going=keep_going,
                              verify=verify, only=only, extra=extra, check_only=check_only, force=force,
                              upto=upto)
@@ -205,10 +205,10 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
 def lock(c: Context, stack_name: str) -> None:
     """Record each upstream's result tree for STACK in pins.lock (for apply --verify)."""
     from .apply import lock_stack
-    from .workspace import set_lock_values, write_atomic
-    with c.locked(f"lock {stack_name}") as ws:
+    from .workspace import set_lock_values
+    with c.txn(f"lock {stack_name}") as (ws, t):
         trees = lock_stack(ws, stack_name)
-        write_atomic(ws.lock_path, set_lock_values(ws, trees={stack_name: trees}))
+        t.write(ws.lock_path, set_lock_values(ws, trees={stack_name: trees}))
 
     def render_trees() -> None:
         for up, tree in trees.items():
@@ -224,11 +224,11 @@ def lock(c: Context, stack_name: str) -> None:
 def pin(c: Context, spec: str, stack_name: str | None) -> None:
     """Resolve a short SHA, tag, branch or 'latest' and write the full commit id into pins.lock."""
     from .releases import pin_target
-    from .workspace import set_lock_values, write_atomic
+    from .workspace import set_lock_values
     name, _, ref = spec.partition("@")
     if not ref:
         raise BadInput(f"expected UPSTREAM@REF, got {spec!r}")
-    with c.locked(f"pin {spec}") as ws:
+    with c.txn(f"pin {spec}") as (ws, t):
         upstream = ws.upstream(name)
         sha, label, releases = pin_target(upstream, ref, ws.root)
         chain = {name: releases} if releases is not None else None
@@ -237,7 +237,7 @@ def pin(c: Context, spec: str, stack_name: str | None) -> None:
             data = set_lock_values(ws, stack_pins={stack_name: {name: sha}}, releases=chain)
         else:
             data = set_lock_values(ws, pins={name: sha}, releases=chain)
-        write_atomic(ws.lock_path, data)
+        t.write(ws.lock_path, data)
     c.emit({"upstream": name, "ref": ref, "pin": sha, "release_added": releases is not None},
            lambda: c.console.print(f"{name}: {ref} → {sha}  ({label})"))
 
@@ -288,7 +288,7 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
     if check_dir is not None:
         if out_dir is not None or upstreams or force:
             raise BadInput("--check takes a folder and optionally a stack; -o, -u and --force do not apply")
-        with c.locked("export --check", shared=True) as ws:
+        with c.reading("export --check") as ws:
             report = check_export(ws, check_dir, stack_name=stack_name, limit=max_size)
         c.emit(report, lambda: render_export_check(c.console, report))
         if not report.ok:
@@ -297,7 +297,7 @@ def export(c: Context, stack_name: str | None, out_dir: Path | None, upstreams: 
     if stack_name is None or out_dir is None:
         raise BadInput("usage: patchq export STACK -o DIR [-u UPSTREAM] [--format F]  |  patchq export --check DIR "
                        "[STACK]")
-    with c.locked(f"export {stack_name}", shared=True) as ws:
+    with c.reading(f"export {stack_name}") as ws:
         result = export_stack(ws, stack_name, out_dir=out_dir, upstreams=upstreams, fmt=fmt, force=force)
     c.emit(result, lambda: render_export(c.console, result))
 
@@ -399,7 +399,7 @@ def build(c: Context, stack_name: str, targets: tuple[str, ...], dry_run: bool, 
     """Rebuild the native targets STACK's changes touch, cached by content."""
     from .build.stack import build_stack
     from .report import render_build
-    with c.locked(f"build {stack_name}") as ws:
+    with c.txn(f"build {stack_name}") as (ws, _):
         report = build_stack(ws, stack_name, targets=targets, dry_run=dry_run, jobs=jobs, launcher=launcher,
                              force=force)
     c.emit(report, lambda: render_build(c.console, report))
@@ -441,7 +441,7 @@ def overlay(c: Context, stack_name: str | None, site: Path | None, python: Path 
         c.emit(state, lambda: render_overlay_status(c.console, state))
         return
     result: OverlayResult | OverlayReport
-    with c.locked("overlay") as ws:
+    with c.txn("overlay") as (ws, _):
         if revert:
             result = revert_overlay(ws, site)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,8 +36,12 @@ def capture_cmd(c: Context, upstream: str, source: Path, patch_id: str, status: 
     residual), verified to reproduce every captured file before anything is written."""
     from .capture import capture
     from .model import Status
-    with c.locked(f"capture {upstream}", shared=dry_run) as ws:
-        report = capture(ws, upstream, source, patch_id=patch_id, status=Status.parse(status),
+    with contextlib.ExitStack() as stack:
+        if dry_run:
+            ws, t = stack.enter_context(c.reading(f"capture {upstream} --dry-run")), None
+        else:
+            ws, t = stack.enter_context(c.txn(f"capture {upstream}"))
+        report = capture(ws, t, upstream, source, patch_id=patch_id, status=Status.parse(status),
                          stack_name=stack_name, decompose=decompose, dry_run=dry_run)
     c.emit(report, lambda: render_capture(c.console, report))
 

@@ -1,7 +1,8 @@
 """Commands of the edit loop and of workspace setup: refresh, new, mark, status, sync, edit, upstream, stack.
 
-Each command parses its options, takes the workspace lock when it writes (and loads the workspace under it, so two
-writers never overwrite each other's change), calls one core function and renders its typed result.
+Each command parses its options, opens a workspace transaction when it writes (`txn.workspace_txn`: the workspace
+loaded under the lock, so two writers never overwrite each other's change, and every file it changes committed
+together), calls one core function and renders its typed result.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ from .errors import BadInput
 if TYPE_CHECKING:                  # the engine is imported inside the commands: --help must not load it
     from .metadata import StackChange
     from .model import Status
+    from .txn import Txn
     from .workspace import Workspace
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
-def writing(c: Context, operation: str) -> Iterator[Workspace]:
-    """The workspace loaded under its lock, for a command that writes (the one helper: `Context.locked`)."""
-    with c.locked(operation) as ws:
-        yield ws
+def writing(c: Context, operation: str) -> Iterator[tuple[Workspace, Txn]]:
+    """`(ws, t)`: the workspace loaded under its lock and the transaction that commits what the command stages."""
+    with c.txn(operation) as pair:
+        yield pair
 
 
 def _status(text: str) -> Status:
@@ -59,8 +61,8 @@ def refresh(c: Context, patch_ref: str | None, from_dir: Path | None, stack_name
     """
     from .editloop import refresh_from_checkout
     from .report_loop import render_refresh
-    with writing(c, f"refresh {patch_ref or ''}".strip()) as ws:
-        result = refresh_from_checkout(ws, patch_ref, from_dir=_dir(from_dir), stack=stack_name, force=force)
+    with writing(c, f"refresh {patch_ref or ''}".strip()) as (ws, t):
+        result = refresh_from_checkout(ws, t, patch_ref, from_dir=_dir(from_dir), stack=stack_name, force=force)
     c.emit(result, lambda: render_refresh(c.console, result))
 
 
@@ -85,8 +87,8 @@ def new(c: Context, patch_id: str, upstream: str | None, status: str, from_dir: 
         flags: tuple[str, ...], result: str, date: str, base: str, author: str, after: str | None) -> None:
     """Record a checkout's uncommitted changes as a new annotated patch."""
     from .authoring import new_patch
-    with writing(c, f"new {patch_id}") as ws:
-        entry = new_patch(ws, patch_id, upstream=upstream, from_dir=_dir(from_dir), status=_status(status),
+    with writing(c, f"new {patch_id}") as (ws, t):
+        entry = new_patch(ws, t, patch_id, upstream=upstream, from_dir=_dir(from_dir), status=_status(status),
                           title=title, why=why, flags=flags, result=result, date=date, base=base, author=author,
                           after=after)
     c.emit(entry, lambda: c.console.print(f"added {entry.ref} as queues/{entry.upstream}/{entry.file}"))
@@ -94,8 +96,8 @@ def new(c: Context, patch_id: str, upstream: str | None, status: str, from_dir: 
 
 def _mark(c: Context, patch_ref: str, status: str) -> None:
     from .queue import set_status
-    with writing(c, f"mark {patch_ref}") as ws:
-        entry = set_status(ws, patch_ref, _status(status))
+    with writing(c, f"mark {patch_ref}") as (ws, t):
+        entry = set_status(ws, t, patch_ref, _status(status))
     c.emit(entry, lambda: c.console.print(f"{entry.ref} is now {entry.status.value}"))
 
 
@@ -129,9 +131,8 @@ def status_cmd(c: Context, args: tuple[str, ...], only: tuple[str, ...]) -> None
     from .report_loop import render_status
     from .wsstatus import workspace_status
     root = c.root()
-    from .workspace import load_workspace, workspace_lock
-    with workspace_lock(root, "status", shared=True):
-        ws = load_workspace(root)
+    from .txn import workspace_read
+    with workspace_read(root, "status") as ws:
         report = workspace_status(ws, args[0] if args else None, only=only)
     c.emit(report, lambda: render_status(c.console, report))
 
@@ -149,8 +150,8 @@ def sync(c: Context, stack_name: str, only: tuple[str, ...], dry_run: bool) -> N
     patches, the checkout's order becomes the queue's; patches missing from the checkout are reported."""
     from .report_loop import render_sync
     from .sync import sync_stack
-    with writing(c, f"sync {stack_name}") as ws:
-        report = sync_stack(ws, stack_name, only=only, dry_run=dry_run)
+    with writing(c, f"sync {stack_name}") as (ws, t):
+        report = sync_stack(ws, t, stack_name, only=only, dry_run=dry_run)
     c.emit(report, lambda: render_sync(c.console, report))
 
 
@@ -199,8 +200,8 @@ def edit(c: Context, patch_ref: str, title: str | None, why: str | None, flags: 
             changes[name] = _listing(values)
     if not changes:
         raise BadInput("nothing to change: say --title, --why, --flag, --result, ... (see 'patchq edit --help')")
-    with writing(c, f"edit {patch_ref}") as ws:
-        entry = edit_patch(ws, patch_ref, changes)
+    with writing(c, f"edit {patch_ref}") as (ws, t):
+        entry = edit_patch(ws, t, patch_ref, changes)
     c.emit(entry, lambda: c.console.print(f"edited {entry.ref}: {', '.join(sorted(changes))}"))
 
 
@@ -225,8 +226,8 @@ def upstream_add(c: Context, name: str, url: str, pin: str, pypi: str, sha256: s
                  description: str) -> None:
     """Add upstream NAME at URL (a git URL or a local repository), pinned to a full commit."""
     from .metadata import add_upstream
-    with writing(c, f"upstream add {name}") as ws:
-        info = add_upstream(ws, name, url, pin=pin, pypi=pypi, sha256=sha256, version=version,
+    with writing(c, f"upstream add {name}") as (ws, t):
+        info = add_upstream(ws, t, name, url, pin=pin, pypi=pypi, sha256=sha256, version=version,
                             description=description)
     c.emit(info, lambda: c.console.print(f"added upstream {info.name}: {info.url} @ {info.pin}"))
 
@@ -301,8 +302,8 @@ def stack_add(c: Context, name: str, **opts: Any) -> None:
     from .metadata import set_stack
     from .report_loop import render_stacks
     change = _stack_change(**opts)
-    with writing(c, f"stack add {name}") as ws:
-        info = set_stack(ws, name, change, create=True)
+    with writing(c, f"stack add {name}") as (ws, t):
+        info = set_stack(ws, t, name, change, create=True)
     c.emit(info, lambda: render_stacks(c.console, [info]))
 
 
@@ -317,8 +318,8 @@ def stack_set(c: Context, name: str, **opts: Any) -> None:
     change = _stack_change(**opts)
     if change == type(change)():
         raise BadInput("nothing to change (see 'patchq stack set --help')")
-    with writing(c, f"stack set {name}") as ws:
-        info = set_stack(ws, name, change, create=False)
+    with writing(c, f"stack set {name}") as (ws, t):
+        info = set_stack(ws, t, name, change, create=False)
     c.emit(info, lambda: render_stacks(c.console, [info]))
 
 

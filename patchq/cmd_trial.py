@@ -57,13 +57,12 @@ def trial(c: Context, stack_name: str, with_refs: tuple[str, ...], bench_cmd: st
           baseline: str | None, min_effect: str, max_loss: str, method: str, decide: bool, verify: bool,
           keep_checkouts: bool) -> None:
     """Apply a candidate beside STACK, run its gates, measure both sides alternately, and judge it."""
-    from .results import finish_interrupted, record, recorded_baseline
+    from .results import record, recorded_baseline
     from .trial import resolve_plan, run_trial
-    from .workspace import load_workspace, workspace_lock
+    from .txn import pending
     root = c.root()
-    with workspace_lock(root, f"trial {stack_name}"):
-        finished = finish_interrupted(root)
-        ws = load_workspace(root)
+    finished = pending(root)                # a decision a killed trial committed: the transaction finishes it
+    with c.txn(f"trial {stack_name}") as (ws, t):
         plan = resolve_plan(ws, stack_name, with_refs=with_refs, bench_cmd=bench_cmd, metric=metric, gate_cmds=gates,
                             repeats=repeats, warmup=warmup, timeout=timeout, better=better, baseline=baseline,
                             min_effect=min_effect, max_loss=max_loss, method=method, verify=verify,
@@ -74,7 +73,7 @@ def trial(c: Context, stack_name: str, with_refs: tuple[str, ...], bench_cmd: st
         if finished:
             progress("finished recording an interrupted trial first")
         doc = run_trial(ws, plan, recorded=recorded, progress=progress)
-        saved = record(ws, doc, decide=decide)
+        saved = record(ws, t, doc, decide=decide)
     c.emit({"result": doc, "file": saved.results_file, "changed": saved.changed, "decided": saved.decided,
             "next_steps": saved.next_steps}, lambda: _render_trial(c, doc, saved))
     if doc["kind"] == "verify" and doc["verdict"] != "still":
@@ -130,18 +129,10 @@ def _render_trial(c: Context, doc: dict[str, Any], saved: Recorded) -> None:
 @pass_ctx
 def results(c: Context, target: str | None, plot: bool) -> None:
     """The trials recorded under results/: all, a stack's, a patch's, or one by its id."""
-    from .errors import EnvironmentFailure
-    from .results import finish_interrupted, needs_recovery, select_results
+    from .results import select_results
     from .svgplot import render
-    from .workspace import load_workspace, workspace_lock, write_atomic
-    root = c.root()
-    if needs_recovery(root):               # a trial killed while recording is finished (or swept) first,
-        try:                               # unless a trial is running now: then it is its own, and we only read
-            with workspace_lock(root, "results"):
-                finish_interrupted(root)
-        except EnvironmentFailure:
-            pass
-    ws = load_workspace(root)
+    from .txn import atomic_write
+    ws = c.ws()                    # finishes a decision a killed trial committed, unless a command runs now
     docs = select_results(ws, target)
     if target and not docs:
         raise BadInput(f"no trials recorded for {target!r} under results/")
@@ -149,7 +140,7 @@ def results(c: Context, target: str | None, plot: bool) -> None:
     if plot:
         for doc in docs:
             path = ws.root / Path(doc["_path"]).with_suffix(".svg")
-            write_atomic(path, render(doc).encode())
+            atomic_write(path, render(doc).encode())
             plots.append(ws.rel(path))
     rows = [{"id": d.get("id", Path(d["_path"]).stem), "file": d["_path"], "stack": d["stack"], "kind": d["kind"],
              "candidate": d.get("candidate", []), "verdict": d.get("verdict"), "reason": d.get("reason"),

@@ -19,7 +19,8 @@ from .errors import BadInput
 from .git import Repo, clone_bare, clone_shared
 from .model import PatchEntry, Status
 from .patchfile import render_patch_file
-from .workspace import SERIES_NAME, dump_yaml, write_atomic
+from .txn import atomic_write
+from .workspace import SERIES_NAME, dump_yaml
 
 AUTHOR = "Inference Lab <lab@example.com>"
 _DAY = 86400
@@ -570,12 +571,12 @@ def _build_into(root: Path) -> None:
     for label, change in _vllm_changes():
         base = vllm_base if label == "base" else vllm_pin
         diff = _diff_for(root / "upstreams" / "vllm.git", base, change.edits)
-        write_atomic(root / "queues" / "vllm" / change.entry.file, render_patch_file(change.entry, diff))
+        atomic_write(root / "queues" / "vllm" / change.entry.file, render_patch_file(change.entry, diff))
     for change in _llama_changes():
         diff = _diff_for(root / "upstreams" / "llama-cpp.git", llama_pin, change.edits)
-        write_atomic(root / "queues" / "llama-cpp" / change.entry.file, render_patch_file(change.entry, diff))
+        atomic_write(root / "queues" / "llama-cpp" / change.entry.file, render_patch_file(change.entry, diff))
     for change in _tinyllm_changes():
-        write_atomic(root / "queues" / "tinyllm" / change.entry.file,
+        atomic_write(root / "queues" / "tinyllm" / change.entry.file,
                      render_patch_file(change.entry, tinyllm_diffs[change.entry.id]))
     for upstream, changes in (("vllm", [c for _, c in _vllm_changes()]), ("llama-cpp", _llama_changes()),
                               ("tinyllm", _tinyllm_changes())):
@@ -585,14 +586,14 @@ def _build_into(root: Path) -> None:
         doc = CommentedMap()
         doc.yaml_set_start_comment(f"patchq queue for upstream {upstream!r}: order is apply order")
         doc["patches"] = CommentedSeq([entry_to_yaml(c.entry) for c in changes])
-        write_atomic(root / "queues" / upstream / SERIES_NAME, dump_yaml(doc))
+        atomic_write(root / "queues" / upstream / SERIES_NAME, dump_yaml(doc))
     import sys
     lock = LOCK_TEMPLATE.format(vllm_pin=vllm_pin, llama_pin=llama_pin, tinyllm_pin=tinyllm_pin)
-    write_atomic(root / "pins.lock", lock.replace("{python}", sys.executable).encode())
+    atomic_write(root / "pins.lock", lock.replace("{python}", sys.executable).encode())
     for name, text in RECIPES.items():
-        write_atomic(root / "kernels" / name, text.replace("{python}", sys.executable).encode())
-    write_atomic(root / ".gitignore", b".patchq/\n")
-    write_atomic(root / "README.md", DEMO_README.encode())
+        atomic_write(root / "kernels" / name, text.replace("{python}", sys.executable).encode())
+    atomic_write(root / ".gitignore", b".patchq/\n")
+    atomic_write(root / "README.md", DEMO_README.encode())
 
 
 DEMO_README = """\

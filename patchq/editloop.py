@@ -18,6 +18,7 @@ from .errors import BadInput
 from .git import Repo, toplevel
 from .model import PatchEntry
 from .queue import refresh_patch
+from .txn import Txn
 from .workspace import STATE_DIR, Workspace
 
 
@@ -132,7 +133,7 @@ def _find_unique(ws: Workspace, patch_ref: str) -> PatchEntry:
     return ws.find_patch(patch_ref)
 
 
-def refresh_from_checkout(ws: Workspace, patch_ref: str | None, *, from_dir: Path | None = None,
+def refresh_from_checkout(ws: Workspace, t: Txn, patch_ref: str | None, *, from_dir: Path | None = None,
                           stack: str | None = None, force: bool = False, cwd: Path | None = None) -> RefreshResult:
     """Replace a patch's diff with what its commit at a checkout's HEAD (plus uncommitted changes) holds.
 
@@ -177,8 +178,9 @@ def refresh_from_checkout(ws: Workspace, patch_ref: str | None, *, from_dir: Pat
     else:
         tree = ""
         diff = repo.commit_diff(head)
-    refreshed = refresh_patch(ws, entry.ref, diff)
-    changed = ws.patch_path(refreshed).read_bytes() != old_diff
+    refreshed = refresh_patch(ws, t, entry.ref, diff)
+    changed = t.read(ws.patch_path(refreshed)) != old_diff
+    t.commit()                 # the patch file is written before HEAD is amended to match it
     if dirty:
         head = _amend_head(repo, head, parents[0], tree)
     return RefreshResult(refreshed, str(where.path), head, changed, bool(dirty), tuple(dirty))

@@ -15,14 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .apply import LoadedPatch, run_queue, stack_patches
-from .bundle import (FORMATS, SAFE_NAME, Manifest, ManifestPatch, bundle_name, encode_gz_b64, export_label,
-                     manifest_bytes, read_manifest, sha256_hex)
+from .bundle import (
+    FORMATS,
+    SAFE_NAME,
+    Manifest,
+    ManifestPatch,
+    bundle_name,
+    encode_gz_b64,
+    export_label,
+    manifest_bytes,
+    read_manifest,
+    sha256_hex,
+)
 from .errors import BadInput, NeedsYou
 from .git import Repo
 from .model import Outcome, OutcomeKind
 from .patchfile import read_patch_file, render_patch_file
 from .sources import ensure_base, workspace_ref
-from .workspace import Workspace, write_atomic
+from .txn import atomic_write
+from .workspace import Workspace
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -289,9 +300,9 @@ def _write_file(target: Path, data: bytes) -> str:
     if target.is_file() and not target.is_symlink() and target.read_bytes() == data:
         action = "unchanged"
     else:
-        write_atomic(target, data)
+        atomic_write(target, data)
         action = "written"
-    os.chmod(target, FILE_MODE)            # write_atomic keeps an old file's mode; a bundle's mode is fixed
+    os.chmod(target, FILE_MODE)            # atomic_write keeps an old file's mode; a bundle's mode is fixed
     return action
 
 

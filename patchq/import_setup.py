@@ -18,6 +18,7 @@ from pathlib import Path
 from .bundle import Manifest, read_manifest
 from .errors import BadInput
 from .model import FULL_SHA, UPSTREAM_NAME, Stack, Status, Upstream
+from .txn import Txn
 from .workspace import LOCK_NAME, Workspace
 
 
@@ -92,18 +93,16 @@ def with_setup(ws: Workspace, setup: ManifestSetup) -> Workspace:
                    stacks={**ws.stacks, **{s.name: s for s in setup.stacks}})
 
 
-def write_setup(ws: Workspace, setup: ManifestSetup) -> Workspace:
-    """Add the upstreams and stacks to pins.lock (comments kept; checked by loading) and return the workspace."""
-    from .metadata import StackChange, add_upstream_node, set_stack
+def write_setup(ws: Workspace, t: Txn, setup: ManifestSetup) -> Workspace:
+    """Stage the upstreams and stacks into pins.lock (comments kept; checked by loading) and return the workspace
+    as it will be once `t` commits."""
+    from .metadata import StackChange, add_upstream_node, stage_stack
     for upstream in setup.upstreams:
-        add_upstream_node(ws, upstream)
-    from .workspace import load_workspace
-    ws = load_workspace(ws.root)
+        ws = add_upstream_node(ws, t, upstream)
     for stack in setup.stacks:
-        ws = load_workspace(ws.root)
-        set_stack(ws, stack.name, StackChange(upstreams=stack.upstreams,
-                                              include=tuple(s.value for s in stack.include)), create=True)
-    return load_workspace(ws.root)
+        ws = stage_stack(ws, t, stack.name, StackChange(upstreams=stack.upstreams,
+                                                        include=tuple(s.value for s in stack.include)), create=True)
+    return ws
 
 
 @contextlib.contextmanager
@@ -118,12 +117,12 @@ def prepared_import(ws: Workspace, paths: Sequence[Path], *, dry_run: bool) -> I
     if setup.empty:
         yield ws, []
         return
-    from .workspace import load_workspace, workspace_lock
+    from .txn import workspace_txn
+    from .workspace import load_workspace
     if not dry_run:
-        with workspace_lock(ws.root, "import (upstreams and stacks from manifests)"):
-            fresh = load_workspace(ws.root)
+        with workspace_txn(ws.root, "import (upstreams and stacks from manifests)") as (fresh, t):
             setup = plan_setup(fresh, paths)
-            done = write_setup(fresh, setup) if not setup.empty else fresh
+            done = write_setup(fresh, t, setup) if not setup.empty else fresh
         yield done, setup.sentences()
         return
     with tempfile.TemporaryDirectory(prefix="patchq-import-dry-") as tmp:
@@ -132,7 +131,9 @@ def prepared_import(ws: Workspace, paths: Sequence[Path], *, dry_run: bool) -> I
         for name in ("queues", "kernels"):
             if (ws.root / name).exists():
                 (scratch / name).symlink_to(ws.root / name)
-        staged = write_setup(load_workspace(scratch), setup)
+        t = Txn(scratch, "import --dry-run (scratch pins.lock)")
+        staged = write_setup(load_workspace(scratch), t, setup)
+        t.commit()
         yield staged, [f"would have {s[len('added '):]}" for s in setup.sentences()]
 
 

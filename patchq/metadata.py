@@ -19,6 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from .errors import BadInput
 from .model import FULL_SHA, UPSTREAM_NAME, PatchEntry, Stack, Status, Upstream
 from .patchfile import format_date, read_patch_file, trailer_lines
+from .txn import Txn
 from .workspace import (
     LOCK_NAME,
     Workspace,
@@ -26,7 +27,6 @@ from .workspace import (
     dump_yaml,
     load_workspace,
     series_bytes,
-    write_atomic,
 )
 
 PROFILE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -58,7 +58,7 @@ def upstream_infos(ws: Workspace) -> list[UpstreamInfo]:
     return out
 
 
-def add_upstream(ws: Workspace, name: str, url: str, *, pin: str = "latest", pypi: str = "", sha256: str = "",
+def add_upstream(ws: Workspace, t: Txn, name: str, url: str, *, pin: str = "latest", pypi: str = "", sha256: str = "",
                  version: str = "", description: str = "", cwd: Path | None = None) -> UpstreamInfo:
     """A new upstream in pins.lock, its pin resolved to a full commit through a fresh mirror."""
     from .model import ArchiveSource
@@ -83,12 +83,12 @@ def add_upstream(ws: Workspace, name: str, url: str, *, pin: str = "latest", pyp
     else:
         mirror = ensure_mirror(upstream, workspace=ws.root)
         sha = resolve_ref(mirror, upstream, pin)
-    add_upstream_node(ws, replace(upstream, pin=sha))
+    add_upstream_node(ws, t, replace(upstream, pin=sha))
     return UpstreamInfo(name, url, sha, f"pypi {pypi}" if pypi else "", version, description)
 
 
-def add_upstream_node(ws: Workspace, upstream: Upstream) -> Workspace:
-    """Write one new upstream into pins.lock (checked by loading the result); returns the reloaded workspace."""
+def add_upstream_node(ws: Workspace, t: Txn, upstream: Upstream) -> Workspace:
+    """Stage one new upstream into pins.lock (checked by loading the result); returns the workspace as staged."""
     doc = _lock_doc(ws)
     node = CommentedMap()
     node["url"] = upstream.url
@@ -108,7 +108,7 @@ def add_upstream_node(ws: Workspace, upstream: Upstream) -> Workspace:
     if doc.get("upstreams") is None:
         doc["upstreams"] = CommentedMap()
     doc["upstreams"][upstream.name] = node
-    return _write_lock(ws, doc)
+    return _write_lock(ws, t, doc)
 
 
 def _stored_url(ws: Workspace, url: str, cwd: Path) -> str:
@@ -164,8 +164,14 @@ class StackChange:
     description: str | None = None
 
 
-def set_stack(ws: Workspace, name: str, change: StackChange, *, create: bool) -> StackInfo:
+def set_stack(ws: Workspace, t: Txn, name: str, change: StackChange, *, create: bool) -> StackInfo:
     """Create (`create`) or change a stack in pins.lock, checked by loading the result before it is written."""
+    fresh = stage_stack(ws, t, name, change, create=create)
+    return stack_info(fresh, fresh.stack(name))
+
+
+def stage_stack(ws: Workspace, t: Txn, name: str, change: StackChange, *, create: bool) -> Workspace:
+    """`set_stack`'s change staged on `t`; returns the workspace as it will be once committed."""
     if create and name in ws.stacks:
         raise BadInput(f"stack {name!r} already exists (change it with 'patchq stack set')", path=LOCK_NAME)
     if not create:
@@ -232,8 +238,7 @@ def set_stack(ws: Workspace, name: str, change: StackChange, *, create: bool) ->
             node["description"] = change.description
         else:
             node.pop("description", None)
-    fresh = _write_lock(ws, doc)
-    return stack_info(fresh, fresh.stack(name))
+    return _write_lock(ws, t, doc)
 
 
 def _flow(values: list[str]) -> CommentedSeq:
@@ -247,9 +252,9 @@ def _lock_doc(ws: Workspace) -> Any:
     return doc
 
 
-def _write_lock(ws: Workspace, doc: Any) -> Workspace:
-    """Write pins.lock only if the new text loads as a valid workspace (checked beside a link to the queues, before
-    the real file is touched); returns the workspace as written."""
+def _write_lock(ws: Workspace, t: Txn, doc: Any) -> Workspace:
+    """Stage pins.lock only if the new text loads as a valid workspace (checked beside a link to the queues, before
+    the real file is touched); returns the workspace as it will be once committed."""
     import tempfile
     data = dump_yaml(doc)
     with tempfile.TemporaryDirectory(prefix="patchq-lock-check-") as tmp:
@@ -258,13 +263,13 @@ def _write_lock(ws: Workspace, doc: Any) -> Workspace:
             if (ws.root / name).exists():
                 (Path(tmp) / name).symlink_to(ws.root / name)
         try:
-            load_workspace(Path(tmp))
+            checked = load_workspace(Path(tmp))
         except BadInput as exc:
             where = exc.path.replace(tmp, str(ws.root)) if exc.path else None
             raise BadInput(f"the change would make pins.lock invalid: {exc.message}", path=where,
                            line=exc.line) from None
-    write_atomic(ws.lock_path, data)
-    return load_workspace(ws.root)
+    t.write(ws.lock_path, data)
+    return replace(checked, root=ws.root, lock_doc=doc)
 
 
 # ---- edit a patch's annotation --------------------------------------------------------------------------------------
@@ -273,7 +278,7 @@ EDITABLE = ("title", "why", "flags", "result", "baseline", "notes", "date", "bas
             "requires", "author")
 
 
-def edit_patch(ws: Workspace, patch_ref: str, changes: dict[str, Any]) -> PatchEntry:
+def edit_patch(ws: Workspace, t: Txn, patch_ref: str, changes: dict[str, Any]) -> PatchEntry:
     """Change a patch's annotation in series.yaml and in its patch file together.
 
     In the patch file only the header lines that carry a changed value are rewritten (Subject, From, Date, the
@@ -304,8 +309,8 @@ def edit_patch(ws: Workspace, patch_ref: str, changes: dict[str, Any]) -> PatchE
     entries = [updated if e.id == entry.id else e for e in ws.queue(entry.upstream).entries]
     series = series_bytes(ws, entry.upstream, entries)
     if new_data != data:
-        write_atomic(path, new_data)
-    write_atomic(ws.queue_dir(entry.upstream) / "series.yaml", series)
+        t.write(path, new_data)
+    t.write(ws.queue_dir(entry.upstream) / "series.yaml", series)
     return updated
 
 

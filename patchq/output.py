@@ -27,6 +27,7 @@ from .table import Table, Text, paint, parse_markup, render_table
 if TYPE_CHECKING:                  # neither is imported at run time before a command needs it
     from rich.console import Console as RichConsole
 
+    from .txn import Txn
     from .workspace import Workspace
 
 ENVELOPE_VERSION = 1
@@ -191,17 +192,24 @@ class Context:
         return find_workspace(Path(self.workspace_opt) if self.workspace_opt else None)
 
     def ws(self) -> Workspace:
-        """The workspace, read unlocked: for commands that only read it."""
-        return _load(self.root())
+        """The workspace, read unlocked: for commands that only list it."""
+        from .txn import load_unlocked
+        return load_unlocked(self.root())
 
     @contextlib.contextmanager
-    def locked(self, operation: str, *, shared: bool = False) -> Iterator[Workspace]:
-        """Lock, then load: a writing command must read the workspace under its lock, or a change another patchq
-        made between the read and the write is lost."""
-        from .workspace import workspace_lock
-        root = self.root()
-        with workspace_lock(root, operation, shared=shared):
-            yield _load(root)
+    def txn(self, operation: str) -> Iterator[tuple[Workspace, Txn]]:
+        """`(ws, t)` of `txn.workspace_txn`: the workspace loaded under the exclusive lock, and the transaction its
+        changes are staged on, committed when the block ends."""
+        from .txn import workspace_txn
+        with workspace_txn(self.root(), operation) as pair:
+            yield pair
+
+    @contextlib.contextmanager
+    def reading(self, operation: str) -> Iterator[Workspace]:
+        """The workspace loaded under the shared lock, for a command that reads it consistently."""
+        from .txn import workspace_read
+        with workspace_read(self.root(), operation) as ws:
+            yield ws
 
     @property
     def color(self) -> bool:
@@ -234,14 +242,6 @@ class Context:
         """Advice for people (`try: ...`): not in JSON, not with -q."""
         if not self.json and not self.quiet:
             self.console.print(text)
-
-
-def _load(root: Path) -> Workspace:
-    from .crashtest import pause_point
-    from .workspace import load_workspace
-    ws = load_workspace(root)
-    pause_point("loaded")
-    return ws
 
 
 # ---- options every command takes ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import contextlib
 import csv
 import datetime
 import email.parser
+import glob
 import hashlib
 import io
 import json
@@ -37,6 +38,7 @@ from .crashtest import file_operation
 from .digest import sha256_file
 from .errors import BadInput, EnvironmentFailure, NeedsYou
 from .git import GitError, Repo, apply_outside_repo
+from .txn import atomic_write
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 JOURNAL_FORMAT = 1
@@ -479,10 +481,7 @@ def _recorded_pycache(rows: list[list[str]], touched: list[str]) -> set[str]:
 
 
 def _replace_bytes(target: Path, data: bytes) -> None:
-    staging = target.with_name(f".{target.name}.patchq-new")
-    staging.write_bytes(data)
-    file_operation()
-    os.replace(staging, target)
+    atomic_write(target, data)
 
 
 @dataclass(frozen=True)
@@ -674,7 +673,9 @@ def _compile_check(site: Path, touched: list[str]) -> tuple[str, ...]:
 def _restore(site: Path, backup: Path, journal: Mapping[str, Any]) -> None:
     for entry in journal["files"]:
         target = site / entry["path"]
-        target.with_name(f".{target.name}.patchq-new").unlink(missing_ok=True)   # a RECORD/mark write cut short
+        if target.parent.is_dir():                  # what an atomic_write of RECORD or the mark cut short left
+            for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+                stale.unlink(missing_ok=True)
         _restore_entry(target, backup / "files" / entry["path"], entry)
     recorded = {e["path"] for e in journal["pycache"]}
     touched = [e["path"] for e in journal["files"]]
@@ -731,16 +732,7 @@ def _read_journal(backup: Path) -> dict[str, Any] | None:
 
 
 def _write_journal(backup: Path, journal: Mapping[str, Any]) -> None:
-    path = backup / "journal.json"
-    staging = backup / f".journal.{os.getpid()}.tmp"
-    with staging.open("w", encoding="utf-8") as fh:
-        json.dump(journal, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    file_operation()
-    os.replace(staging, path)
-    file_operation()
+    atomic_write(backup / "journal.json", (json.dumps(journal, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _sha256(path: Path) -> str:

@@ -1,7 +1,6 @@
 """Edit a queue: add a patch recorded from a work tree, refresh a patch's diff, keep series and trailers in step.
 
-Patch file first, series.yaml second, both written atomically: a crash in between leaves at most an orphan patch
-file that `patchq check` names, never a series entry without its file.
+The patch file and series.yaml are staged on the command's transaction (`txn.Txn`) and land together.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from .git import Repo
 from .headedit import set_trailer
 from .model import PATCH_ID, PatchEntry, Status
 from .patchfile import entry_from_patch, read_patch_file, render_patch_file
-from .workspace import Workspace, series_bytes, write_atomic
+from .txn import Txn
+from .workspace import Workspace, series_bytes
 
 
 def worktree_diff(folder: Path) -> bytes:
@@ -34,7 +34,7 @@ def next_file_name(ws: Workspace, upstream: str, patch_id: str) -> str:
     return f"{(max(numbers) + 1 if numbers else 1):04d}-{patch_id}.patch"
 
 
-def add_patch(ws: Workspace, entry: PatchEntry, diff: bytes, *, after: str | None = None) -> PatchEntry:
+def add_patch(ws: Workspace, t: Txn, entry: PatchEntry, diff: bytes, *, after: str | None = None) -> PatchEntry:
     """Add a new annotated patch to its upstream's queue: at the end, or right after patch `after`."""
     if not PATCH_ID.match(entry.id):
         raise BadInput(f"patch id {entry.id!r} must be lower-case letters, digits, '.', '_' or '-'")
@@ -58,12 +58,12 @@ def add_patch(ws: Workspace, entry: PatchEntry, diff: bytes, *, after: str | Non
         entries.insert(position + 1, entry)
     else:
         entries.append(entry)
-    write_atomic(target, data)
-    write_atomic(ws.queue_dir(entry.upstream) / "series.yaml", series_bytes(ws, entry.upstream, entries))
+    t.write(target, data, create=True)
+    t.write(ws.queue_dir(entry.upstream) / "series.yaml", series_bytes(ws, entry.upstream, entries))
     return entry
 
 
-def refresh_patch(ws: Workspace, patch_ref: str, diff: bytes) -> PatchEntry:
+def refresh_patch(ws: Workspace, t: Txn, patch_ref: str, diff: bytes) -> PatchEntry:
     """Replace one patch's diff, keeping its header, description and trailers byte for byte."""
     entry = ws.find_patch(patch_ref)
     path = ws.patch_path(entry)
@@ -72,7 +72,7 @@ def refresh_patch(ws: Workspace, patch_ref: str, diff: bytes) -> PatchEntry:
         raise BadInput(f"refusing to refresh {entry.id!r} with an empty diff")
     data = current.with_diff(diff)
     read_patch_file(data, source=ws.rel(path))
-    write_atomic(path, data)
+    t.write(path, data)
     return entry
 
 
@@ -81,7 +81,7 @@ def commit_diff(repo: Repo, commit: str) -> bytes:
     return repo.commit_diff(commit)
 
 
-def set_status(ws: Workspace, patch_ref: str, status: Status) -> PatchEntry:
+def set_status(ws: Workspace, t: Txn, patch_ref: str, status: Status) -> PatchEntry:
     """Change a patch's status in series.yaml and in its trailer together: one trailer line, no other byte."""
     entry = ws.find_patch(patch_ref)
     if status == Status.PROMOTED and entry.salvaged:
@@ -92,9 +92,9 @@ def set_status(ws: Workspace, patch_ref: str, status: Status) -> PatchEntry:
     patch = read_patch_file(path.read_bytes(), source=ws.rel(path))
     data = set_trailer(patch.head, "Patchq-Status", status.value) + patch.diff + patch.tail
     read_patch_file(data, source=ws.rel(path))          # never write a patch patchq itself cannot read back
-    write_atomic(path, data)
+    t.write(path, data)
     entries = [updated if e.id == entry.id else e for e in ws.queue(entry.upstream).entries]
-    write_atomic(ws.queue_dir(entry.upstream) / "series.yaml", series_bytes(ws, entry.upstream, entries))
+    t.write(ws.queue_dir(entry.upstream) / "series.yaml", series_bytes(ws, entry.upstream, entries))
     return updated
 
 

@@ -2,17 +2,14 @@
 
 `results/<stack>/<date>-<id>.json` holds one trial: its command, environment, machine, every run, statistics and
 verdict. Without `--decide` that file is the only thing a trial writes. With it, the patches' notes, result,
-baseline and status, and the stack's result in pins.lock change as well: those files are first written together
-into a journal (`.patchq/trial-journal.json`, one atomic write), then each file is replaced, then the journal is
-removed. A trial killed before the journal exists changed nothing; one killed after it is finished by the next
-`patchq trial` or `patchq results`, so the workspace never shows half a decision.
+baseline and status, and the stack's result in pins.lock change as well: all of them are staged on the command's
+transaction (`txn`) and committed through its one journal. A trial killed before the commit point changed nothing;
+one killed after it is finished by the next patchq command, so the workspace never shows half a decision.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
-import glob
 import json
 import os
 import re
@@ -20,14 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .crashtest import file_operation
 from .errors import BadInput
 from .model import PatchEntry, Status
 from .patchfile import read_patch_file, render_patch_file
-from .workspace import LOCK_NAME, Workspace, _editable, dump_yaml, series_bytes, write_atomic
+from .txn import Txn, recover
+from .workspace import LOCK_NAME, Workspace, _editable, dump_yaml, series_bytes
 
 RESULTS_DIR = "results"
-JOURNAL = "trial-journal.json"
 
 
 @dataclass(frozen=True)
@@ -103,23 +99,20 @@ def next_steps(ws: Workspace, doc: dict[str, Any], rel: str, decided: bool) -> l
     return steps
 
 
-def record(ws: Workspace, doc: dict[str, Any], *, decide: bool) -> Recorded:
-    """Write the results file; with `decide`, the patches and the stack change too, all or nothing."""
+def record(ws: Workspace, t: Txn, doc: dict[str, Any], *, decide: bool) -> Recorded:
+    """Stage the results file; with `decide`, the patches and the stack change too, all or nothing."""
     path = results_path(ws, doc)
     rel = ws.rel(path)
     doc["id"] = path.stem
     doc["decided"] = decide and doc["kind"] == "trial"
     data = (json.dumps(doc, indent=2) + "\n").encode()
+    t.write(path, data)
     if not doc["decided"]:
-        write_atomic(path, data)
         return Recorded(rel, (), False, tuple(next_steps(ws, doc, rel, False)))
-    files: dict[Path, bytes] = {path: data}
-    files.update(_decision_files(ws, doc, rel))
-    journal = ws.state_dir / JOURNAL
-    write_atomic(journal, json.dumps({"files": [{"path": ws.rel(p), "data": base64.b64encode(b).decode()}
-                                                for p, b in files.items()]}).encode())
-    _play(ws.root, journal)
-    return Recorded(rel, tuple(ws.rel(p) for p in files if p != path), True,
+    files = _decision_files(ws, doc, rel)
+    for target, new in files.items():
+        t.write(target, new)
+    return Recorded(rel, tuple(ws.rel(p) for p in files), True,
                     tuple(next_steps(ws, doc, rel, True)))
 
 
@@ -173,50 +166,11 @@ def _stack_result_bytes(ws: Workspace, doc: dict[str, Any], rel: str) -> bytes:
     return dump_yaml(lock)
 
 
-def _play(root: Path, journal: Path) -> None:
-    plan = json.loads(journal.read_text())
-    for item in plan["files"]:
-        target = root / item["path"]
-        sweep_temporaries(target)
-        write_atomic(target, base64.b64decode(item["data"]))
-    journal.unlink()
-    file_operation()
-
-
-def sweep_temporaries(target: Path) -> None:
-    """Remove the temporary files a killed `write_atomic` of `target` left beside it (`.NAME.XXXX.tmp`)."""
-    if target.parent.is_dir():
-        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
-def sweep_results(root: Path) -> None:
-    """Temporary results files of trials killed while writing them (a results file is complete or absent)."""
-    folder = root / RESULTS_DIR
-    if folder.is_dir():
-        for stale in folder.glob("*/.*.json.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
-def needs_recovery(root: Path) -> bool:
-    folder = root / RESULTS_DIR
-    return (root / ".patchq" / JOURNAL).exists() or (folder.is_dir() and any(folder.glob("*/.*.json.*.tmp")))
-
-
 def finish_interrupted(root: Path) -> bool:
-    """Finish the recording of a trial killed after its journal was written; True when there was one.
+    """Finish the recording of a trial killed after its transaction committed; True when there was one.
 
-    Call it holding the workspace lock: the temporaries it sweeps would otherwise be a running trial's."""
-    sweep_results(root)
-    journal = root / ".patchq" / JOURNAL
-    if not journal.exists():
-        return False
-    try:
-        _play(root, journal)
-    except (ValueError, KeyError, TypeError):
-        journal.unlink()          # not a journal patchq wrote completely (it is written atomically): drop it
-        return False
-    return True
+    Call it holding the workspace lock (`txn.workspace_txn` calls the same recovery itself)."""
+    return recover(root)
 
 
 # ---- reading results back -----------------------------------------------------------------------------------------

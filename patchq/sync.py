@@ -20,7 +20,8 @@ from .git import Repo
 from .model import PATCH_ID, PatchEntry, Status
 from .patchfile import read_patch_file, render_patch_file
 from .queue import next_file_name
-from .workspace import Workspace, series_bytes, write_atomic
+from .txn import Txn
+from .workspace import Workspace, series_bytes
 from .wsstatus import _commit_patch_ids, _queue_patch_ids
 
 UNCHANGED, REFRESHED, ADDED = "unchanged", "refreshed", "added"
@@ -66,18 +67,20 @@ class _Plan:
     head: str
 
 
-def sync_stack(ws: Workspace, stack_name: str, *, only: tuple[str, ...] = (), dry_run: bool = False) -> SyncReport:
+def sync_stack(ws: Workspace, t: Txn | None, stack_name: str, *, only: tuple[str, ...] = (),
+               dry_run: bool = False) -> SyncReport:
     stack = ws.stack(stack_name)
     for name in only:
         if name not in stack.upstreams:
             raise BadInput(f"stack {stack_name!r} does not use upstream {name!r}")
     plans = [_plan(ws, stack_name, up, required=bool(only)) for up in stack.upstreams if not only or up in only]
-    if not dry_run:
+    if not dry_run and t is not None:
         for plan in plans:
             for path, data in plan.writes:
-                write_atomic(path, data)
+                t.write(path, data)
             if plan.series is not None:
-                write_atomic(ws.queue_dir(plan.report.upstream) / "series.yaml", plan.series)
+                t.write(ws.queue_dir(plan.report.upstream) / "series.yaml", plan.series)
+        t.commit()
         for plan in plans:      # the checkout's commits are the queue's now: apply may regenerate it freely
             if plan.head:
                 Repo(plan.checkout).update_ref(APPLIED_REF, plan.head, "patchq sync")

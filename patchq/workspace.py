@@ -1,33 +1,35 @@
 """Find a workspace and load or save `pins.lock` and `queues/<upstream>/series.yaml` without losing comments.
 
 Loading validates everything a later step relies on (full SHAs, known statuses, unique ids, existing files, no
-unknown keys) and reports the file and line of the first problem. Saving goes through a temporary file and a
-rename, so a crash leaves either the old or the new file, never half of one. The YAML itself (the guard, the fast
-path, the round-trip rewrite) is `yamlio`'s.
+unknown keys) and reports the file and line of the first problem. The bytes a change writes are made here; they
+reach the disk through `txn` (a command's transaction), so a crash leaves either the old or the new files. The
+YAML itself (the guard, the fast path, the round-trip rewrite) is `yamlio`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .crashtest import file_operation
-from .errors import BadInput, EnvironmentFailure
-from .model import (FULL_SHA, PATCH_ID, UPSTREAM_NAME, ArchiveSource, PatchEntry, Queue, Stack, StackResult,
-                    Status, Upstream)
-from .yamlio import dump as dump_yaml
-from .yamlio import editable as _editable
-from .yamlio import line_of as _line
-from .yamlio import load as load_yaml
+from .errors import BadInput
+from .model import (
+    FULL_SHA,
+    PATCH_ID,
+    UPSTREAM_NAME,
+    ArchiveSource,
+    PatchEntry,
+    Queue,
+    Stack,
+    StackResult,
+    Status,
+    Upstream,
+)
+from .txn import atomic_write
+from .yamlio import dump as dump_yaml, editable as _editable, line_of as _line, load as load_yaml
 
 LOCK_NAME = "pins.lock"
 SERIES_NAME = "series.yaml"
@@ -42,26 +44,6 @@ ENTRY_KEYS = {"id", "file", "status", "title", "why", "flags", "result", "baseli
               "supersedes", "contains", "author", "requires", "salvaged"}
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        file_operation()
-        os.replace(tmp, path)
-        file_operation()
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _require_map(node: Any, what: str, path: Path, line: int | None) -> CommentedMap:
@@ -638,74 +620,10 @@ def init_workspace(root: Path) -> Path:
     gitignore = root / ".gitignore"
     if not gitignore.exists() or STATE_DIR not in gitignore.read_text():
         existing = gitignore.read_text() if gitignore.exists() else ""
-        write_atomic(gitignore, (existing + ("" if existing.endswith("\n") or not existing else "\n")
+        atomic_write(gitignore, (existing + ("" if existing.endswith("\n") or not existing else "\n")
                                  + f"{STATE_DIR}/\n").encode())
-    write_atomic(lock, dump_yaml(new_lock_doc()))
+    atomic_write(lock, dump_yaml(new_lock_doc()))
     return lock
-
-
-# ---- the workspace lock: one patchq writer at a time ---------------------------------------------------------------
-
-@contextlib.contextmanager
-def workspace_lock(root: Path, operation: str, *, shared: bool = False) -> Iterator[None]:
-    """Lock the workspace: exclusive for commands that write it, shared for those that only read it consistently.
-
-    The lock is an `flock` on `.patchq/lock`, which the kernel drops when its process dies however it dies, so
-    a stale lock is never mistaken for a live one (or the reverse, when a pid is reused) and two processes that
-    find the same stale file cannot both take it. A writer names its pid in the file for the error message and
-    removes the file when done. A reader on a workspace it cannot write (read-only file system) reads unlocked:
-    nobody can change that workspace under it.
-    """
-    state = root / STATE_DIR
-    path = state / "lock"
-    _refuse_link(state, root)
-    try:
-        state.mkdir(parents=True, exist_ok=True)
-        fd = _locked(path, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-    except OSError as exc:
-        if shared and exc.errno in (errno.EROFS, errno.EACCES):
-            yield
-            return
-        raise
-    try:
-        os.ftruncate(fd, 0)           # a reader clears what a killed writer left; a writer names itself
-        if not shared:
-            os.pwrite(fd, f"{os.getpid()} {operation}\n".encode(), 0)
-        yield
-    finally:
-        if not shared:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        os.close(fd)
-
-
-def _locked(path: Path, mode: int) -> int:
-    """An fd of the current lock file holding `mode`, or the error naming who holds it the other way."""
-    for _ in range(100):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = _lock_holder(path)
-            who = f"patchq pid {holder[0]} ({holder[1]})" if holder else "another patchq process"
-            raise EnvironmentFailure(f"workspace is in use by {who}; wait for it or stop it", path=str(path)) from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)      # the holder we waited on removed the file meanwhile: lock the new one
-    raise EnvironmentFailure("could not take the workspace lock", path=str(path))
-
-
-def _lock_holder(path: Path) -> tuple[int, str] | None:
-    try:
-        pid, _, op = path.read_text().strip().partition(" ")
-        return int(pid), op
-    except (OSError, ValueError):
-        return None
 
 
 def with_entries(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> Workspace:

@@ -20,7 +20,7 @@ from test_hostile import snapshot
 HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from patchq.workspace import workspace_lock
+    from patchq.txn import workspace_lock
     with workspace_lock(Path(sys.argv[1]), "apply s"):
         print("held", flush=True)
         time.sleep(float(sys.argv[2]))
@@ -29,7 +29,7 @@ RACE = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     from patchq.errors import EnvironmentFailure
-    from patchq.workspace import workspace_lock
+    from patchq.txn import workspace_lock
     root, go = Path(sys.argv[1]), float(sys.argv[2])
     while time.time() < go:
         pass
@@ -157,7 +157,7 @@ def test_processes_creating_one_mirror_at_once_all_succeed(make_upstream, tmp_pa
 READ_HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from patchq.workspace import workspace_lock
+    from patchq.txn import workspace_lock
     with workspace_lock(Path(sys.argv[1]), "export s", shared=True):
         print("reading", flush=True)
         time.sleep(float(sys.argv[2]))

@@ -1,10 +1,10 @@
 """Crash safety: SIGKILL `patchq` at many points; the workspace is the old or the new state, and the next command
 recovers or explains.
 
-Kill points come from two sources: the test hook PATCHQ_TEST_KILL_AFTER_WRITES=N (patchq/workspace.py: the process
-kills itself at the N-th file operation of `write_atomic`, every N until the command finishes), and SIGKILL from
-outside after a series of delays spread over the command's normal run time (for the steps that do not go through
-`write_atomic`: git checkouts, moves of staged files). KILL_POINTS_TRIED counts them all; docs/safety.md quotes it.
+Kill points come from two sources: the test hook PATCHQ_TEST_KILL_AFTER_WRITES=N (patchq/crashtest.py: the process
+kills itself at the N-th durable file operation — of a transaction's commit, an `atomic_write`, a checkout's move —
+every N until the command finishes), and SIGKILL from outside after a series of delays spread over the command's
+normal run time (for the steps between them: git runs, reading, planning). KILL_POINTS_TRIED counts them all; docs/safety.md quotes it.
 """
 
 from __future__ import annotations
@@ -252,18 +252,18 @@ def test_kill_import_anywhere(lab, make_upstream, tmp_path):
 
     def judge(ws: Path, reference: Path) -> None:
         now, new = state(ws), state(reference)
-        journal = ws / ".patchq" / "import-journal.json"
+        journal = ws / ".patchq" / "txn-journal.json"
         assert all(now.get(k) in (old.get(k), new.get(k)) for k in {*now, *old, *new})   # every file old or new
         if not journal.exists():
             assert now in (old, new), sorted(set(now) ^ set(old))
+        committed = journal.exists() or now == new
         code, err = run(["-w", str(ws), "import", str(incoming)])
-        if now == new and not journal.exists():
-            assert code == 0 or explains(code, err), err     # imported before the kill: nothing more to do
-            assert state(ws) == new
+        if committed:                                # the next command finishes the commit; importing again
+            assert code == 0 or explains(code, err), err     # finds everything there already
         else:
-            assert code == 0, err                    # an interrupted move is undone first, then the import runs
-            assert state(ws) == new
-            assert not journal.exists()
+            assert code == 0, err                    # killed before the commit point: nothing was written
+        assert state(ws) == new
+        assert not journal.exists()
 
     KILL_POINTS_TRIED["import"] = kill_points(template, tmp_path, lambda ws: ["-w", str(ws), "import", str(incoming)],
                                               judge)

@@ -16,16 +16,23 @@ from patchq.errors import EnvironmentFailure
 from patchq.git import GitError, Repo
 
 
-def _slow_add_repo(tmp_path: Path) -> Path:
-    """A repository whose `git add` holds index.lock for seconds: a clean filter that sleeps."""
+def _held_add_repo(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A repository whose `git add` holds index.lock until the test lets it go: a clean filter that says it has
+    started (git takes index.lock before it filters) and then waits for a release file (at most 10 minutes).
+
+    No fixed sleep: on a loaded machine a filter that slept a few seconds could finish before the test had seen
+    the lock, and the interrupt then came too late."""
     repo = Repo.init(tmp_path / "r")
-    repo.run("config", "filter.slow.clean", "sleep 3; cat")
+    started, release = tmp_path / "filter-started", tmp_path / "filter-release"
+    repo.run("config", "filter.slow.clean",
+             f"touch '{started}'; n=0; while [ ! -e '{release}' ] && [ $n -lt 12000 ]; do sleep 0.05; n=$((n+1)); "
+             "done; cat")
     (repo.path / ".gitattributes").write_text("*.txt filter=slow\n")
     (repo.path / "a.txt").write_text("a\n")
-    return repo.path
+    return repo.path, started, release
 
 
-def _wait_for(path: Path, timeout: float = 30.0) -> bool:
+def _wait_for(path: Path, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
@@ -36,7 +43,7 @@ def _wait_for(path: Path, timeout: float = 30.0) -> bool:
 
 def test_ctrl_c_of_patchq_lets_git_remove_its_index_lock(tmp_path):
     """SIGINT reaches only patchq (as from `kill -INT` or a supervisor): git must still get to clean up."""
-    root = _slow_add_repo(tmp_path)
+    root, started, release = _held_add_repo(tmp_path)
     script = textwrap.dedent(f"""
         import sys
         from patchq.git import Repo
@@ -47,9 +54,16 @@ def test_ctrl_c_of_patchq_lets_git_remove_its_index_lock(tmp_path):
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     lock = root / ".git" / "index.lock"
-    assert _wait_for(lock), "git add never took the index lock"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        assert _wait_for(started), "git add never ran its clean filter"
+        assert lock.exists(), "git add filters without holding index.lock"   # held until we release the filter
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        release.write_text("")                  # the filter, orphaned or not, ends now
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert not lock.exists(), "the interrupted git left index.lock behind"
     assert Repo(root).run("status").ok          # the next git in that repository runs

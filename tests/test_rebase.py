@@ -505,7 +505,7 @@ def test_negative_and_diagnostic_patches_are_checked_without_blocking(lab, tmp_p
 
 # ---- crash recovery --------------------------------------------------------------------------------------------------
 
-CLEAN_POINTS = ["started", "applied", "aside-written", "swap-committed", "mid-swap", "swapped"]
+CLEAN_POINTS = ["started", "applied", "aside-written", "swap:committed", "swap:mid", "swap:done"]
 
 
 def finish_both_ways(crashed: Path, cli, old: dict[str, str], new: dict[str, str]) -> None:
@@ -536,7 +536,7 @@ def test_kill_9_during_a_clean_rebase_then_continue_or_abort(lab, tmp_path, patc
     shutil.copytree(template, ws)
     crashed = patchq("-w", str(ws), "rebase", "--onto", "vllm@latest", env={CRASH_ENV: point})
     assert crashed.code == -9, crashed.err
-    assert snapshot(ws) in (old, new) or point == "mid-swap"
+    assert snapshot(ws) in (old, new) or point == "swap:mid"
     finish_both_ways(ws, cli, old, new)
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from patchq.errors import BadInput, EnvironmentFailure
 from patchq.model import Status
-from patchq.workspace import (find_workspace, init_workspace, load_workspace, series_bytes, set_lock_values,
-                              workspace_lock, write_atomic)
+from patchq.txn import atomic_write, workspace_lock
+from patchq.workspace import find_workspace, init_workspace, load_workspace, series_bytes, set_lock_values
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -233,7 +233,7 @@ def test_set_lock_values_keeps_comments_and_key_order(tmp_path):
     old_lines, new_lines = LOCK.splitlines(), text.splitlines()
     changed = [ln for ln in new_lines if ln not in old_lines]
     assert changed == [f"    pin: {'d' * 40}", "    trees:", f"      vllm: {tree}"]
-    write_atomic(root / "pins.lock", text.encode())
+    atomic_write(root / "pins.lock", text.encode())
     assert load_workspace(root).stack("fast").trees == {"vllm": tree}
 
 
@@ -250,11 +250,11 @@ def test_series_bytes_keeps_comments_and_order(tmp_path):
     assert [ln for ln in text.splitlines() if ln not in SERIES.splitlines()] == ["    status: negative-archived"]
 
 
-def test_write_atomic_leaves_no_temporary_file_and_keeps_mode(tmp_path):
+def test_atomic_write_leaves_no_temporary_file_and_keeps_mode(tmp_path):
     target = tmp_path / "f.txt"
     target.write_text("old")
     target.chmod(0o600)
-    write_atomic(target, b"new")
+    atomic_write(target, b"new")
     assert target.read_bytes() == b"new"
     assert target.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]

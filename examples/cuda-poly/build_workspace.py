@@ -18,7 +18,8 @@ from patchq.demo import _commit, _diff_for  # noqa: E402
 from patchq.git import Repo, run_git  # noqa: E402
 from patchq.model import PatchEntry, Status  # noqa: E402
 from patchq.patchfile import render_patch_file  # noqa: E402
-from patchq.workspace import SERIES_NAME, dump_yaml, entry_to_yaml, write_atomic  # noqa: E402
+from patchq.txn import atomic_write  # noqa: E402
+from patchq.workspace import SERIES_NAME, dump_yaml, entry_to_yaml  # noqa: E402
 
 AUTHOR = "Kernel Lab <lab@example.com>"
 NAIVE = """    float sum = 0.0f;
@@ -140,15 +141,15 @@ def build(target: Path) -> Path:
     shutil.rmtree(target / "upstreams-src")
     for entry, old, new in PATCHES:
         diff = _diff_for(target / "upstreams" / "poly.git", pin, (("poly.cu", old, new),))
-        write_atomic(target / "queues" / "poly" / entry.file, render_patch_file(entry, diff))
+        atomic_write(target / "queues" / "poly" / entry.file, render_patch_file(entry, diff))
     doc = CommentedMap()
     doc.yaml_set_start_comment("patchq queue for upstream 'poly': order is apply order")
     doc["patches"] = CommentedSeq([entry_to_yaml(entry) for entry, _, _ in PATCHES])
-    write_atomic(target / "queues" / "poly" / SERIES_NAME, dump_yaml(doc))
-    write_atomic(target / "pins.lock", LOCK.format(pin=pin).encode())
+    atomic_write(target / "queues" / "poly" / SERIES_NAME, dump_yaml(doc))
+    atomic_write(target / "pins.lock", LOCK.format(pin=pin).encode())
     for name, text in RECIPES.items():
-        write_atomic(target / "kernels" / name, text.encode())
-    write_atomic(target / ".gitignore", b".patchq/\n")
+        atomic_write(target / "kernels" / name, text.encode())
+    atomic_write(target / ".gitignore", b".patchq/\n")
     return target
 
 

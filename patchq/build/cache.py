@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..crashtest import file_operation
 from ..digest import sha256_file
 from ..errors import EnvironmentFailure
 from ..git import Repo, toplevel
+from ..txn import atomic_write, publish
 from .recipe import OutputSpec, Recipe
 
 CACHE_SCHEMA = 1
@@ -141,7 +141,7 @@ class BuildCache:
         return {str(k): str(v) for k, v in facts.items()} if isinstance(facts, dict) else None
 
     def mark_good(self, target: str, obj: CachedObject) -> None:
-        _write_json_atomic(self.last_good_dir / f"{target}.json",
+        _write_json(self.last_good_dir / f"{target}.json",
                            {"target": target, "key": obj.key, "outputs": list(obj.outputs),
                             "at": utc_stamp()})
 
@@ -166,14 +166,9 @@ class BuildCache:
         staging.mkdir()
         try:
             records = [_copy_output(source_dir, staging, spec, rel) for spec, rel in produced]
-            _write_json_atomic(staging / "meta.json", {**meta, "key": key, "outputs": records})
-            try:
-                file_operation()
-                os.rename(staging, self.objects / key)
-                file_operation()
-            except OSError:
-                if self.lookup(key) is None:    # not a concurrent twin that got there first
-                    raise
+            _write_json(staging / "meta.json", {**meta, "key": key, "outputs": records})
+            if not publish(staging, self.objects / key) and self.lookup(key) is None:
+                raise EnvironmentFailure(f"build {key[:12]} could not be stored", path=str(self.objects))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         stored = self.lookup(key)
@@ -212,12 +207,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    file_operation()
-    os.replace(tmp, path)
-    file_operation()
+def _write_json(path: Path, data: Any) -> None:
+    """Through `txn.atomic_write` (fsync'd, renamed into place): the one writer of durable files."""
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def utc_stamp() -> str:

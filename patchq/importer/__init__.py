@@ -28,8 +28,7 @@ from .inputs import Head, parse_head, safe_description
 from .items import ImportAction, ImportItem, ImportReport, MissingLine, Refused
 from .naming import MapRule, date_from_name, load_map, slug_of, status_from_name, status_from_text, stem_of
 from .run import import_paths
-from .stage import IMPORT_JOURNAL, recover_interrupted_import
 
-__all__ = ["IMPORT_JOURNAL", "Head", "ImportAction", "ImportItem", "ImportReport", "MapRule", "MissingLine", "Refused",
-           "date_from_name", "import_paths", "load_map", "parse_head", "recover_interrupted_import", "safe_description",
+__all__ = ["Head", "ImportAction", "ImportItem", "ImportReport", "MapRule", "MissingLine", "Refused",
+           "date_from_name", "import_paths", "load_map", "parse_head", "safe_description",
            "scan_diff", "slug_of", "status_from_name", "status_from_text", "stem_of"]

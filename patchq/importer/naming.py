@@ -12,8 +12,7 @@ from pathlib import Path
 from ..errors import BadInput
 from ..model import PATCH_ID, Status
 from ..workspace import Workspace
-from ..yamlio import line_of
-from ..yamlio import load as load_yaml
+from ..yamlio import line_of, load as load_yaml
 
 VERDICT_WORDS: dict[str, Status] = {
     **{w: Status.NEGATIVE_ARCHIVED for w in ("negative", "rejected", "quality-fail", "neutral", "no-improvement",

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import BadInput
 from .. import git
+from ..errors import BadInput
 from ..model import PatchEntry, Status
 from ..patchfile import PatchFile, entry_from_patch, read_patch_file, render_patch_file
 from ..workspace import Workspace

@@ -10,14 +10,15 @@ from pathlib import Path
 from ..bundle import DEFAULT_LIMIT
 from ..errors import BadInput
 from ..model import Status
-from ..workspace import SERIES_NAME, Workspace, load_workspace, workspace_lock
+from ..txn import Txn, workspace_txn
+from ..workspace import SERIES_NAME, Workspace
 from .inputs import Candidate, InputFile, walk
 from .items import ImportAction, ImportItem, ImportReport, Order, Refused, State
 from .naming import MapRule, load_map, rules_for
 from .placer import Part, Placer
 from .plan import annotate, plan_notes
 from .reading import Reading, read_all
-from .stage import recover_interrupted_import, stage_and_write
+from .stage import stage_and_write
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,12 @@ def import_paths(ws: Workspace, paths: Sequence[Path | str], *, upstream: str | 
     inputs = walk(given)
     options = Options(upstream, forced_status, rules, limit, dry_run, strict, salvage, update)
     if dry_run:
-        return _run(ws, inputs, options)
-    with workspace_lock(ws.root, "import"):
-        recover_interrupted_import(ws.root)
-        fresh = load_workspace(ws.root)
-        return _run(fresh, inputs, options)
+        return _run(ws, None, inputs, options)
+    with workspace_txn(ws.root, "import") as (fresh, t):
+        return _run(fresh, t, inputs, options)
 
 
-def _run(ws: Workspace, inputs: list[InputFile], options: Options) -> ImportReport:
+def _run(ws: Workspace, t: Txn | None, inputs: list[InputFile], options: Options) -> ImportReport:
     state = State()
     upstream, rules = options.upstream, options.rules
     started = time.perf_counter()
@@ -107,7 +106,7 @@ def _run(ws: Workspace, inputs: list[InputFile], options: Options) -> ImportRepo
         state.warnings.append("strict import: some inputs were refused, so nothing was written")
     elif plan.files or plan.series or plan.updates:
         started = time.perf_counter()
-        stage_and_write(ws, plan, dry_run=options.dry_run)
+        stage_and_write(ws, t, plan)
         state.timed("write", started)
         written = tuple([*plan.files, *plan.updates, *(f"queues/{u}/{SERIES_NAME}" for u in plan.series)])
     items = tuple(item for _, item in sorted(state.items, key=lambda oi: oi[0]))

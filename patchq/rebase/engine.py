@@ -24,9 +24,10 @@ from ..apply import LoadedPatch, load_patch, run_queue
 from ..errors import BadInput, NeedsYou
 from ..git import Repo
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack
-from ..workspace import SERIES_NAME, Workspace, load_workspace, workspace_lock
+from ..txn import Txn, workspace_txn
+from ..workspace import SERIES_NAME, Workspace, load_workspace
 from .bases import resolve_bases
-from .finish import _cleanup, _delete_refs, _finish, _swap_in, _swap_out
+from .finish import _cleanup, _delete_refs, _finish, _swap_out
 from .moves import Moves, find_moves, retarget
 from .state import (
     RebasePaths,
@@ -92,7 +93,7 @@ def start_rebase(root: Path, onto: str, stack_name: str | None = None, *, dry_ru
     if dry_run:
         return _dry_run(ws, repo, stack, name, ref, old, new, direction, walk, patches, moved, moves, refs, notes,
                         bases)
-    with workspace_lock(root, f"rebase --onto {onto}"):
+    with workspace_txn(root, f"rebase --onto {onto}", load=False) as (_, t):
         if paths.state.exists():
             raise _in_progress_error(paths)
         shutil.rmtree(paths.dir, ignore_errors=True)    # what a finished or aborted run left if it was killed
@@ -112,7 +113,7 @@ def start_rebase(root: Path, onto: str, stack_name: str | None = None, *, dry_ru
         stop = _take_probe(state, patches, found.probe)
         state.save(paths)
         crash_point("started")
-        return _advance(ws, repo, state, paths, patches, known_stop=stop)
+        return _advance(ws, repo, state, paths, patches, t, known_stop=stop)
 
 
 def _retargeted(patches: list[LoadedPatch], moves: Moves) -> tuple[list[LoadedPatch], dict[str, tuple[str, ...]]]:
@@ -287,8 +288,8 @@ def _check_inputs(ws: Workspace, state: RebaseState) -> None:
                            "start again", path=rel)
 
 
-def _advance(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, patches: list[LoadedPatch], *,
-             known_stop: Outcome | None = None) -> RebaseReport:
+def _advance(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, patches: list[LoadedPatch],
+             t: Txn, *, known_stop: Outcome | None = None) -> RebaseReport:
     """Apply what applies, stop at a conflict rerere cannot settle (or at a fuzz result, unless accepted), finish
     when every patch is placed. `known_stop`: the survey already judged the next patch on this very head."""
     moves = Moves.from_dict(state.moves)
@@ -342,9 +343,8 @@ def _advance(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, 
         state.save(paths)
         return _report(state, "stopped")
     if state.phase == "finishing":
-        _finish(ws, repo, state, paths, patches)
+        _finish(ws, repo, state, paths, patches, t)
     if state.phase == "swapping":
-        _swap_in(ws.root, paths, state)
         _cleanup(paths, state)
     return _report(state, "done")
 
@@ -367,10 +367,9 @@ def _place(state: RebaseState, loaded: LoadedPatch, outcome: Outcome, kind: Step
 def continue_rebase(root: Path) -> RebaseReport:
     """Take the staged resolution of the stopped patch and go on; or finish an interrupted completion."""
     paths = RebasePaths(root)
-    with workspace_lock(root, "rebase --continue"):
+    with workspace_txn(root, "rebase --continue", load=False) as (_, t):   # a committed swap is rolled forward
         state = RebaseState.load(paths)
         if state.phase == "swapping":
-            _swap_in(root, paths, state)
             _cleanup(paths, state)
             return _report(state, "done")
         ws = load_workspace(root)
@@ -391,7 +390,7 @@ def continue_rebase(root: Path) -> RebaseReport:
             crash_point("resolved-commit")
             _place(state, loaded, outcome, StepKind.RESOLVED, commit, "resolved by hand")
             state.save(paths)
-        return _advance(ws, repo, state, paths, patches)
+        return _advance(ws, repo, state, paths, patches, t)
 
 
 def _moved_one(state: RebaseState, loaded: LoadedPatch) -> LoadedPatch:
@@ -414,7 +413,7 @@ def _reopen(repo: Repo, state: RebaseState, paths: RebasePaths, loaded: LoadedPa
 def skip_patch(root: Path) -> RebaseReport:
     """Leave the stopped patch out of the new stack (its file stays in the queue, unchanged) and go on."""
     paths = RebasePaths(root)
-    with workspace_lock(root, "rebase --skip"):
+    with workspace_txn(root, "rebase --skip", load=False) as (_, t):
         state = RebaseState.load(paths)
         if state.phase != "conflict":
             raise BadInput(f"the rebase is not stopped at a conflict (it is {state.phase}); use --continue")
@@ -427,15 +426,15 @@ def skip_patch(root: Path) -> RebaseReport:
         _place(state, loaded, _outcome_from_dict(state.conflict["outcome"]), StepKind.SKIPPED, "",
                "skipped with --skip: kept in the queue unchanged, left out of the new stack")
         state.save(paths)
-        return _advance(ws, repo, state, paths, patches)
+        return _advance(ws, repo, state, paths, patches, t)
 
 
 def abort_rebase(root: Path) -> RebaseReport:
     """Put everything back as it was before the rebase started, whatever step it was interrupted at."""
     paths = RebasePaths(root)
-    with workspace_lock(root, "rebase --abort"):
+    with workspace_txn(root, "rebase --abort", load=False) as (_, t):
         state = RebaseState.load(paths)
-        _swap_out(root, paths, state)
+        _swap_out(root, paths, state, t)
         report = _report(state, "aborted")
         _cleanup(paths, state)
         return report

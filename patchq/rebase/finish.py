@@ -1,4 +1,10 @@
-"""Completing a rebase: new files written aside, committed as one swap list, swapped in; undone by --abort."""
+"""Completing a rebase: the old files copied aside, the new ones committed in one transaction; --abort puts back.
+
+The new files and the rebase state that says "swapping" are committed together by the command's transaction
+(`txn`): a kill before its commit point leaves the rebase finishing (--continue finishes it again), a kill after
+it is rolled forward by the next command. The old bytes copied aside here are what --abort restores, through a
+transaction as well, whether the swap was committed or not.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,13 @@ from ..apply import LoadedPatch, run_queue
 from ..git import Repo
 from ..model import Stack, Status
 from ..patchfile import read_patch_file, render_patch_file
+from ..txn import Txn, atomic_write
 from ..workspace import (
     LOCK_NAME,
     SERIES_NAME,
     Workspace,
     series_bytes,
     set_lock_values,
-    write_atomic,
 )
 from .moves import Moves
 from .rangediff import commit_diffs, range_diff
@@ -40,8 +46,9 @@ from .survey import check_side, side_entries
 
 # ---- completing ------------------------------------------------------------------------------------------------------
 
-def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, patches: list[LoadedPatch]) -> None:
-    """Compute every new file, write them aside with copies of what they replace, then commit the swap list."""
+def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, patches: list[LoadedPatch],
+            t: Txn) -> None:
+    """Compute every new file, copy aside what they replace, then commit them with the state "swapping"."""
     shutil.rmtree(paths.swap, ignore_errors=True)
     steps = [_step_from_dict(s) for s in state.steps]
     files: dict[str, bytes] = {}
@@ -118,23 +125,22 @@ def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, p
     entries = []
     for number, (rel, data) in enumerate(sorted(files.items())):
         target = ws.root / rel
-        aside = swap_dir / "new" / str(number)
-        write_atomic(aside, data)
         old_sha = _file_sha(target)
         if old_sha is not None:
-            write_atomic(swap_dir / "old" / str(number), target.read_bytes())
+            atomic_write(swap_dir / "old" / str(number), target.read_bytes())
         made = []
         parent = Path(rel).parent
         while str(parent) not in ("", ".") and not (ws.root / parent).exists():
             made.append(str(parent))
             parent = parent.parent
-        entries.append({"path": rel, "new": str(aside.relative_to(paths.dir)), "new_sha": _sha256(data),
-                        "old": f"swap/old/{number}" if old_sha else "", "old_sha": old_sha, "made_dirs": made})
+        entries.append({"path": rel, "new_sha": _sha256(data), "old": f"swap/old/{number}" if old_sha else "",
+                        "old_sha": old_sha, "made_dirs": made})
+        t.write(target, data)
     crash_point("aside-written")
     state.swap = entries
     state.phase = "swapping"
-    state.save(paths)                                    # the commit point: from here on, --continue rolls forward
-    crash_point("swap-committed")
+    t.write(paths.state, state.to_bytes())
+    t.commit(label="swap")                               # the commit point: files and state land together
 
 
 def _decisions(ws: Workspace, state: RebaseState, patches: list[LoadedPatch], steps: list[RebaseStep],
@@ -181,38 +187,21 @@ def _decisions(ws: Workspace, state: RebaseState, patches: list[LoadedPatch], st
     return notes, files, exclude
 
 
-def _swap_in(root: Path, paths: RebasePaths, state: RebaseState) -> None:
-    for number, entry in enumerate(state.swap):
-        target = root / entry["path"]
-        _drop_temp_files(target)
-        if _file_sha(target) != entry["new_sha"]:
-            write_atomic(target, (paths.dir / entry["new"]).read_bytes())
-        if number == 0:
-            crash_point("mid-swap")
-    crash_point("swapped")
-
-
-def _swap_out(root: Path, paths: RebasePaths, state: RebaseState) -> None:
-    """Undo a swap, finished or not: every file back to its old bytes, files and folders it created removed."""
+def _swap_out(root: Path, paths: RebasePaths, state: RebaseState, t: Txn) -> None:
+    """Undo a swap, committed or not: every file back to its old bytes, files and folders it created removed."""
     for entry in reversed(state.swap):
         target = root / entry["path"]
-        _drop_temp_files(target)
         if entry["old_sha"] is None:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
+            if target.exists():
+                t.remove(target)
+        elif _file_sha(target) != entry["old_sha"]:
+            t.write(target, (paths.dir / entry["old"]).read_bytes())
+    t.commit(label="unswap")
+    for entry in reversed(state.swap):
+        if entry["old_sha"] is None:
             for folder in entry["made_dirs"]:
                 with contextlib.suppress(OSError):
                     (root / folder).rmdir()
-        elif _file_sha(target) != entry["old_sha"]:
-            write_atomic(target, (paths.dir / entry["old"]).read_bytes())
-
-
-def _drop_temp_files(target: Path) -> None:
-    """Remove what a write_atomic of `target` killed before its rename left beside it (`.NAME.*.tmp`)."""
-    if target.parent.is_dir():
-        for leftover in target.parent.glob(f".{target.name}.*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
 
 
 def _cleanup(paths: RebasePaths, state: RebaseState) -> None:

@@ -5,32 +5,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import signal
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ..crashtest import TEST_CRASH_ENV
+from ..crashtest import crash_point as crash_point  # re-exported: the rebase steps name their points
 from ..errors import BadInput
 from ..model import HunkProblem, Outcome, OutcomeKind, Status
-from ..workspace import STATE_DIR, write_atomic
+from ..txn import atomic_write
+from ..workspace import STATE_DIR
 
 STATE_VERSION = 1
-CRASH_ENV = "PATCHQ_TEST_CRASH_AT"     # test hook: the named step at which the process kills itself
-CRASH_POINTS = ("started", "applied", "conflict-worktree", "resolved-commit", "aside-written", "swap-committed",
-                "mid-swap", "swapped")
+CRASH_ENV = TEST_CRASH_ENV     # the test hook's named steps (crashtest.py); the swap's are its transaction's labels
+CRASH_POINTS = ("started", "applied", "conflict-worktree", "resolved-commit", "aside-written", "swap:committed",
+                "swap:mid", "swap:done")
 CLEAN_KINDS = (OutcomeKind.CLEAN, OutcomeKind.OFFSET)
 RERERE_REPLAYED = re.compile(r"^Resolved '(.+)' using previous resolution\.$", re.M)
 MARKER_LINE = re.compile(rb"^\+(<{7}|>{7}|\|{7})( |$)", re.M)
 RANGE_LINE = re.compile(r"^\s*(\d+|-):\s+([0-9a-f]+|-+)\s+([=!<>])\s+(\d+|-):\s+([0-9a-f]+|-+)\s?(.*)$")
-
-
-def crash_point(name: str) -> None:
-    """Die here exactly like `kill -9` when PATCHQ_TEST_CRASH_AT names this step (tests prove recovery with it)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ---- results ---------------------------------------------------------------------------------------------------------
@@ -241,8 +236,11 @@ class RebaseState:
     releases: list[dict[str, str]] | None = None          # the release list to write (a release from the index)
     old_base: str = ""                                    # the commit the queue was at ("" = old_pin)
 
+    def to_bytes(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True).encode()
+
     def save(self, paths: RebasePaths) -> None:
-        write_atomic(paths.state, json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True).encode())
+        atomic_write(paths.state, self.to_bytes())
 
     @classmethod
     def load(cls, paths: RebasePaths) -> "RebaseState":

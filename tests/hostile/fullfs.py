@@ -24,7 +24,7 @@ from test_hostile import snapshot  # noqa: E402
 
 
 def user_state(root: Path) -> dict[str, list]:
-    """What the user owns in the workspace: everything but patchq's scratch folder and write_atomic temp files."""
+    """What the user owns in the workspace: everything but patchq's scratch folder and atomic_write temp files."""
     return {k: list(v) for k, v in snapshot(root).items()
             if not k.startswith(".patchq") and not Path(k).name.endswith(".tmp")}
 
