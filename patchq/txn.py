@@ -349,7 +349,7 @@ def workspace_lock(root: Path, operation: str, *, shared: bool = False) -> Itera
     state = root / STATE_DIR
     path = state / "lock"
     if state.is_symlink():
-        raise BadInput(f"{STATE_DIR} is a symbolic link; patchq writes only into real folders of the workspace",
+        raise BadInput(f"{STATE_DIR} is a symlink; patchq writes there, so it must be a real folder of the workspace",
                        path=str(state))
     try:
         state.mkdir(parents=True, exist_ok=True)
