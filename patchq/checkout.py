@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .git import PATCHQ_IDENT, Pending, Repo
+from .txn import atomic_write
 
 APPLIED_REF = "refs/patchq/applied"          # in the checkout: the head patchq last moved it to
 SAVED_PREFIX = "refs/patchq/saved"           # in the checkout: work set aside by 'apply --force'
@@ -202,7 +203,7 @@ def record_applied(path: Path, head: str, *, created: bool) -> None:
         if not repo.has_user_identity():
             repo.config("user.name", CHECKOUT_IDENT[0])
             repo.config("user.email", CHECKOUT_IDENT[1])
-        checked.write_text("identity checked\n")
+        atomic_write(checked, b"identity checked\n")
 
 
 def checkout_base(path: Path, pin: str, archive_sha256: str = "") -> str:

@@ -8,7 +8,6 @@ meets after upstream moves: clean, offset, 3-way, and a rejected experiment that
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from .errors import BadInput
 from .git import Repo, clone_bare, clone_shared
 from .model import PatchEntry, Status
 from .patchfile import render_patch_file
-from .txn import atomic_write
+from .txn import atomic_write, publish
 from .workspace import SERIES_NAME, dump_yaml
 
 AUTHOR = "Inference Lab <lab@example.com>"
@@ -553,7 +552,8 @@ def build_demo(target: Path) -> Path:
         _build_into(staging)
         if target.exists():
             target.rmdir()
-        os.replace(staging, target)
+        if not publish(staging, target, durable=False):
+            raise BadInput(f"{target} appeared while the demo was being written; choose a new folder")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -32,7 +32,7 @@ from .git import Repo
 from .model import Outcome, OutcomeKind
 from .patchfile import read_patch_file, render_patch_file
 from .sources import ensure_base, workspace_ref
-from .txn import atomic_write
+from .txn import atomic_write, publish
 from .workspace import Workspace
 
 FILE_MODE = 0o644
@@ -337,7 +337,7 @@ def _write_folder(out_dir: Path, plan: ExportPlan) -> list[WrittenFile]:
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{plan.folder}.old.", dir=out_dir))
             os.replace(folder, old / "x")
-        os.replace(fresh, folder)
+        publish(fresh, folder)
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
         if old is not None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
 from . import flags
 from .model import FlagIdiom, FlagRead
+from .txn import atomic_write
 
 
 def _extractor_version() -> str:
@@ -96,12 +96,9 @@ class ReadCache:
         path = self._path(key)
         if path is None:
             return
+        data = json.dumps([_found_to(f) for f in found], separators=(",", ":")).encode()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".", dir=path.parent)
-            with os.fdopen(fd, "w") as fh:
-                json.dump([_found_to(f) for f in found], fh, separators=(",", ":"))
-            os.replace(tmp, path)
+            atomic_write(path, data, durable=False)
         except OSError:
             return
 

@@ -38,7 +38,7 @@ from .crashtest import file_operation
 from .digest import sha256_file
 from .errors import BadInput, EnvironmentFailure, NeedsYou
 from .git import GitError, Repo, apply_outside_repo
-from .txn import atomic_write
+from .txn import atomic_write, publish
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 JOURNAL_FORMAT = 1
@@ -139,7 +139,7 @@ def repack_wheel(wheel_path: str | Path, replacements: Mapping[str, bytes], out_
         try:
             with staging.open("wb") as out:
                 _write_wheel(out, archive, raw, infos, replacements, removed, dist_info, known, renamed)
-            os.replace(staging, dest)
+            publish(staging, dest)
         finally:
             staging.unlink(missing_ok=True)
     return dest
@@ -701,9 +701,7 @@ def _restore_entry(target: Path, copy: Path, entry: Mapping[str, Any]) -> None:
     shutil.copyfile(copy, staging)
     os.chmod(staging, entry["mode"])
     os.utime(staging, ns=(entry["mtime_ns"], entry["mtime_ns"]))
-    file_operation()
-    os.replace(staging, target)
-    file_operation()
+    publish(staging, target)
 
 
 def _unrestored(site: Path, backup: Path, journal: Mapping[str, Any]) -> list[str]:

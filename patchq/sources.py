@@ -26,6 +26,7 @@ from .errors import BadInput, EnvironmentFailure
 from .git import GitError, Pending, Repo, clone_mirror, clone_shared, objects_dir, remote_reachable
 from .model import FULL_SHA, Upstream
 from .treecheck import check_tree
+from .txn import atomic_write, publish
 from .workspace import check_archive_subdir
 
 OWNER_MARK = "patchq-checkout"   # file inside a checkout's .git naming the mirror it came from
@@ -151,11 +152,8 @@ def _empty_mirror(path: Path) -> Repo:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         Repo.init(tmp / "m.git", bare=True)
-        try:
-            os.replace(tmp / "m.git", path)
-        except OSError:
-            if not (path / "HEAD").exists():
-                raise
+        if not publish(tmp / "m.git", path, durable=False) and not (path / "HEAD").exists():
+            raise EnvironmentFailure(f"cannot make the mirror: {path} is in the way")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Repo(path)
@@ -176,12 +174,9 @@ def _clone_mirror(upstream: Upstream, url: str, path: Path) -> None:
                                          f"{_git_cause(exc.stderr) or exc}",
                                          hint="check the url in pins.lock, or give the upstream an archive source"
                                          ) from None
-        try:
-            os.replace(tmp / "m.git", path)
-        except OSError:
-            if not (path / "HEAD").exists():
-                raise
-            # another patchq process made the same mirror meanwhile: use its copy, drop ours
+        if not publish(tmp / "m.git", path, durable=False) and not (path / "HEAD").exists():
+            raise EnvironmentFailure(f"cannot make the mirror: {path} is in the way")
+        # (False with a HEAD there: another patchq process made the same mirror meanwhile; use its copy, drop ours)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -277,7 +272,8 @@ def archive_file(upstream: Upstream, *, workspace: Path | None = None) -> Path:
             raise BadInput(f"archive of {upstream.name!r} has sha256 {got}, pins.lock says {archive.sha256}",
                            path="pins.lock")
         final = folder / files[0].name
-        os.replace(files[0], final)
+        if not publish(files[0], final) and _sha256(final) != archive.sha256:
+            raise EnvironmentFailure(f"archive of {upstream.name!r}: {final} is in the way")
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -460,8 +456,8 @@ def follow_mirror(dest: Path, mirror: Repo) -> str:
             objects.append(str(old))
         alternates = git_dir / "objects" / "info" / "alternates"
         alternates.parent.mkdir(parents=True, exist_ok=True)
-        alternates.write_text("\n".join(objects) + "\n")
-        mark.write_text(str(mirror.path) + "\n")
+        atomic_write(alternates, ("\n".join(objects) + "\n").encode())
+        atomic_write(mark, (str(mirror.path) + "\n").encode())
     repo = Repo(dest)
     head = repo.rev_parse("HEAD")
     if head is None or not repo.has_tree(head):
@@ -600,7 +596,7 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
                            "or pass --force to set them aside and regenerate")
         if not interrupted:     # a recovery keeps the first marker: the tree is still between those two commits
             old_head = repo.head() or ""
-            moving.write_text(f"{os.getpid()}\nfrom {old_head}\nto {repo.rev_parse(commit) or commit}\n")
+            atomic_write(moving, f"{os.getpid()}\nfrom {old_head}\nto {repo.rev_parse(commit) or commit}\n".encode())
         file_operation()
         repo.checkout(commit, branch=branch, force=True)
         file_operation()
@@ -624,8 +620,8 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
         (tmp / "c" / ".git" / OWNER_MARK).write_text(str(mirror.path) + "\n")
         if dest.exists():
             dest.rmdir()
-        os.replace(tmp / "c", dest)
-        file_operation()
+        if not publish(tmp / "c", dest, durable=False):
+            raise EnvironmentFailure(f"cannot make the checkout: {dest} appeared meanwhile")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Checkout(Repo(dest), created=True)

@@ -48,22 +48,25 @@ JOURNAL_VERSION = 1
 
 # ---- the primitive -------------------------------------------------------------------------------------------------
 
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: bool = True) -> None:
     """Write through a temporary file in the same folder, renamed into place: the old bytes or the new, never half.
 
-    The file keeps an existing file's mode (else `mode`, else 0644)."""
+    The file keeps an existing file's mode (else `mode`, else 0644). `durable=False` skips the fsyncs, for cache
+    entries that are checked when read and made again when lost (the flag-analysis cache writes hundreds)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.chmod(tmp, _mode_for(path, mode))
         file_operation()
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
         file_operation()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -71,10 +74,15 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
         raise
 
 
-def publish(staging: Path, dest: Path) -> bool:
+def publish(staging: Path, dest: Path, *, durable: bool = True) -> bool:
     """Rename a fully written folder (or file) into place, all or nothing: False when `dest` already exists
-    (a concurrent twin stored the same thing first). For the build cache's objects."""
-    _fsync_tree(staging)
+    (a concurrent twin stored the same thing first, or an empty folder made by someone else stands there).
+
+    `durable` fsyncs every file first (the build cache: a kill must never leave a half-written object). Things
+    patchq can make again and checks before use (mirrors, checkouts, resolution work trees) pass False: fsyncing
+    a 5,000-file checkout would cost more than making it."""
+    if durable:
+        _fsync_tree(staging)
     file_operation()
     try:
         os.rename(staging, dest)

@@ -149,3 +149,22 @@ def test_a_killed_mark_is_finished_by_the_next_reader(lab, pyupstream, patchq):
     assert "Patchq-Status: diagnostic" in (root / "queues" / "vllm" / "0001-a.patch").read_text()
     check = patchq("-w", str(root), "check")
     assert "trailer-mismatch" not in check.out + check.err
+
+
+def test_txn_is_the_one_module_that_renames_files_into_place():
+    """Durable files reach the disk through txn (atomic_write / publish / a workspace transaction): a rename into
+    place anywhere else would be a second writer with its own idea of fsync and crash points."""
+    import re
+    package = Path(__file__).resolve().parent.parent / "patchq"
+    rename = re.compile(r"\bos\.(replace|rename)\(")
+    # export moves an old repro folder aside (not a write) before txn.publish puts the new one in place
+    allowed = {("export.py", 'os.replace(folder, old / "x")')}
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel == "txn.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if rename.search(line) and (rel, line.strip()) not in allowed:
+                offenders.append(f"{rel}:{number}: {line.strip()}")
+    assert offenders == []

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 
 from ..apply import LoadedPatch
+from ..errors import EnvironmentFailure
 from ..git import Repo, clone_shared
 from ..patchfile import commit_message, date_to_git
+from ..txn import publish
 from .state import MARKER_LINE, RERERE_REPLAYED, ConflictStop, RebasePaths
 
 # ---- the resolution work tree ----------------------------------------------------------------------------------------
@@ -32,7 +33,8 @@ def _prepare_worktree(repo: Repo, paths: RebasePaths, head: str) -> Repo:
     # relative, so it points at the same folder from worktree.tmp and worktree, and survives moving the workspace
     (tmp / ".git" / "rr-cache").symlink_to(Path("..") / ".." / "rr-cache")
     made.checkout(head)
-    os.replace(tmp, paths.worktree)
+    if not publish(tmp, paths.worktree, durable=False):
+        raise EnvironmentFailure(f"cannot make the resolution work tree: {paths.worktree} is in the way")
     return Repo(paths.worktree)
 
 
