@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import progress
-from .archive_import import commit_archive
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .git import GitError, Pending, Repo, clone_mirror, clone_shared, objects_dir, remote_reachable
@@ -375,6 +374,7 @@ def import_archive(upstream: Upstream, repo: Repo, *, workspace: Path | None = N
     # streamed into one fast-import pack (no extraction, no loose objects); the same tree `commit_folder` records
     importing = f"refs/patchq/importing/{os.getpid()}"
     try:
+        from .archive_import import commit_archive       # tarfile, zipfile, lzma: only for archive upstreams
         sha = commit_archive(repo, path, f"{upstream.name} from archive sha256:{archive.sha256}\n",
                              subdir=archive.subdir, name=upstream.name, ref=importing)
     finally:

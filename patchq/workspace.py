@@ -23,6 +23,7 @@ from .model import (
     ArchiveSource,
     PatchEntry,
     Queue,
+    Release,
     Stack,
     StackResult,
     Status,
@@ -295,9 +296,12 @@ def _load_upstream(name: str, node: Any, parent: CommentedMap, path: Path) -> Up
                                 subdir=_str(arch, "subdir", path) or None)
         if archive.subdir:
             check_archive_subdir(archive.subdir, name, path=str(path), line=_line(arch, "subdir"))
-    from .releases import parse_releases
+    releases: tuple[Release, ...] = ()
+    if node.get("releases") is not None:       # release chains (and packaging's version parser) only when used
+        from .releases import parse_releases
+        releases = parse_releases(node, name, path)
     return Upstream(name=name, url=url, pin=pin, archive=archive, description=_str(node, "description", path),
-                    version=_str(node, "version", path), releases=parse_releases(node, name, path))
+                    version=_str(node, "version", path), releases=releases)
 
 
 def check_archive_subdir(subdir: str, name: str, *, path: str = LOCK_NAME, line: int | None = None) -> None:

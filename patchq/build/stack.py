@@ -10,26 +10,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..apply import apply_stack, load_patch
 from ..errors import BadInput, NeedsYou
 from ..git import Repo
 from ..model import ApplyReport, OutcomeKind, UpstreamApply
-from ..overlay import (
-    OverlayResult,
-    OverlayStatus,
-    PythonChanges,
-    overlay_apply,
-    overlay_revert,
-    overlay_status,
-    python_changes_between,
-    repack_wheel,
-)
 from ..patchfile import touched_paths
 from ..sources import cache_root, ensure_base
 from ..workspace import Workspace
-from .builder import BuildOutcome, build_target
 from .recipe import Recipe, affected_targets, load_recipes, targets_to_build
+
+if TYPE_CHECKING:       # imported where used: an apply with no recipe to build loads neither (start-up time)
+    from ..overlay import OverlayResult, OverlayStatus, PythonChanges
+    from .builder import BuildOutcome
 
 
 @dataclass(frozen=True)
@@ -108,6 +102,7 @@ def build_after_apply(ws: Workspace, report: ApplyReport, *, targets: tuple[str,
         if not source:
             raise BadInput(f"target {target!r} builds from upstream {recipe.upstream!r}, which stack "
                            f"{report.stack!r} does not use (or which stopped on a conflict)", path=recipe.path)
+        from .builder import build_target
         builds.append(build_target(recipe, source, build_cache_dir(), dry_run=dry_run, jobs=jobs, launcher=launcher))
     return BuildReport(report.stack, targets_per_patch(ws, report), affected, tuple(builds), dry_run)
 
@@ -136,6 +131,7 @@ def _stack_python_changes(ws: Workspace, stack_name: str, upstream: str) -> tupl
         bad = next(o for o in up.outcomes if not o.kind.ok)
         raise NeedsYou(f"{upstream}:{bad.patch_id} does not apply; nothing to overlay until it does")
     base = ensure_base(ws.upstream(upstream), up.pin, workspace=ws.root)
+    from ..overlay import python_changes_between
     return python_changes_between(base.repo, base.commit, up.head), up
 
 
@@ -173,6 +169,7 @@ def overlay_stack(ws: Workspace, stack_name: str, site_packages: Path, *, upstre
     from .. import __version__
     mark = {"stack": stack_name, "upstream": upstream, "pin": up.pin, "head": up.head, "tree": up.tree,
             "patchq": __version__}
+    from ..overlay import overlay_apply
     result = overlay_apply(site_packages, changes.diff, package=package or upstream,
                            expected_version=expected_version(ws, upstream, version),
                            backup_root=overlay_backup_dir(ws, site_packages), marker=mark)
@@ -180,10 +177,12 @@ def overlay_stack(ws: Workspace, stack_name: str, site_packages: Path, *, upstre
 
 
 def revert_overlay(ws: Workspace, site_packages: Path) -> OverlayResult:
+    from ..overlay import overlay_revert
     return overlay_revert(site_packages, overlay_backup_dir(ws, site_packages))
 
 
 def status_of_overlay(ws: Workspace, site_packages: Path, package: str) -> OverlayStatus:
+    from ..overlay import overlay_status
     return overlay_status(site_packages, package, overlay_backup_dir(ws, site_packages))
 
 
@@ -206,6 +205,7 @@ def wheel_for_stack(ws: Workspace, stack_name: str, wheel: Path, out_dir: Path, 
                        f"({', '.join(changes.other_paths[:3])}); a repacked wheel would not contain them — "
                        "build it with 'patchq build' instead")
     tree = up.tree or Repo(up.checkout).tree_of(up.head)
+    from ..overlay import repack_wheel
     built = repack_wheel(wheel, changes.replacements, out_dir, deletions=changes.deletions,
                          local_label=f"pq.{tree[:12]}")
     version = built.name.split("-")[1]
