@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..apply import LoadedPatch, run_queue
+from ..errors import EnvironmentFailure
 from ..git import Repo
 from ..model import Stack, Status
 from ..patchfile import read_patch_file, render_patch_file
@@ -43,6 +44,9 @@ from .state import (
     workspace_rr_cache,
 )
 from .survey import check_side, side_entries
+
+ASIDE = "old.bin"       # in the swap folder: the bytes every swapped file had before, for --abort
+
 
 # ---- completing ------------------------------------------------------------------------------------------------------
 
@@ -121,21 +125,25 @@ def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, p
                  for s in side],
         "files": sorted(files), "left_out": left_out, "reapplied": not exact,
     }
-    swap_dir = paths.swap
+    aside = bytearray()          # every old file in one file: one fsync for the set, not two per file
     entries = []
-    for number, (rel, data) in enumerate(sorted(files.items())):
+    for rel, data in sorted(files.items()):
         target = ws.root / rel
         old_sha = _file_sha(target)
+        old_at = None
         if old_sha is not None:
-            atomic_write(swap_dir / "old" / str(number), target.read_bytes())
+            old = target.read_bytes()
+            old_at = [len(aside), len(old)]
+            aside += old
         made = []
         parent = Path(rel).parent
         while str(parent) not in ("", ".") and not (ws.root / parent).exists():
             made.append(str(parent))
             parent = parent.parent
-        entries.append({"path": rel, "new_sha": _sha256(data), "old": f"swap/old/{number}" if old_sha else "",
+        entries.append({"path": rel, "new_sha": _sha256(data), "old": f"swap/{ASIDE}" if old_sha else "", "old_at": old_at,
                         "old_sha": old_sha, "made_dirs": made})
         t.write(target, data)
+    atomic_write(paths.swap / ASIDE, bytes(aside))
     crash_point("aside-written")
     state.swap = entries
     state.phase = "swapping"
@@ -189,13 +197,22 @@ def _decisions(ws: Workspace, state: RebaseState, patches: list[LoadedPatch], st
 
 def _swap_out(root: Path, paths: RebasePaths, state: RebaseState, t: Txn) -> None:
     """Undo a swap, committed or not: every file back to its old bytes, files and folders it created removed."""
+    aside: bytes | None = None
     for entry in reversed(state.swap):
         target = root / entry["path"]
         if entry["old_sha"] is None:
             if target.exists():
                 t.remove(target)
         elif _file_sha(target) != entry["old_sha"]:
-            t.write(target, (paths.dir / entry["old"]).read_bytes())
+            if aside is None:
+                aside = (paths.swap / ASIDE).read_bytes()
+            start, length = entry["old_at"]
+            old = aside[start:start + length]
+            if _sha256(old) != entry["old_sha"]:
+                raise EnvironmentFailure(f"the saved copy of {entry['path']} does not match what the rebase set "
+                                         "aside; restore it from your backup or version control",
+                                         path=str(paths.swap / ASIDE))
+            t.write(target, old)
     t.commit(label="unswap")
     for entry in reversed(state.swap):
         if entry["old_sha"] is None:
