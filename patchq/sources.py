@@ -456,8 +456,9 @@ def follow_mirror(dest: Path, mirror: Repo) -> str:
             objects.append(str(old))
         alternates = git_dir / "objects" / "info" / "alternates"
         alternates.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(alternates, ("\n".join(objects) + "\n").encode())
-        atomic_write(mark, (str(mirror.path) + "\n").encode())
+        # not fsynced: git does not fsync the checkout it sits beside either (core.fsync is off by default)
+        atomic_write(alternates, ("\n".join(objects) + "\n").encode(), durable=False)
+        atomic_write(mark, (str(mirror.path) + "\n").encode(), durable=False)
     repo = Repo(dest)
     head = repo.rev_parse("HEAD")
     if head is None or not repo.has_tree(head):
@@ -596,7 +597,8 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
                            "or pass --force to set them aside and regenerate")
         if not interrupted:     # a recovery keeps the first marker: the tree is still between those two commits
             old_head = repo.head() or ""
-            atomic_write(moving, f"{os.getpid()}\nfrom {old_head}\nto {repo.rev_parse(commit) or commit}\n".encode())
+            atomic_write(moving, f"{os.getpid()}\nfrom {old_head}\nto {repo.rev_parse(commit) or commit}\n".encode(),
+                         durable=False)       # as durable as the git checkout it guards (git does not fsync it)
         file_operation()
         repo.checkout(commit, branch=branch, force=True)
         file_operation()
