@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from patchq import git as patchq_git  # noqa: E402
-from patchq.apply import apply_stack  # noqa: E402
-from patchq.model import PatchEntry, Status  # noqa: E402
-from patchq.patchfile import render_patch_file  # noqa: E402
-from patchq.workspace import load_workspace  # noqa: E402
+from patchq import git as patchq_git
+from patchq.apply import apply_stack
+from patchq.model import PatchEntry, Status
+from patchq.patchfile import render_patch_file
+from patchq.workspace import load_workspace
 
 ENV = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@localhost", GIT_COMMITTER_NAME="bench",
            GIT_COMMITTER_EMAIL="bench@localhost", GIT_AUTHOR_DATE="1700000000 +0000",

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from patchq.build.builder import BuildKind, build_target  # noqa: E402
-from patchq.build.recipe import load_recipe  # noqa: E402
-from patchq.overlay import repack_wheel  # noqa: E402
+from patchq.build.builder import BuildKind, build_target
+from patchq.build.recipe import load_recipe
+from patchq.overlay import repack_wheel
 
 NATIVE_C = """\
 #define PY_SSIZE_T_CLEAN

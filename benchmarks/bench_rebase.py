@@ -29,12 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from patchq.git import Repo, run_git  # noqa: E402
-from patchq.model import PatchEntry, Status  # noqa: E402
-from patchq.patchfile import render_patch_file  # noqa: E402
-from patchq.rebase import start_rebase  # noqa: E402
-from patchq.sources import ensure_mirror  # noqa: E402
-from patchq.workspace import dump_yaml, entry_to_yaml, load_workspace, new_lock_doc  # noqa: E402
+from patchq.git import Repo, run_git
+from patchq.model import PatchEntry, Status
+from patchq.patchfile import render_patch_file
+from patchq.rebase import start_rebase
+from patchq.sources import ensure_mirror
+from patchq.workspace import dump_yaml, entry_to_yaml, load_workspace, new_lock_doc
 
 MODULES = 12
 FUNCTIONS = 100

@@ -15,19 +15,36 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkout import (SAVED_PREFIX, LocalWork, is_patchq_checkout, local_work, record_applied, save_local_work,
-                       start_local_commits)
+from .checkout import (
+    SAVED_PREFIX,
+    LocalWork,
+    is_patchq_checkout,
+    local_work,
+    record_applied,
+    save_local_work,
+    start_local_commits,
+)
 from .crashtest import pause_point
 from .errors import BadInput
-from .git import Repo
+from .git import Pending, Repo
 from .gitindex import TempIndex
-from .model import (ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply)
+from .model import ApplyReport, HunkProblem, Outcome, OutcomeKind, PatchEntry, Stack, UpstreamApply
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
-from .sources import (LOST_MIRROR, MOVING_MARK, ensure_base, follow_mirror, prepare_checkout, start_dirty_check,
-                      workspace_ref)
+from .patchtext import Hunk
+from .sources import (
+    LOST_MIRROR,
+    MOVING_MARK,
+    Base,
+    ensure_base,
+    follow_mirror,
+    prepare_checkout,
+    start_dirty_check,
+    workspace_ref,
+)
 from .treecheck import escaping_link
 from .workspace import STATE_DIR, Workspace, check_requires
 
@@ -44,6 +61,12 @@ class LoadedPatch:
     source: str                      # workspace-relative path, for messages
 
 
+# One path a patch changed: (mode, blob id, path), mode '' for a deletion. The Python replay adds the file's new
+# bytes (None for a deletion), which fast-import then takes inline.
+PathChange = tuple[str, str, str] | tuple[str, str, str, bytes | None]
+QueueChanges = list[tuple[LoadedPatch, Sequence[PathChange]]]     # the patches that changed something, in order
+
+
 @dataclass
 class QueueRun:
     """What running a queue produced: one outcome per patch and, when commits were asked for, the commits."""
@@ -52,6 +75,9 @@ class QueueRun:
     commits: dict[str, str] = field(default_factory=dict)   # patch id -> commit
     head: str = ""                                           # last commit (the base when nothing applied)
     tree: str = ""
+
+
+QueuePlan = tuple[str, str, Base, QueueRun, list[LoadedPatch]]     # upstream, pin, base, its run, the patches
 
 
 def load_patch(ws: Workspace, entry: PatchEntry) -> LoadedPatch:
@@ -128,7 +154,8 @@ def check_symlink_ancestors(repo: Repo, base: str, patches: list[LoadedPatch]) -
                            path=loaded.source)
 
 
-def check_result_links(repo: Repo, base: str, patches: list[LoadedPatch], at_base: dict, final: dict) -> None:
+def check_result_links(repo: Repo, base: str, patches: list[LoadedPatch], at_base: dict[str, tuple[str, str, int]],
+                       final: dict[str, tuple[str, str, int]]) -> None:
     """Refuse a queue whose result has a symlink pointing outside the tree, however the diff made it (a `+` line,
     a binary patch with mode 120000, a rename or copy to a shallower folder, a mode change)."""
     changed = {path: (mode, sha) for mode, sha, path in _index_delta(at_base, final) if "\0" not in path}
@@ -264,7 +291,7 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
             paths[p] = None
     index = TinyIndex(repo, base, list(paths))
     run = QueueRun(head=base)
-    changes: list[tuple[LoadedPatch, list[tuple[str, str, str]]]] = []
+    changes: QueueChanges = []
     try:
         at_base = index.entries()
         pause_point("judging")           # test hook: a signal while a temporary index exists
@@ -272,7 +299,7 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
         quick = _judge_in_one_pass(repo, index, patches)
         if quick is not None:
             check_result_links(repo, base, patches, at_base, index.entries())
-        replayed = None
+        replayed: QueueChanges | None = None
         if quick is not None and commit_ref is not None:
             replayed = _replay_in_python(repo, base, patches, at_base, index.entries())
     except BaseException:
@@ -283,6 +310,7 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
         if commit_ref is None:
             run.outcomes = quick
             return run
+        assert replayed is not None      # asked for commits and the replay matched git
         changed_ids = {lp.entry.id for lp, _ in replayed}
         run.outcomes = [o if o.patch_id in changed_ids else
                         Outcome(o.patch_id, o.upstream, OutcomeKind.EMPTY, files=o.files,
@@ -319,7 +347,7 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
     return run
 
 
-def _commit_run(repo: Repo, base: str, commit_ref: str, run: QueueRun, changes) -> QueueRun:
+def _commit_run(repo: Repo, base: str, commit_ref: str, run: QueueRun, changes: QueueChanges) -> QueueRun:
     commits = _write_commits(repo, base, commit_ref, changes)
     run.commits = commits
     run.head = commits[changes[-1][0].entry.id] if changes else base
@@ -333,7 +361,8 @@ def _blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _replay_in_python(repo: Repo, base: str, patches: list[LoadedPatch], at_base: dict, final: dict):
+def _replay_in_python(repo: Repo, base: str, patches: list[LoadedPatch], at_base: dict[str, tuple[str, str, int]],
+                      final: dict[str, tuple[str, str, int]]) -> QueueChanges | None:
     """Each patch's resulting files, spliced in Python at the positions git just verified in its one pass.
 
     This saves one git process per patch when a queue applies as is. git stays the judge: the replay is used only
@@ -345,13 +374,14 @@ def _replay_in_python(repo: Repo, base: str, patches: list[LoadedPatch], at_base
     specs = {path: f"{base}:{path}" for path, (mode, _, stage) in at_base.items() if stage == 0}
     blobs = repo.read_blobs(list(specs.values()))
     for path, spec in specs.items():
-        if blobs.get(spec) is None:
+        blob = blobs.get(spec)
+        if blob is None:
             return None
-        contents[path] = blobs[spec]
+        contents[path] = blob
         modes[path] = at_base[path][0]
-    changes = []
+    changes: QueueChanges = []
     for loaded in patches:
-        delta = []
+        delta: list[PathChange] = []
         for section in loaded.patch.files:
             if section.binary or section.rename or section.copy or section.new_mode == "120000":
                 return None
@@ -380,7 +410,7 @@ def _replay_in_python(repo: Repo, base: str, patches: list[LoadedPatch], at_base
     return changes if computed == expected else None
 
 
-def _splice(old: bytes, hunks) -> bytes | None:
+def _splice(old: bytes, hunks: Sequence[Hunk]) -> bytes | None:
     """Apply exact-context hunks to a file's bytes, each at the matching position nearest to where it says."""
     spliced = splice_lines(old, hunks)
     return None if spliced is None else spliced.data
@@ -395,7 +425,7 @@ class Spliced:
     removed: tuple[int, ...]        # pre-image lines
 
 
-def splice_lines(old: bytes, hunks) -> Spliced | None:
+def splice_lines(old: bytes, hunks: Sequence[Hunk]) -> Spliced | None:
     """`_splice` that also says where each hunk landed; None where a hunk's exact context is not found, or where
     hunks would land out of order (then only git can say what happens)."""
     lines = old.splitlines(keepends=True)
@@ -515,8 +545,7 @@ def _fi_path(path: str) -> str:
     return path
 
 
-def _write_commits(repo: Repo, base: str, ref: str, changes: list[tuple[LoadedPatch, list[tuple[str, str, str]]]]
-                   ) -> dict[str, str]:
+def _write_commits(repo: Repo, base: str, ref: str, changes: QueueChanges) -> dict[str, str]:
     """All commits of the queue in one `git fast-import` run; ids are stable for the same patches and base."""
     if not changes:
         repo.update_ref(ref, base)
@@ -582,7 +611,7 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
     commits = {} if check_only or into is not None else {
         name: start_local_commits(default_checkout_dir(ws, stack_name, name)) for name in upstreams}
     try:
-        plans = []
+        plans: list[QueuePlan] = []
         for name in upstreams:
             upstream = ws.upstream(name)
             pin = ws.pin_for(stack, name)
@@ -639,8 +668,8 @@ def _upto_entry(ws: Workspace, stack: Stack, upstreams: list[str], upto: str, ex
     return entry
 
 
-def _guard_checkouts(ws: Workspace, stack_name: str, plans, dirty: dict, commits: dict, force: bool,
-                     changed: dict[str, list[str]]) -> list[str]:
+def _guard_checkouts(ws: Workspace, stack_name: str, plans: list[QueuePlan], dirty: dict[str, Pending | None],
+                     commits: dict[str, Pending | None], force: bool, changed: dict[str, list[str]]) -> list[str]:
     """Before any checkout moves: refuse to lose local work, or with `force` save it under a ref first.
 
     Every upstream's checkout is looked at before the first one is touched. Returns the sentences that say where

@@ -10,14 +10,15 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .apply import LoadedPatch, TinyIndex, _judge_in_one_pass, check_symlink_ancestors, load_patch, splice_lines
 from .flagcache import Job, ReadCache, blob_id
-from .flags import reads_in_lines, reads_touching
-from .git import Repo
+from .flags import Located, reads_in_lines, reads_touching
+from .git import ObjectReader, Repo
 from .gitindex import TempIndex
-from .model import FlagRead, Finding, Stack, Status
+from .model import Finding, FlagRead, Stack, Status
 from .patchfile import touched_paths
 from .sources import cache_root, ensure_base
 from .workspace import Workspace
@@ -57,7 +58,7 @@ class FlagAudit:
     patches: tuple[PatchFlags, ...]
     flags: tuple[FlagSummary, ...]
     findings: tuple[Finding, ...]
-    profile: dict
+    profile: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class _Judge:
     applied result, not history, and not the per-hunk diagnosis of a conflict.
     """
 
-    def __init__(self, repo: Repo, base: str, paths: list[str], reader) -> None:
+    def __init__(self, repo: Repo, base: str, paths: list[str], reader: ObjectReader) -> None:
         self.repo, self.base, self.reader = repo, base, reader
         self.index = TinyIndex(repo, base, paths)
         self.contents: dict[str, bytes] = {}
@@ -145,7 +146,8 @@ class _Judge:
             self.index.restore(head)
         return [results.get(n) for n in range(len(patches))]
 
-    def _judge_group(self, index, head: bytes, group: list[tuple[int, LoadedPatch]]):
+    def _judge_group(self, index: TempIndex, head: bytes, group: list[tuple[int, LoadedPatch]]
+                     ) -> Iterator[tuple[int, list[_Change] | None]]:
         while group:
             if len(group) == 1:
                 number, loaded = group[0]
@@ -178,7 +180,7 @@ class _Judge:
             group = [item for position, item in enumerate(group) if position not in culprits]
 
     # ---- one patch --------------------------------------------------------------------------------------------
-    def _apply_one(self, index, loaded: LoadedPatch, contents: dict[str, bytes], *,
+    def _apply_one(self, index: TempIndex, loaded: LoadedPatch, contents: dict[str, bytes], *,
                    fails_as_is: bool = False) -> list[_Change] | None:
         """Judge one patch the way `apply` does (as is, already upstream, 3-way, reduced context) without the
         conflict diagnosis; on success update `contents` and the index, and say what changed. `fails_as_is`: git
@@ -236,7 +238,8 @@ class _Judge:
                                        spliced.added))
         return changes
 
-    def _from_git(self, before: dict, after: dict, contents: dict[str, bytes]) -> list[_Change]:
+    def _from_git(self, before: dict[str, tuple[str, str, int]], after: dict[str, tuple[str, str, int]],
+                  contents: dict[str, bytes]) -> list[_Change]:
         changes = []
         for path in sorted(set(before) | set(after)):
             old_entry, new_entry = before.get(path), after.get(path)
@@ -244,6 +247,8 @@ class _Judge:
                 continue
             old = contents.get(path) if old_entry is not None else None
             new = self.reader.read(new_entry[1]) if new_entry is not None else None
+            removed: tuple[int, ...]
+            added: tuple[int, ...]
             if _binary(old) or _binary(new):              # git diff shows no lines of a binary file
                 removed, added = (), ()
             elif old is not None and new is not None and old_entry is not None and new_entry is not None:
@@ -320,7 +325,8 @@ def _line_count(data: bytes | None) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
-def _same_files(contents: dict[str, bytes], entries: dict, only: list[str] | None = None) -> bool:
+def _same_files(contents: dict[str, bytes], entries: dict[str, tuple[str, str, int]],
+               only: list[str] | None = None) -> bool:
     """Whether the spliced contents are exactly what git put in the index (blob ids; stage-0 entries only)."""
     paths = set(only) if only is not None else set(contents) | {p for p, e in entries.items() if e[2] == 0}
     for path in paths:
@@ -343,7 +349,7 @@ def _jobs_of(changes: list[_Change]) -> list[Job]:
     return jobs
 
 
-def _reads_of_changes(cache: ReadCache, located: dict, changes: list[_Change]) -> list[FlagRead]:
+def _reads_of_changes(cache: ReadCache, located: dict[str, list[Located]], changes: list[_Change]) -> list[FlagRead]:
     """Reads in the lines a patch adds (post-image) and removes (pre-image), from whole files."""
     reads: list[FlagRead] = []
     for change in changes:
@@ -415,7 +421,7 @@ def _check_symlinks(repo: Repo, base: str, ordered: list[LoadedPatch], on_top: l
         check_symlink_ancestors(repo, base, ordered + [loaded])
 
 
-def _summaries(patches: list[PatchFlags], profile: dict) -> list[FlagSummary]:
+def _summaries(patches: list[PatchFlags], profile: dict[str, str]) -> list[FlagSummary]:
     by_name: dict[str, list[tuple[PatchFlags, FlagRead]]] = {}
     for pf in patches:
         for read in pf.reads:
@@ -437,8 +443,8 @@ def _findings(ws: Workspace, patches: list[PatchFlags], summaries: list[FlagSumm
               negative: list[PatchFlags]) -> list[Finding]:
     findings: list[Finding] = []
     for pf in patches:
-        where = f"queues/{pf.upstream}/{ws.queue(pf.upstream).get(pf.patch_id).file}" \
-            if ws.queue(pf.upstream).get(pf.patch_id) else pf.patch_id
+        entry = ws.queue(pf.upstream).get(pf.patch_id)
+        where = f"queues/{pf.upstream}/{entry.file}" if entry else pf.patch_id
         found = set(pf.found)
         for name in pf.declared:
             if name not in found:

@@ -15,7 +15,8 @@ from typing import Any
 
 from .errors import BadInput
 from .model import BenchSpec, GateSpec
-from .workspace import _check_keys, _line, _require_map
+from .workspace import _check_keys, _require_map
+from .yamlio import line_of as _line
 
 BENCH_KEYS = {"cmd", "metric", "repeats", "warmup", "timeout", "better", "unit", "cwd", "build"}
 GATE_KEYS = {"name", "cmd", "timeout", "cwd"}

@@ -304,7 +304,7 @@ MAX_JSON_DEPTH = 32
 MAX_JSON_NUMBER = 64          # digits: a manifest holds counts and sizes, never a 5,000-digit number
 
 
-def guarded_json(text: str, source: str):
+def guarded_json(text: str, source: str) -> object:
     """json.loads, refusing what would crash or stall it: deep nesting (a RecursionError) and huge numbers
     (Python refuses to convert more than 4,300 digits, with a ValueError of its own)."""
     depth = 0
@@ -316,7 +316,7 @@ def guarded_json(text: str, source: str):
         elif char in "]}":
             depth = max(0, depth - 1)
 
-    def number(raw: str):
+    def number(raw: str) -> int | float:
         if len(raw) > MAX_JSON_NUMBER:
             raise BadInput(f"manifest holds a number of {len(raw)} characters", path=source)
         return float(raw) if any(c in raw for c in ".eE") else int(raw)

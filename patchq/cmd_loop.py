@@ -297,7 +297,7 @@ def _stack_change(upstreams: tuple[str, ...], include: tuple[str, ...], extra: t
 @click.argument("name")
 @_stack_options
 @pass_ctx
-def stack_add(c: Context, name: str, **opts: Any) -> None:
+def stack_add(c: Context, /, name: str, **opts: Any) -> None:     # `c` positional: pass_ctx puts it first
     """Add stack NAME: its upstreams in apply order and, optionally, include, extra, profile and result."""
     from .metadata import set_stack
     from .report_loop import render_stacks
@@ -311,7 +311,7 @@ def stack_add(c: Context, name: str, **opts: Any) -> None:
 @click.argument("name")
 @_stack_options
 @pass_ctx
-def stack_set(c: Context, name: str, **opts: Any) -> None:
+def stack_set(c: Context, /, name: str, **opts: Any) -> None:     # `c` positional: pass_ctx puts it first
     """Change stack NAME: only the fields given change; comments in pins.lock stay."""
     from .metadata import set_stack
     from .report_loop import render_stacks

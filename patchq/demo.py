@@ -19,7 +19,8 @@ from .git import Repo, clone_bare, clone_shared
 from .model import PatchEntry, Status
 from .patchfile import render_patch_file
 from .txn import atomic_write, publish
-from .workspace import SERIES_NAME, dump_yaml
+from .workspace import SERIES_NAME
+from .yamlio import dump as dump_yaml
 
 AUTHOR = "Inference Lab <lab@example.com>"
 _DAY = 86400

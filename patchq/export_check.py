@@ -11,8 +11,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bundle import (DEFAULT_LIMIT, MANIFEST_KIND, Manifest, guarded_json, manifest_bytes, parse_patch_stream,
-                     read_bundle, read_manifest, safe_relative, sha256_hex)
+from .bundle import (
+    DEFAULT_LIMIT,
+    MANIFEST_KIND,
+    Manifest,
+    guarded_json,
+    manifest_bytes,
+    parse_patch_stream,
+    read_bundle,
+    read_manifest,
+    safe_relative,
+    sha256_hex,
+)
 from .errors import BadInput, NeedsYou
 from .export import plain_apply_tree, plan_export
 from .model import Finding
@@ -211,6 +221,8 @@ def _same_but_checksums(current: bytes, expected: Manifest) -> bool:
     try:
         doc, want = guarded_json(current.decode("utf-8"), "manifest"), json.loads(manifest_bytes(expected))
     except (ValueError, BadInput):
+        return False
+    if not isinstance(doc, dict) or not isinstance(want, dict):
         return False
     for key in ("files", "bundle_sha256"):
         doc.pop(key, None)

@@ -3,8 +3,8 @@
 A 200-patch series.yaml takes ruamel's pure-Python round-trip loader about half a second, and every command reads
 every queue. libyaml (PyYAML's C parser) produces the events; this module builds the very documents the round-trip
 loader would (CommentedMap / CommentedSeq with the same line data, scalars resolved and constructed by ruamel's own
-YAML 1.2 resolver and constructor), so the rest of patchq cannot tell them apart. (One thing differs and nothing reads it: the position recorded for
-an empty value, which libyaml puts after the colon and ruamel at the next token.)
+YAML 1.2 resolver and constructor), so the rest of patchq cannot tell them apart. (One thing differs and nothing
+reads it: the position recorded for an empty value, which libyaml puts after the colon and ruamel at the next token.)
 
 It only answers when it is sure. Anything outside the plain subset (tags, anchors, aliases, merge keys, duplicate
 or non-text keys, deep nesting, a scalar ruamel would refuse, several documents, any libyaml error) returns None,
@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.nodes import ScalarNode
+
+if TYPE_CHECKING:     # the checker only: at run time the import below may fail, and then no event arrives
+    from yaml.events import ScalarEvent
 
 _parse: Callable[..., Iterator[Any]] | None
 _Loader: type | None
@@ -73,7 +76,7 @@ class _Builder:
         rt.preserve_quotes = True
         self.resolver, self.constructor = rt.resolver, rt.constructor
 
-    def build(self, events) -> Any:
+    def build(self, events: Iterator[Any]) -> Any:     # PyYAML's events, told apart by class name
         # Each open container: [node, pending key or _NO_KEY, key line, key column, flow style]
         stack: list[list[Any]] = []
         root: Any = _NO_KEY
@@ -138,7 +141,7 @@ class _Builder:
             top[1] = _NO_KEY
         return root
 
-    def _scalar(self, event) -> Any:
+    def _scalar(self, event: ScalarEvent) -> Any:
         if event.tag is not None:          # even `!`: the exact loader refuses every tag
             raise _Unsure
         if event.style:                    # quoted or block scalar: text as written (ruamel keeps a str subclass)

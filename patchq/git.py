@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Literal, cast, overload
 
 from .errors import EnvironmentFailure
 from .signals import deferred
@@ -220,7 +220,7 @@ def _ensure_git() -> None:
 
 
 def _popen(args: Sequence[str], cwd: str | Path | None, env: dict[str, str], *, stdin_pipe: bool,
-           stderr=subprocess.PIPE) -> subprocess.Popen:
+           stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
     _ensure_git()
     return subprocess.Popen(["git", *NO_FILTERS, *args], cwd=str(cwd) if cwd else None, env=env,
                             stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
@@ -255,7 +255,7 @@ def run_git(args: list[str], *, cwd: str | Path | None = None, input: bytes | st
     return result
 
 
-def _tee_stderr(proc: subprocess.Popen, sink: IO[bytes]) -> tuple[bytes, bytes]:
+def _tee_stderr(proc: subprocess.Popen[bytes], sink: IO[bytes]) -> tuple[bytes, bytes]:
     """stdout kept; stderr kept and passed through as it arrives (git's progress meter redraws with \\r)."""
     kept: list[bytes] = []
 
@@ -279,7 +279,7 @@ def _tee_stderr(proc: subprocess.Popen, sink: IO[bytes]) -> tuple[bytes, bytes]:
     return stdout, b"".join(kept)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
     """End a git process the way git expects: SIGTERM first, so it deletes its `*.lock` files (a SIGKILL would
     leave `index.lock` behind and the next git in that repository would refuse to run)."""
     if proc.poll() is None:
@@ -298,7 +298,7 @@ class Pending:
     def __init__(self, args: list[str], cwd: Path) -> None:
         self.args, self.cwd, self.finished = args, cwd, False
         self.started = time.monotonic()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         try:
             with deferred():
                 self.proc = _popen(args, cwd, _base_env(None), stdin_pipe=False)
@@ -889,7 +889,12 @@ class Repo:
     def parse_status(out: str) -> list[str]:
         return [e[3:] for e in out.split("\0") if len(e) > 3]
 
-    def status_porcelain(self, *, ignored: bool = False) -> list:
+    @overload
+    def status_porcelain(self, *, ignored: Literal[False] = False) -> list[str]: ...
+    @overload
+    def status_porcelain(self, *, ignored: Literal[True]) -> list[tuple[str, bool]]: ...
+
+    def status_porcelain(self, *, ignored: bool = False) -> list[str] | list[tuple[str, bool]]:
         """Changed and untracked files of the work tree; with `ignored`, (path, is_ignored) pairs including them."""
         args = list(self.STATUS_ARGS)
         if ignored:

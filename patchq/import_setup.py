@@ -139,7 +139,7 @@ def prepared_import(ws: Workspace, paths: Sequence[Path], *, dry_run: bool) -> I
 
 def _absolute_urls(ws: Workspace) -> bytes:
     """pins.lock with relative local upstream urls made absolute (they are relative to the workspace)."""
-    from .workspace import _editable, dump_yaml
+    from .yamlio import dump as dump_yaml, editable as _editable
     doc = _editable(ws.lock_doc, ws.lock_path, LOCK_NAME)
     for node in (doc.get("upstreams") or {}).values():
         url = str(node.get("url", ""))

@@ -20,14 +20,8 @@ from .errors import BadInput
 from .model import FULL_SHA, UPSTREAM_NAME, PatchEntry, Stack, Status, Upstream
 from .patchfile import format_date, read_patch_file, trailer_lines
 from .txn import Txn
-from .workspace import (
-    LOCK_NAME,
-    Workspace,
-    _editable,
-    dump_yaml,
-    load_workspace,
-    series_bytes,
-)
+from .workspace import LOCK_NAME, Workspace, load_workspace, series_bytes
+from .yamlio import dump as dump_yaml, editable as _editable
 
 PROFILE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -30,9 +30,10 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .crashtest import file_operation
 from .digest import sha256_file

@@ -117,8 +117,8 @@ def trailer_mismatches(ws: Workspace, entry: PatchEntry) -> list[tuple[str, str,
     return out
 
 
-def _show(value) -> str:
+def _show(value: object) -> str:
     if isinstance(value, tuple):
         return ", ".join(value)
-    return getattr(value, "value", str(value))
+    return str(getattr(value, "value", value))          # a status by its name in the file
 

@@ -35,7 +35,8 @@ LOCK = "pins.lock"
 
 def parse_releases(node: Any, name: str, path: Path) -> tuple[Release, ...]:
     """The `releases:` list of an upstream in pins.lock, validated (one line per error, with its line number)."""
-    from .workspace import _check_keys, _line, _require_map, _str
+    from .workspace import _check_keys, _require_map, _str
+    from .yamlio import line_of as _line
     items = node.get("releases") if isinstance(node, dict) else None
     if items is None:
         return ()

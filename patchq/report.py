@@ -18,12 +18,12 @@ from .table import Table, Text
 
 if TYPE_CHECKING:     # the command results, for the checker only: rendering must not import the engines
     from .audit import FlagAudit
+    from .build.stack import BuildReport, OverlayReport
     from .export import ExportResult
     from .export_check import ExportCheck
     from .importer.items import ImportItem, ImportReport
     from .overlay import OverlayResult, OverlayStatus
     from .rebase.state import RebaseReport
-    from .build.stack import BuildReport, OverlayReport
 
 __all__ = ["plain", "to_json"]   # kept here for callers that imported them from report
 

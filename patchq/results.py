@@ -21,7 +21,8 @@ from .errors import BadInput
 from .model import PatchEntry, Status
 from .patchfile import read_patch_file, render_patch_file
 from .txn import Txn, recover
-from .workspace import LOCK_NAME, Workspace, _editable, dump_yaml, series_bytes
+from .workspace import LOCK_NAME, Workspace, series_bytes
+from .yamlio import dump as dump_yaml, editable as _editable
 
 RESULTS_DIR = "results"
 

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import progress
 from .crashtest import file_operation
@@ -116,12 +117,14 @@ def ensure_base(upstream: Upstream, pin: str, *, workspace: Path | None = None) 
             return Base(repo, found[0], pin, found[1])
         if upstream.archive is None:
             raise not_a_release(upstream, pin)
+    archive = upstream.archive
+    assert archive is not None      # no archive and no releases returned above; releases and no archive raised
     commit = import_archive(upstream, repo, workspace=workspace)
     from .releases import check_recorded_commit
-    check_recorded_commit(repo, commit, pin, f"archive of {upstream.name!r} (sha256 {upstream.archive.sha256[:12]})")
-    source = upstream.archive.pypi or upstream.archive.url
+    check_recorded_commit(repo, commit, pin, f"archive of {upstream.name!r} (sha256 {archive.sha256[:12]})")
+    source = archive.pypi or archive.url
     return Base(repo, commit, pin, f"{upstream.url} is out of reach: using {source} (sha256 "
-                                   f"{upstream.archive.sha256[:12]}) as commit {commit[:12]} for pin {pin[:12]}")
+                                   f"{archive.sha256[:12]}) as commit {commit[:12]} for pin {pin[:12]}")
 
 
 def ensure_mirror(upstream: Upstream, *, workspace: Path | None = None, need: tuple[str, ...] = (),
@@ -307,7 +310,7 @@ def _download_sdist(requirement: str, sha256: str, dest: Path) -> None:
         raise EnvironmentFailure(f"cannot download {url}: {exc}") from None
 
 
-def _sdists(requirement: str) -> tuple[str, str, list[dict]]:
+def _sdists(requirement: str) -> tuple[str, str, list[dict[str, Any]]]:
     """(index, listing URL, the sdist files of `name==version`) from the package index's JSON listing."""
     name, sep, version = requirement.partition("==")
     if not sep or not name.strip() or not version.strip():
@@ -326,7 +329,7 @@ def _sdists(requirement: str) -> tuple[str, str, list[dict]]:
                                 if _is_sdist_of(f.get("filename", ""), project, version.strip())]
 
 
-def index_sdists(project: str, version: str) -> tuple[str, str, list[dict]]:
+def index_sdists(project: str, version: str) -> tuple[str, str, list[dict[str, Any]]]:
     """The package index's sdist files of one version: (index, listing url, files) (release chains use it)."""
     return _sdists(f"{project}=={version}")
 
@@ -334,7 +337,7 @@ def index_sdists(project: str, version: str) -> tuple[str, str, list[dict]]:
 def pypi_sdist_sha256(requirement: str) -> str:
     """The sha256 of the one sdist of `name==version` the package index lists (for 'patchq upstream add --pypi')."""
     index, _, sdists = _sdists(requirement)
-    hashes = sorted({f.get("hashes", {}).get("sha256", "") for f in sdists} - {""})
+    hashes: list[str] = sorted({f.get("hashes", {}).get("sha256", "") for f in sdists} - {""})
     if len(hashes) != 1:
         raise BadInput(f"{index} lists {len(hashes)} sdists of {requirement} with a sha256; say which with --sha256")
     return hashes[0]
@@ -593,7 +596,8 @@ def prepare_checkout(mirror: Repo, commit: str, dest: Path, *, reuse: bool, forc
             changed = repo.status_porcelain()
         if changed and not force and not interrupted:
             raise BadInput(f"checkout {dest} has uncommitted changes ({', '.join(changed[:3])}"
-                           f"{', ...' if len(changed) > 3 else ''}); record them with 'patchq refresh' or 'patchq new ID', "
+                           f"{', ...' if len(changed) > 3 else ''}); "
+                           "record them with 'patchq refresh' or 'patchq new ID', "
                            "or pass --force to set them aside and regenerate")
         if not interrupted:     # a recovery keeps the first marker: the tree is still between those two commits
             old_head = repo.head() or ""

@@ -25,10 +25,10 @@ from typing import Any
 from . import stats
 from .apply import apply_stack
 from .benchspec import MetricMissing, MetricSpec, parse_metric, read_metric
-from .crashtest import TEST_KILL_ENV
-from .errors import BadInput, EnvironmentFailure, NeedsYou
 from .build.builder import BuildKind, build_target
 from .build.recipe import affected_targets
+from .crashtest import TEST_KILL_ENV
+from .errors import BadInput, EnvironmentFailure, NeedsYou
 from .machine import load_average, machine_facts
 from .model import ApplyReport, BenchSpec, GateSpec, PatchEntry
 from .workspace import Workspace

@@ -9,6 +9,7 @@ YAML itself (the guard, the fast path, the round-trip rewrite) is `yamlio`'s.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ ENTRY_KEYS = {"id", "file", "status", "title", "why", "flags", "result", "baseli
 def _require_map(node: Any, what: str, path: Path, line: int | None) -> CommentedMap:
     if node is None:
         return CommentedMap()
-    if not isinstance(node, dict):
+    if not isinstance(node, CommentedMap):     # both loaders (fast and round-trip) build every mapping as one
         raise BadInput(f"{what} must be a mapping", path=str(path), line=line)
     return node
 
@@ -212,7 +213,7 @@ def check_requires(ws: Workspace, stack_name: str, upstream: str, entries: list[
                                "which it requires", path=LOCK_NAME)
 
 
-def _close(name: str, known) -> str:
+def _close(name: str, known: Collection[str]) -> str:
     import difflib
     near = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     if near:
@@ -516,7 +517,7 @@ def series_bytes(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> byt
         doc = CommentedMap()
         doc.yaml_set_start_comment(f"patchq queue for upstream {upstream!r}: order is apply order")
     for node in doc.get("patches") or []:
-        if isinstance(node, dict) and node.get("id"):
+        if isinstance(node, CommentedMap) and node.get("id"):
             old_nodes[str(node["id"])] = node
     seq = CommentedSeq()
     for entry in entries:

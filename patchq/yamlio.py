@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from ruamel.yaml import YAML

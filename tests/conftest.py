@@ -28,20 +28,20 @@ class Upstream:
         self.path = path
         self.repo = Repo.init(path)
 
-    def write(self, rel: str, text: str) -> "Upstream":
+    def write(self, rel: str, text: str) -> Upstream:
         target = self.path / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         return self
 
-    def edit(self, rel: str, old: str, new: str) -> "Upstream":
+    def edit(self, rel: str, old: str, new: str) -> Upstream:
         target = self.path / rel
         text = target.read_text()
         assert old in text, f"{old!r} not in {rel}"
         target.write_text(text.replace(old, new, 1))
         return self
 
-    def remove(self, rel: str) -> "Upstream":
+    def remove(self, rel: str) -> Upstream:
         (self.path / rel).unlink()
         return self
 
@@ -87,7 +87,7 @@ class Lab:
     queues: dict[str, list[PatchEntry]] = field(default_factory=dict)
     stacks: dict[str, dict] = field(default_factory=dict)
 
-    def upstream(self, name: str, source: Upstream, pin: str) -> "Lab":
+    def upstream(self, name: str, source: Upstream, pin: str) -> Lab:
         self.upstreams[name] = (source, pin)
         self.queues.setdefault(name, [])
         return self
@@ -104,7 +104,7 @@ class Lab:
         self.queues[upstream].append(entry)
         return entry
 
-    def stack(self, name: str, upstreams: list[str], **opts) -> "Lab":
+    def stack(self, name: str, upstreams: list[str], **opts) -> Lab:
         self.stacks[name] = {"upstreams": upstreams, **opts}
         return self
 

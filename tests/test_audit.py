@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
 from conftest import result_of
-
 from patchq.audit import audit_stack, audit_workspace
 from patchq.model import Status
 

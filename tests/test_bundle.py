@@ -18,17 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MODEL_PY, Lab, Upstream, result_of
 from patchq.apply import apply_stack
-from patchq.bundle import (DEFAULT_LIMIT, decode_gz_b64, encode_gz_b64, read_bundle, read_manifest,
-                           split_patch_stream)
+from patchq.bundle import DEFAULT_LIMIT, decode_gz_b64, encode_gz_b64, read_bundle, read_manifest, split_patch_stream
 from patchq.errors import BadInput, NeedsYou
 from patchq.export import export_stack
 from patchq.export_check import check_export
 from patchq.git import Repo, run_git
 from patchq.model import Status
 from patchq.patchfile import entry_from_patch, render_patch_file
-
-from conftest import MODEL_PY, Lab, Upstream, result_of
 
 STACK = "fast"
 BUNDLE = f"{STACK}-vllm.patch.gz.b64"

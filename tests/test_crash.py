@@ -4,7 +4,8 @@ recovers or explains.
 Kill points come from two sources: the test hook PATCHQ_TEST_KILL_AFTER_WRITES=N (patchq/crashtest.py: the process
 kills itself at the N-th durable file operation — of a transaction's commit, an `atomic_write`, a checkout's move —
 every N until the command finishes), and SIGKILL from outside after a series of delays spread over the command's
-normal run time (for the steps between them: git runs, reading, planning). KILL_POINTS_TRIED counts them all; docs/safety.md quotes it.
+normal run time (for the steps between them: git runs, reading, planning). KILL_POINTS_TRIED counts them all;
+docs/safety.md quotes it.
 """
 
 from __future__ import annotations

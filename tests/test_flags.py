@@ -16,7 +16,7 @@ from patchq.flags import DYNAMIC, is_default_off, language_of, read_flag_reads, 
 from patchq.flags.dispatch import LANGUAGES, reader
 from patchq.model import FlagIdiom, FlagRead
 
-I = FlagIdiom
+Idiom = FlagIdiom
 
 
 def source(text: str) -> str:
@@ -100,56 +100,56 @@ import os as _os
 
 
 @pytest.mark.parametrize("code, expected", [
-    ('A = os.environ.get("VLLM_MINIMAX_X", "0") == "1"', ("VLLM_MINIMAX_X", 4, "0", I.EQUALS, "1", False)),
-    ('A = os.environ.get("VLLM_ON", "1") == "1"', ("VLLM_ON", 4, "1", I.EQUALS, "1", True)),
-    ('A = os.environ.get("VLLM_NE", "1") != "0"', ("VLLM_NE", 4, "1", I.EQUALS, "0", True)),
-    ('A = os.getenv("VLLM_X")', ("VLLM_X", 4, None, I.STRING, None, None)),
-    ('A = os.getenv("VLLM_X", "1")', ("VLLM_X", 4, "1", I.STRING, None, True)),
-    ('A = environ.get("VLLM_X", "0")', ("VLLM_X", 4, "0", I.STRING, None, False)),
-    ('A = getenv("VLLM_X")', ("VLLM_X", 4, None, I.STRING, None, None)),
-    ('A = _os.environ.get("VLLM_X", "0") == "1"', ("VLLM_X", 4, "0", I.EQUALS, "1", False)),
-    ('A = _os.getenv("VLLM_X", "0") == "1"', ("VLLM_X", 4, "0", I.EQUALS, "1", False)),
-    ('A = os.environ["VLLM_X"]', ("VLLM_X", 4, None, I.STRING, None, None)),
-    ('A = "VLLM_X" in os.environ', ("VLLM_X", 4, None, I.PRESENCE, None, False)),
-    ('A = "VLLM_X" not in os.environ', ("VLLM_X", 4, None, I.PRESENCE, None, True)),
-    ('A = os.environ.get("VLLM_X") is not None', ("VLLM_X", 4, None, I.PRESENCE, None, False)),
-    ('os.environ.setdefault("VLLM_X", "1")', ("VLLM_X", 4, "1", I.SET, None, True)),
-    ('A = os.environ.setdefault("VLLM_X", "0") == "1"', ("VLLM_X", 4, "0", I.EQUALS, "1", False)),
-    ('os.environ["VLLM_X"] = "1"', ("VLLM_X", 4, "1", I.SET, None, True)),
-    ('A = int(os.environ.get("X_MAX_TOKENS", "4"))', ("X_MAX_TOKENS", 4, "4", I.INT, None, None)),
-    ('A = int(os.environ.get("X_ENABLE", "0"))', ("X_ENABLE", 4, "0", I.INT, None, False)),
-    ('A = int(os.environ.get("X_ENABLE", "1"))', ("X_ENABLE", 4, "1", I.INT, None, True)),
-    ('A = int(os.getenv("X_LIMIT", "4")) > 2', ("X_LIMIT", 4, "4", I.INT, "2", True)),
-    ('A = float(os.getenv("X_SCALE", "0.5"))', ("X_SCALE", 4, "0.5", I.FLOAT, None, None)),
-    ('A = float(os.getenv("X_SCALE", "0"))', ("X_SCALE", 4, "0", I.FLOAT, None, False)),
-    ('A = bool(int(os.getenv("VLLM_X", "0")))', ("VLLM_X", 4, "0", I.INT, None, False)),
-    ('A = bool(int(os.getenv("VLLM_X", "1")))', ("VLLM_X", 4, "1", I.INT, None, True)),
-    ('A = os.environ.get("VLLM_X", "0").lower() in ("1", "true")', ("VLLM_X", 4, "0", I.EQUALS, "1|true", False)),
+    ('A = os.environ.get("VLLM_MINIMAX_X", "0") == "1"', ("VLLM_MINIMAX_X", 4, "0", Idiom.EQUALS, "1", False)),
+    ('A = os.environ.get("VLLM_ON", "1") == "1"', ("VLLM_ON", 4, "1", Idiom.EQUALS, "1", True)),
+    ('A = os.environ.get("VLLM_NE", "1") != "0"', ("VLLM_NE", 4, "1", Idiom.EQUALS, "0", True)),
+    ('A = os.getenv("VLLM_X")', ("VLLM_X", 4, None, Idiom.STRING, None, None)),
+    ('A = os.getenv("VLLM_X", "1")', ("VLLM_X", 4, "1", Idiom.STRING, None, True)),
+    ('A = environ.get("VLLM_X", "0")', ("VLLM_X", 4, "0", Idiom.STRING, None, False)),
+    ('A = getenv("VLLM_X")', ("VLLM_X", 4, None, Idiom.STRING, None, None)),
+    ('A = _os.environ.get("VLLM_X", "0") == "1"', ("VLLM_X", 4, "0", Idiom.EQUALS, "1", False)),
+    ('A = _os.getenv("VLLM_X", "0") == "1"', ("VLLM_X", 4, "0", Idiom.EQUALS, "1", False)),
+    ('A = os.environ["VLLM_X"]', ("VLLM_X", 4, None, Idiom.STRING, None, None)),
+    ('A = "VLLM_X" in os.environ', ("VLLM_X", 4, None, Idiom.PRESENCE, None, False)),
+    ('A = "VLLM_X" not in os.environ', ("VLLM_X", 4, None, Idiom.PRESENCE, None, True)),
+    ('A = os.environ.get("VLLM_X") is not None', ("VLLM_X", 4, None, Idiom.PRESENCE, None, False)),
+    ('os.environ.setdefault("VLLM_X", "1")', ("VLLM_X", 4, "1", Idiom.SET, None, True)),
+    ('A = os.environ.setdefault("VLLM_X", "0") == "1"', ("VLLM_X", 4, "0", Idiom.EQUALS, "1", False)),
+    ('os.environ["VLLM_X"] = "1"', ("VLLM_X", 4, "1", Idiom.SET, None, True)),
+    ('A = int(os.environ.get("X_MAX_TOKENS", "4"))', ("X_MAX_TOKENS", 4, "4", Idiom.INT, None, None)),
+    ('A = int(os.environ.get("X_ENABLE", "0"))', ("X_ENABLE", 4, "0", Idiom.INT, None, False)),
+    ('A = int(os.environ.get("X_ENABLE", "1"))', ("X_ENABLE", 4, "1", Idiom.INT, None, True)),
+    ('A = int(os.getenv("X_LIMIT", "4")) > 2', ("X_LIMIT", 4, "4", Idiom.INT, "2", True)),
+    ('A = float(os.getenv("X_SCALE", "0.5"))', ("X_SCALE", 4, "0.5", Idiom.FLOAT, None, None)),
+    ('A = float(os.getenv("X_SCALE", "0"))', ("X_SCALE", 4, "0", Idiom.FLOAT, None, False)),
+    ('A = bool(int(os.getenv("VLLM_X", "0")))', ("VLLM_X", 4, "0", Idiom.INT, None, False)),
+    ('A = bool(int(os.getenv("VLLM_X", "1")))', ("VLLM_X", 4, "1", Idiom.INT, None, True)),
+    ('A = os.environ.get("VLLM_X", "0").lower() in ("1", "true")', ("VLLM_X", 4, "0", Idiom.EQUALS, "1|true", False)),
     ('A = os.environ.get("VLLM_X", "TRUE").strip().lower() in {"1", "true"}',
-     ("VLLM_X", 4, "TRUE", I.EQUALS, "1|true", True)),
-    ('A = os.getenv("VLLM_X", "false").lower() == "true"', ("VLLM_X", 4, "false", I.EQUALS, "true", False)),
-    ('A = os.environ.get("VLLM_X", default="1") == "1"', ("VLLM_X", 4, "1", I.EQUALS, "1", True)),
-    ('A = os.getenv(key="VLLM_X")', ("VLLM_X", 4, None, I.STRING, None, None)),
-    ('A = int(os.getenv("NUM_SLICES") or "1")', ("NUM_SLICES", 4, "1", I.INT, None, True)),
-    ('A = os.environ.get("VLLM_X", 4)', ("VLLM_X", 4, "4", I.STRING, None, None)),
-    ('A = os.environ.pop("VLLM_X", "0") == "1"', ("VLLM_X", 4, "0", I.EQUALS, "1", False)),
+     ("VLLM_X", 4, "TRUE", Idiom.EQUALS, "1|true", True)),
+    ('A = os.getenv("VLLM_X", "false").lower() == "true"', ("VLLM_X", 4, "false", Idiom.EQUALS, "true", False)),
+    ('A = os.environ.get("VLLM_X", default="1") == "1"', ("VLLM_X", 4, "1", Idiom.EQUALS, "1", True)),
+    ('A = os.getenv(key="VLLM_X")', ("VLLM_X", 4, None, Idiom.STRING, None, None)),
+    ('A = int(os.getenv("NUM_SLICES") or "1")', ("NUM_SLICES", 4, "1", Idiom.INT, None, True)),
+    ('A = os.environ.get("VLLM_X", 4)', ("VLLM_X", 4, "4", Idiom.STRING, None, None)),
+    ('A = os.environ.pop("VLLM_X", "0") == "1"', ("VLLM_X", 4, "0", Idiom.EQUALS, "1", False)),
 ])
 def test_python_read_idioms(code: str, expected: tuple) -> None:
     assert summary(only("m.py", PY_HEADER + code + "\n")) == expected
 
 
 @pytest.mark.parametrize("code, expected", [
-    ('if os.getenv("VLLM_X", "1"):\n    pass', ("VLLM_X", 4, "1", I.TRUTHY, None, True)),
-    ('if os.getenv("VLLM_X"):\n    pass', ("VLLM_X", 4, None, I.TRUTHY, None, False)),
+    ('if os.getenv("VLLM_X", "1"):\n    pass', ("VLLM_X", 4, "1", Idiom.TRUTHY, None, True)),
+    ('if os.getenv("VLLM_X"):\n    pass', ("VLLM_X", 4, None, Idiom.TRUTHY, None, False)),
     # the lab's intent, not Python's: a "0" default used as a truth value means off
-    ('if os.getenv("VLLM_X", "0"):\n    pass', ("VLLM_X", 4, "0", I.TRUTHY, None, False)),
-    ('if os.getenv("VLLM_X", "off"):\n    pass', ("VLLM_X", 4, "off", I.TRUTHY, None, False)),
-    ('if os.getenv("VLLM_X", "fast"):\n    pass', ("VLLM_X", 4, "fast", I.TRUTHY, None, True)),
-    ('if not os.getenv("VLLM_X"):\n    pass', ("VLLM_X", 4, None, I.TRUTHY, None, True)),
-    ('x = 1 if os.environ.get("VLLM_X") else 2', ("VLLM_X", 4, None, I.TRUTHY, None, False)),
-    ('while os.environ.get("VLLM_X", "1") == "1":\n    break', ("VLLM_X", 4, "1", I.EQUALS, "1", True)),
-    ('if flag and os.getenv("VLLM_X", "1"):\n    pass', ("VLLM_X", 4, "1", I.TRUTHY, None, True)),
-    ('assert os.getenv("VLLM_X")', ("VLLM_X", 4, None, I.TRUTHY, None, False)),
+    ('if os.getenv("VLLM_X", "0"):\n    pass', ("VLLM_X", 4, "0", Idiom.TRUTHY, None, False)),
+    ('if os.getenv("VLLM_X", "off"):\n    pass', ("VLLM_X", 4, "off", Idiom.TRUTHY, None, False)),
+    ('if os.getenv("VLLM_X", "fast"):\n    pass', ("VLLM_X", 4, "fast", Idiom.TRUTHY, None, True)),
+    ('if not os.getenv("VLLM_X"):\n    pass', ("VLLM_X", 4, None, Idiom.TRUTHY, None, True)),
+    ('x = 1 if os.environ.get("VLLM_X") else 2', ("VLLM_X", 4, None, Idiom.TRUTHY, None, False)),
+    ('while os.environ.get("VLLM_X", "1") == "1":\n    break', ("VLLM_X", 4, "1", Idiom.EQUALS, "1", True)),
+    ('if flag and os.getenv("VLLM_X", "1"):\n    pass', ("VLLM_X", 4, "1", Idiom.TRUTHY, None, True)),
+    ('assert os.getenv("VLLM_X")', ("VLLM_X", 4, None, Idiom.TRUTHY, None, False)),
 ])
 def test_python_truthy_uses(code: str, expected: tuple) -> None:
     assert summary(only("m.py", PY_HEADER + code + "\n")) == expected
@@ -169,7 +169,7 @@ def test_python_call_split_over_lines_reports_the_line_of_the_name() -> None:
             "0",
         ) == "1"
     """)
-    assert summary(read) == ("VLLM_MINIMAX_SPLIT", 3, "0", I.EQUALS, "1", False)
+    assert summary(read) == ("VLLM_MINIMAX_SPLIT", 3, "0", Idiom.EQUALS, "1", False)
     assert read.expression == 'os.environ.get( "VLLM_MINIMAX_SPLIT", "0", ) == "1"'
 
 
@@ -188,10 +188,10 @@ def test_python_names_held_in_module_constants_are_resolved() -> None:
             return os.getenv(name, "1")
     """)
     assert [summary(r) for r in found] == [
-        ("VLLM_X", 6, "0", I.STRING, None, False),
-        ("VLLM_MINIMAX_JOINED", 7, "0", I.EQUALS, "1", False),
-        ("VLLM_MINIMAX_FORMATTED", 8, None, I.STRING, None, None),
-        ("VLLM_LOCAL", 11, "1", I.STRING, None, True),
+        ("VLLM_X", 6, "0", Idiom.STRING, None, False),
+        ("VLLM_MINIMAX_JOINED", 7, "0", Idiom.EQUALS, "1", False),
+        ("VLLM_MINIMAX_FORMATTED", 8, None, Idiom.STRING, None, None),
+        ("VLLM_LOCAL", 11, "1", Idiom.STRING, None, True),
     ]
     assert not any(r.dynamic for r in found)
 
@@ -233,13 +233,13 @@ def test_python_aliases_of_environ_and_getenv() -> None:
         os.putenv("VLLM_P", "1")
     """)
     assert [summary(r) for r in found] == [
-        ("VLLM_CHILD", 6, "1", I.SET, None, True),
-        ("VLLM_A", 7, "0", I.STRING, None, False),
-        ("VLLM_B", 8, "1", I.STRING, None, True),
-        ("VLLM_C", 9, None, I.STRING, None, None),
-        ("VLLM_U", 10, "1", I.SET, None, True),
-        ("VLLM_K", 10, "0", I.SET, None, False),
-        ("VLLM_P", 11, "1", I.SET, None, True),
+        ("VLLM_CHILD", 6, "1", Idiom.SET, None, True),
+        ("VLLM_A", 7, "0", Idiom.STRING, None, False),
+        ("VLLM_B", 8, "1", Idiom.STRING, None, True),
+        ("VLLM_C", 9, None, Idiom.STRING, None, None),
+        ("VLLM_U", 10, "1", Idiom.SET, None, True),
+        ("VLLM_K", 10, "0", Idiom.SET, None, False),
+        ("VLLM_P", 11, "1", Idiom.SET, None, True),
     ]
 
 
@@ -258,9 +258,9 @@ def test_python_accessor_functions_make_their_calls_reads() -> None:
         fast = _env_flag("VLLM_MINIMAX_FAST", "1")
     """)
     assert [summary(r) for r in found if not r.dynamic] == [
-        ("VLLM_MINIMAX_TOKENS", 8, "4", I.INT, None, None),
-        ("VLLM_MINIMAX_W", 9, "0", I.EQUALS, "1", False),
-        ("VLLM_MINIMAX_FAST", 11, "1", I.EQUALS, "1", True),
+        ("VLLM_MINIMAX_TOKENS", 8, "4", Idiom.INT, None, None),
+        ("VLLM_MINIMAX_W", 9, "0", Idiom.EQUALS, "1", False),
+        ("VLLM_MINIMAX_FAST", 11, "1", Idiom.EQUALS, "1", True),
     ]
     assert [r.line for r in found if r.dynamic] == [3, 6]
 
@@ -326,18 +326,18 @@ def test_vllm_envs_registry_entries_are_named_by_key_with_the_inner_default() ->
             "NUM_SLICES": lambda: int(os.getenv("NUM_SLICES") or "1"),
         }
     """)
-    registry = [r for r in found if r.idiom is I.REGISTRY]
+    registry = [r for r in found if r.idiom is Idiom.REGISTRY]
     assert [summary(r) for r in registry] == [
-        ("VLLM_X", 15, "0", I.REGISTRY, None, False),
-        ("VLLM_ON", 16, "1", I.REGISTRY, None, True),
-        ("VLLM_TARGET", 18, "cuda", I.REGISTRY, None, None),
-        ("VLLM_LAYOUT", 19, "auto", I.REGISTRY, None, None),
-        ("VLLM_FLAG", 20, "0", I.REGISTRY, "1|true", False),
-        ("VLLM_DEFAULT_ON", 21, "1", I.REGISTRY, "1|true", True),
-        ("NUM_SLICES", 22, "1", I.REGISTRY, None, True),
+        ("VLLM_X", 15, "0", Idiom.REGISTRY, None, False),
+        ("VLLM_ON", 16, "1", Idiom.REGISTRY, None, True),
+        ("VLLM_TARGET", 18, "cuda", Idiom.REGISTRY, None, None),
+        ("VLLM_LAYOUT", 19, "auto", Idiom.REGISTRY, None, None),
+        ("VLLM_FLAG", 20, "0", Idiom.REGISTRY, "1|true", False),
+        ("VLLM_DEFAULT_ON", 21, "1", Idiom.REGISTRY, "1|true", True),
+        ("NUM_SLICES", 22, "1", Idiom.REGISTRY, None, True),
     ]
     # each variable once: the read inside an entry is folded into the entry; the helpers' own reads stay dynamic
-    assert [r.name for r in found if r.idiom is not I.REGISTRY] == [DYNAMIC, DYNAMIC]
+    assert [r.name for r in found if r.idiom is not Idiom.REGISTRY] == [DYNAMIC, DYNAMIC]
     assert registry[0].expression == '"VLLM_X": lambda: bool(int(os.getenv("VLLM_X", "0")))'
 
 
@@ -352,8 +352,8 @@ def test_vllm_envs_attribute_uses_are_registry_reads(imports: str) -> None:
         envs.compute_hash()
     """)
     assert [summary(r) for r in found] == [
-        ("VLLM_XPU_USE_LLM_SCALER_MOE_WS", 2, None, I.REGISTRY, None, None),
-        ("VLLM_ATTENTION_BACKEND", 4, None, I.REGISTRY, "FLASH", None),
+        ("VLLM_XPU_USE_LLM_SCALER_MOE_WS", 2, None, Idiom.REGISTRY, None, None),
+        ("VLLM_ATTENTION_BACKEND", 4, None, Idiom.REGISTRY, "FLASH", None),
     ]
 
 
@@ -367,8 +367,8 @@ def test_vllm_envs_is_set_and_imported_values() -> None:
             pass
     """)
     assert [summary(r) for r in found] == [
-        ("VLLM_ISSET", 3, None, I.PRESENCE, None, False),
-        ("VLLM_IMPORTED", 5, None, I.REGISTRY, None, None),
+        ("VLLM_ISSET", 3, None, Idiom.PRESENCE, None, False),
+        ("VLLM_IMPORTED", 5, None, Idiom.REGISTRY, None, None),
     ]
 
 
@@ -393,18 +393,18 @@ def test_broken_python_still_yields_the_obvious_reads() -> None:
         z = "é"; w = os.environ.get("BROKEN_C", "0").lower() in ("1", "true") +
     ''')
     assert [summary(r) for r in found] == [
-        ("BROKEN_A", 4, "0", I.EQUALS, "1", False),
-        ("BROKEN_B", 5, "4", I.INT, "2", True),
-        ("VLLM_CONST", 7, "1", I.STRING, None, True),
-        ("BROKEN_C", 10, "0", I.EQUALS, "1|true", False),
+        ("BROKEN_A", 4, "0", Idiom.EQUALS, "1", False),
+        ("BROKEN_B", 5, "4", Idiom.INT, "2", True),
+        ("VLLM_CONST", 7, "1", Idiom.STRING, None, True),
+        ("BROKEN_C", 10, "0", Idiom.EQUALS, "1|true", False),
     ]
     assert found[-1].expression == 'os.environ.get("BROKEN_C", "0").lower() in ("1", "true")'
 
 
 @pytest.mark.parametrize(("code", "default", "idiom"), [
-    ('A = int(float(os.getenv("X_N", "inf")))', "inf", I.FLOAT),
-    ('A = int(float(os.getenv("X_N", "nan")))', "nan", I.FLOAT),
-    ('A = int(os.getenv("X_N", 1e999))', "inf", I.INT),
+    ('A = int(float(os.getenv("X_N", "inf")))', "inf", Idiom.FLOAT),
+    ('A = int(float(os.getenv("X_N", "nan")))', "nan", Idiom.FLOAT),
+    ('A = int(os.getenv("X_N", 1e999))', "inf", Idiom.INT),
 ])
 def test_int_of_an_infinite_or_nan_default_is_unknown_not_a_crash(code: str, default: str, idiom: FlagIdiom) -> None:
     read = only("a.py", "import os\n" + code + "\n")
@@ -413,7 +413,7 @@ def test_int_of_an_infinite_or_nan_default_is_unknown_not_a_crash(code: str, def
 
 def test_windows_line_endings_keep_line_numbers() -> None:
     read = only("m.py", 'import os\r\nx = 1\r\ny = os.getenv("VLLM_CRLF", "0") == "1"\r\n')
-    assert summary(read) == ("VLLM_CRLF", 3, "0", I.EQUALS, "1", False)
+    assert summary(read) == ("VLLM_CRLF", 3, "0", Idiom.EQUALS, "1", False)
 
 
 # ---------------------------------------------------------------------------------------------------- C / C++
@@ -452,20 +452,20 @@ void f(const char* name_var) {
 def test_c_reads_every_idiom() -> None:
     found = read_flag_reads("csrc/xpu/moe.cpp", source(C_SOURCE))
     assert [summary(r) for r in found] == [
-        ("LLM_SCALER_MOE_WS", 8, None, I.TRUTHY, None, False),
-        ("LLM_SCALER_CHUNK", 10, "4", I.INT, None, None),
-        ("LLM_SCALER_GUARD", 12, None, I.INT, None, False),
-        ("GGML_SYCL_DISABLE_OPT", 14, None, I.TRUTHY, None, False),
-        ("LLM_SCALER_SECURE", 15, None, I.STRING, None, None),
-        ("LLM_SCALER_ATOI", 16, None, I.INT, None, None),
-        ("LLM_SCALER_MACRO", 17, None, I.STRING, None, None),
-        ("LLM_SCALER_CONST", 18, None, I.STRING, None, None),
-        (DYNAMIC, 19, None, I.STRING, None, None),
-        ("LLM_SCALER_NEG", 20, None, I.TRUTHY, None, True),
-        ("LLM_SCALER_CMP", 21, None, I.EQUALS, "1", False),
-        ("LLM_SCALER_STR", 22, None, I.EQUALS, "on", False),
-        ("LLM_SCALER_SET", 23, "1", I.SET, None, True),
-        ("LLM_SCALER_TERN", 24, "0", I.INT, None, False),
+        ("LLM_SCALER_MOE_WS", 8, None, Idiom.TRUTHY, None, False),
+        ("LLM_SCALER_CHUNK", 10, "4", Idiom.INT, None, None),
+        ("LLM_SCALER_GUARD", 12, None, Idiom.INT, None, False),
+        ("GGML_SYCL_DISABLE_OPT", 14, None, Idiom.TRUTHY, None, False),
+        ("LLM_SCALER_SECURE", 15, None, Idiom.STRING, None, None),
+        ("LLM_SCALER_ATOI", 16, None, Idiom.INT, None, None),
+        ("LLM_SCALER_MACRO", 17, None, Idiom.STRING, None, None),
+        ("LLM_SCALER_CONST", 18, None, Idiom.STRING, None, None),
+        (DYNAMIC, 19, None, Idiom.STRING, None, None),
+        ("LLM_SCALER_NEG", 20, None, Idiom.TRUTHY, None, True),
+        ("LLM_SCALER_CMP", 21, None, Idiom.EQUALS, "1", False),
+        ("LLM_SCALER_STR", 22, None, Idiom.EQUALS, "on", False),
+        ("LLM_SCALER_SET", 23, "1", Idiom.SET, None, True),
+        ("LLM_SCALER_TERN", 24, "0", Idiom.INT, None, False),
     ]
     assert found[0].expression == 'std::getenv("LLM_SCALER_MOE_WS") != nullptr'
     assert found[8].dynamic and found[8].expression == "const char* r = getenv(name_var);"
@@ -490,10 +490,10 @@ def test_c_llama_cpp_sycl_accessor_calls_are_reads() -> None:
         }
     """))
     assert [summary(r) for r in found] == [
-        (DYNAMIC, 2, None, I.INT, None, None),
-        ("GGML_SYCL_DISABLE_OPT", 11, "0", I.INT, None, False),
-        ("GGML_SYCL_DISABLE_GRAPH", 12, "1", I.INT, None, True),
-        ("GGML_SYCL_GRAPH_MUL_MAT_MAX_NE", 13, "-1", I.INT, None, None),
+        (DYNAMIC, 2, None, Idiom.INT, None, None),
+        ("GGML_SYCL_DISABLE_OPT", 11, "0", Idiom.INT, None, False),
+        ("GGML_SYCL_DISABLE_GRAPH", 12, "1", Idiom.INT, None, True),
+        ("GGML_SYCL_GRAPH_MUL_MAT_MAX_NE", 13, "-1", Idiom.INT, None, None),
     ]
 
 
@@ -536,20 +536,20 @@ echo ${DEF_DASH-x} ${DEF_EQ:=3} \$ESCAPED
 def test_shell_reads_and_sets() -> None:
     found = read_flag_reads("scripts/run.sh", source(SHELL_SOURCE))
     assert [summary(r) for r in found] == [
-        ("VLLM_XPU_USE_LLM_SCALER_MOE_WS", 3, "1", I.SET, None, True),
-        ("VLLM_PREFIX", 4, "1", I.SET, None, True),
-        ("VLLM_OTHER", 4, "a b", I.SET, None, None),
-        ("MODEL", 5, "/models/minimax", I.STRING, None, None),
-        ("VLLM_COLON", 6, "1", I.SET, None, True),
-        ("UPPER_READ", 8, None, I.STRING, None, None),
-        ("VLLM_EQ", 9, "0", I.EQUALS, "1", False),
-        ("VLLM_INT", 10, "0", I.INT, "1", False),
-        ("VLLM_N", 11, "", I.TRUTHY, None, False),
-        ("TP", 16, None, I.PRESENCE, None, False),
-        ("A_ENV", 17, "1", I.SET, None, True),
-        ("B_ENV", 17, "0", I.SET, None, False),
-        ("DEF_DASH", 18, "x", I.STRING, None, None),
-        ("DEF_EQ", 18, "3", I.STRING, None, None),
+        ("VLLM_XPU_USE_LLM_SCALER_MOE_WS", 3, "1", Idiom.SET, None, True),
+        ("VLLM_PREFIX", 4, "1", Idiom.SET, None, True),
+        ("VLLM_OTHER", 4, "a b", Idiom.SET, None, None),
+        ("MODEL", 5, "/models/minimax", Idiom.STRING, None, None),
+        ("VLLM_COLON", 6, "1", Idiom.SET, None, True),
+        ("UPPER_READ", 8, None, Idiom.STRING, None, None),
+        ("VLLM_EQ", 9, "0", Idiom.EQUALS, "1", False),
+        ("VLLM_INT", 10, "0", Idiom.INT, "1", False),
+        ("VLLM_N", 11, "", Idiom.TRUTHY, None, False),
+        ("TP", 16, None, Idiom.PRESENCE, None, False),
+        ("A_ENV", 17, "1", Idiom.SET, None, True),
+        ("B_ENV", 17, "0", Idiom.SET, None, False),
+        ("DEF_DASH", 18, "x", Idiom.STRING, None, None),
+        ("DEF_EQ", 18, "3", Idiom.STRING, None, None),
     ]
     assert found[6].expression == '"${VLLM_EQ:-0}" = "1"'
     assert all(r.language == "shell" for r in found)
@@ -571,20 +571,20 @@ def test_shell_heredocs_expand_unless_quoted() -> None:
 def test_dotenv_assignments_are_sets() -> None:
     found = read_flag_reads("deploy/prod.env", "VLLM_A=1\nexport VLLM_B=0\n# VLLM_C=1\nVLLM_D='on'\n")
     assert [summary(r) for r in found] == [
-        ("VLLM_A", 1, "1", I.SET, None, True),
-        ("VLLM_B", 2, "0", I.SET, None, False),
-        ("VLLM_D", 4, "on", I.SET, None, True),
+        ("VLLM_A", 1, "1", Idiom.SET, None, True),
+        ("VLLM_B", 2, "0", Idiom.SET, None, False),
+        ("VLLM_D", 4, "on", Idiom.SET, None, True),
     ]
 
 
 def test_shell_plain_assignment_is_a_set_only_when_exported() -> None:
     found = read_flag_reads("run.sh", "VLLM_LATER=1\nVLLM_LOCAL=1\nexport VLLM_LATER\n")
-    assert [summary(r) for r in found] == [("VLLM_LATER", 1, "1", I.SET, None, True)]
+    assert [summary(r) for r in found] == [("VLLM_LATER", 1, "1", Idiom.SET, None, True)]
 
 
 def test_extensionless_script_is_read_by_its_shebang() -> None:
     read = only("scripts/bench", "#!/usr/bin/env bash\n[ \"${VLLM_X:-0}\" = \"1\" ] && echo on\n")
-    assert summary(read) == ("VLLM_X", 2, "0", I.EQUALS, "1", False)
+    assert summary(read) == ("VLLM_X", 2, "0", Idiom.EQUALS, "1", False)
 
 
 # ---------------------------------------------------------------------------------------------------- CMake
@@ -607,13 +607,13 @@ def test_cmake_reads() -> None:
         set(y $ENV{${computed}})
     """))
     assert [summary(r) for r in found] == [
-        ("ONEAPI_ROOT", 2, None, I.PRESENCE, None, False),
-        ("VLLM_TARGET_DEVICE", 4, None, I.PRESENCE, None, True),
-        ("SYCL_CACHE_PERSISTENT", 6, "1", I.SET, None, True),
-        ("ONEAPI_ROOT", 7, None, I.STRING, None, None),
-        ("GGML_SYCL_F16", 8, None, I.EQUALS, "ON", False),
-        ("VLLM_CM_TRUTHY", 10, None, I.TRUTHY, None, False),
-        (DYNAMIC, 14, None, I.STRING, None, None),
+        ("ONEAPI_ROOT", 2, None, Idiom.PRESENCE, None, False),
+        ("VLLM_TARGET_DEVICE", 4, None, Idiom.PRESENCE, None, True),
+        ("SYCL_CACHE_PERSISTENT", 6, "1", Idiom.SET, None, True),
+        ("ONEAPI_ROOT", 7, None, Idiom.STRING, None, None),
+        ("GGML_SYCL_F16", 8, None, Idiom.EQUALS, "ON", False),
+        ("VLLM_CM_TRUTHY", 10, None, Idiom.TRUTHY, None, False),
+        (DYNAMIC, 14, None, Idiom.STRING, None, None),
     ]
     assert found[-1].dynamic and found[-1].expression == "$ENV{${computed}}"
 
@@ -679,24 +679,24 @@ def flag(idiom: FlagIdiom, default: str | None, compared_to: str | None = None,
 
 
 @pytest.mark.parametrize("read, off", [
-    (flag(I.EQUALS, "0", "1", default_on=False), True),
-    (flag(I.EQUALS, "1", "1", default_on=True), False),
-    (flag(I.STRING, "fast", default_on=None), None),
+    (flag(Idiom.EQUALS, "0", "1", default_on=False), True),
+    (flag(Idiom.EQUALS, "1", "1", default_on=True), False),
+    (flag(Idiom.STRING, "fast", default_on=None), None),
     # built by hand, without default_on: judged from idiom and default
-    (flag(I.EQUALS, "0", "1"), True),
-    (flag(I.EQUALS, "true", "1|true"), False),
-    (flag(I.EQUALS, None, "1"), True),
-    (flag(I.EQUALS, "0", None), None),
-    (flag(I.TRUTHY, None), True),
-    (flag(I.TRUTHY, "1"), False),
-    (flag(I.PRESENCE, None), True),
-    (flag(I.INT, "0"), True),
-    (flag(I.INT, "1"), False),
-    (flag(I.INT, "4"), None),
-    (flag(I.FLOAT, "0.0"), True),
-    (flag(I.SET, "1"), False),
-    (flag(I.SET, "off"), True),
-    (flag(I.REGISTRY, None), None),
+    (flag(Idiom.EQUALS, "0", "1"), True),
+    (flag(Idiom.EQUALS, "true", "1|true"), False),
+    (flag(Idiom.EQUALS, None, "1"), True),
+    (flag(Idiom.EQUALS, "0", None), None),
+    (flag(Idiom.TRUTHY, None), True),
+    (flag(Idiom.TRUTHY, "1"), False),
+    (flag(Idiom.PRESENCE, None), True),
+    (flag(Idiom.INT, "0"), True),
+    (flag(Idiom.INT, "1"), False),
+    (flag(Idiom.INT, "4"), None),
+    (flag(Idiom.FLOAT, "0.0"), True),
+    (flag(Idiom.SET, "1"), False),
+    (flag(Idiom.SET, "off"), True),
+    (flag(Idiom.REGISTRY, None), None),
 ])
 def test_is_default_off(read: FlagRead, off: bool | None) -> None:
     assert is_default_off(read) is off

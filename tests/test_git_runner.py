@@ -106,7 +106,8 @@ PATCHQ = Path(__file__).resolve().parent.parent / "patchq"
 def test_no_module_but_git_py_runs_git():
     """Every git call goes through a named operation of git.py: no raw runner, no `repo.run(...)` elsewhere."""
     import re
-    raw = re.compile(r"\brun_git\(|(?<!subprocess)\.run\(\s*\*?\[?\"|\.out\(\s*\"|\bPending\(|\bsubprocess\.\w+\(\s*\[\s*\"git\"")
+    raw = re.compile(r"\brun_git\(|(?<!subprocess)\.run\(\s*\*?\[?\"|\.out\(\s*\"|\bPending\("
+                     r"|\bsubprocess\.\w+\(\s*\[\s*\"git\"")
     offenders = []
     for path in sorted(PATCHQ.rglob("*.py")):
         rel = path.relative_to(PATCHQ).as_posix()

@@ -18,14 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from patchq.errors import BadInput
-from patchq.git import Repo, run_git
 from patchq.build.builder import BuildKind, build_target
 from patchq.build.cache import cache_key, last_good, list_inputs
 from patchq.build.host import MachineMemory, missing_requirements, plan_jobs
-from patchq.build.recipe import (Resources, affected_targets, load_recipe, load_recipes, require_inputs_at,
-                                 targets_to_build, validate_recipe_at)
+from patchq.build.recipe import (
+    Resources,
+    affected_targets,
+    load_recipe,
+    load_recipes,
+    require_inputs_at,
+    targets_to_build,
+    validate_recipe_at,
+)
 from patchq.build.runner import probe_toolchain
+from patchq.errors import BadInput
+from patchq.git import Repo, run_git
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

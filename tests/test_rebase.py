@@ -4,7 +4,6 @@ recorded resolutions replayed, skip, abort to the byte, breaking-commit bisectio
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -13,14 +12,22 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import result_of
 
+from conftest import result_of
 from patchq.errors import NeedsYou
 from patchq.git import Repo
 from patchq.model import OutcomeKind, Status
 from patchq.patchfile import read_patch_file
-from patchq.rebase import (CRASH_ENV, RebasePaths, StepKind, continue_rebase, range_diff_path, skip_patch,
-                           start_rebase, workspace_rr_cache)
+from patchq.rebase import (
+    CRASH_ENV,
+    RebasePaths,
+    StepKind,
+    continue_rebase,
+    range_diff_path,
+    skip_patch,
+    start_rebase,
+    workspace_rr_cache,
+)
 from patchq.workspace import load_workspace
 
 MODEL = "".join(f"def layer_{i}(x):\n    return x * {i}\n\n\n" for i in range(60))

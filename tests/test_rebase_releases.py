@@ -149,7 +149,8 @@ def test_release_chain_rebase_follows_renames_stops_deletions_and_records_decisi
     # bisection names the release that broke each patch
     breaking = {b.patch_id: b for b in report.breaking}
     subject = {b.patch_id: b.subject for b in report.breaking}
-    assert subject["backport"].startswith("release 2.0 of pkg") and breaking["backport"].kind.value == "already-upstream"
+    assert subject["backport"].startswith("release 2.0 of pkg")
+    assert breaking["backport"].kind.value == "already-upstream"
     assert subject["threeway"].startswith("release 2.0 of pkg")
     assert subject["deleted"].startswith("release 4.0 of pkg") and breaking["deleted"].kind == OutcomeKind.CONFLICT
     assert subject["conflicting"].startswith("release 5.0 of pkg")
@@ -217,7 +218,7 @@ def test_stale_archive_is_refused_against_the_pin(lab, tmp_path, patchq):
 class _Index(http.server.BaseHTTPRequestHandler):
     files: dict[str, tuple[str, bytes]] = {}
 
-    def do_GET(self) -> None:        # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:        # the name http.server calls
         found = self.files.get(self.path)
         if found is None:
             self.send_error(404)

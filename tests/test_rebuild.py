@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import result_of
 
+from conftest import result_of
 from patchq.demo import build_demo
 from patchq.git import Repo
 

@@ -19,16 +19,16 @@ import time
 from pathlib import Path
 
 import pytest
+
 import test_bundle
 from conftest import MODEL_PY
-from test_bundle import MANIFEST
-
 from patchq.apply import apply_stack
-from patchq.errors import BadInput
-from patchq.git import Repo, run_git
 from patchq.build.builder import BuildKind, build_target
 from patchq.build.recipe import load_recipe
+from patchq.errors import BadInput
+from patchq.git import Repo, run_git
 from patchq.model import Status
+from test_bundle import MANIFEST
 
 exported, shipped = test_bundle.exported, test_bundle.shipped      # fixtures shared with the bundle tests
 

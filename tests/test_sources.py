@@ -213,8 +213,9 @@ stacks:
     lab.queues["pkg"] = []
     lab.upstreams.clear()
     entry = lab.patch("pkg", "f7-flag", diff)
-    from patchq.workspace import dump_yaml, entry_to_yaml, load_workspace
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    from patchq.workspace import dump_yaml, entry_to_yaml, load_workspace
     series = CommentedMap()
     series["patches"] = CommentedSeq([entry_to_yaml(entry)])
     (lab.root / "queues/pkg/series.yaml").write_bytes(dump_yaml(series))

@@ -26,7 +26,7 @@ from ..git import Repo
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack
 from ..txn import Txn, workspace_txn
 from ..workspace import SERIES_NAME, Workspace, load_workspace
-from .bases import resolve_bases
+from .bases import Bases, resolve_bases
 from .finish import _cleanup, _delete_refs, _finish, _swap_out
 from .moves import Moves, find_moves, retarget
 from .state import (
@@ -210,7 +210,7 @@ def _shared_notes(ws: Workspace, stack: Stack, upstream: str) -> list[str]:
 
 def _dry_run(ws: Workspace, repo: Repo, stack: Stack, name: str, ref: str, old: str, new: str, direction: str,
              walk: list[tuple[str, str]], patches: list[LoadedPatch], moved: list[LoadedPatch], moves: Moves,
-             refs: str, notes: list[str], bases) -> RebaseReport:
+             refs: str, notes: list[str], bases: Bases) -> RebaseReport:
     """The whole report — outcomes, breaking commits, side patches — with nothing in the workspace touched."""
     try:
         found = survey(repo, patches, moved, old, new, direction, walk, refs=refs, moves=moves,
@@ -266,6 +266,14 @@ def _mirror(state: RebaseState) -> Repo:
         raise BadInput(f"the upstream mirror {state.mirror} of this rebase is gone; 'patchq rebase --abort' "
                        "and start again")
     return repo
+
+
+def _stopped_outcome(state: RebaseState, paths: RebasePaths) -> Outcome:
+    """The outcome of the patch the rebase stopped at; a state that stopped without one is refused, not a crash."""
+    if state.conflict is None:
+        raise BadInput("the rebase state says it stopped at a conflict but records none; 'patchq rebase --abort' "
+                       "and start again", path=str(paths.state))
+    return _outcome_from_dict(state.conflict["outcome"])
 
 
 def _load_patches(ws: Workspace, state: RebaseState) -> list[LoadedPatch]:
@@ -377,7 +385,7 @@ def continue_rebase(root: Path) -> RebaseReport:
         repo = _mirror(state)
         if state.phase == "conflict":
             loaded = patches[state.next]
-            outcome = _outcome_from_dict(state.conflict["outcome"])
+            outcome = _stopped_outcome(state, paths)
             if not (paths.worktree / ".git").is_dir():
                 return _reopen(repo, state, paths, _moved_one(state, loaded), outcome)
             wt = Repo(paths.worktree)
@@ -423,7 +431,7 @@ def skip_patch(root: Path) -> RebaseReport:
         loaded = patches[state.next]
         if (paths.worktree / ".git").is_dir():
             Repo(paths.worktree).rerere_clear()
-        _place(state, loaded, _outcome_from_dict(state.conflict["outcome"]), StepKind.SKIPPED, "",
+        _place(state, loaded, _stopped_outcome(state, paths), StepKind.SKIPPED, "",
                "skipped with --skip: kept in the queue unchanged, left out of the new stack")
         state.save(paths)
         return _advance(ws, repo, state, paths, patches, t)

@@ -96,21 +96,18 @@ def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, p
     rd_rel = range_diff_path(state.upstream, state.old_pin, new_pin)
     files[rd_rel] = text.encode()
     files.update(_new_resolutions(ws, state.upstream, paths))
-    extra: dict = {}
-    if state.releases is not None:
-        extra["releases"] = {state.upstream: state.releases}
-    if exclude and stack is not None:
-        extra["exclude"] = {stack.name: exclude}
+    releases = {state.upstream: state.releases} if state.releases is not None else None
+    excluded = {stack.name: exclude} if exclude and stack is not None else None
     if stack is not None and state.upstream in stack.pins:
         lock = set_lock_values(ws, stack_pins={stack.name: {state.upstream: new_pin}},
-                               trees={stack.name: {state.upstream: tree}}, **extra)
+                               trees={stack.name: {state.upstream: tree}}, releases=releases, exclude=excluded)
         where = f"stacks.{stack.name}.pins.{state.upstream}"
     elif stack is not None:
         lock = set_lock_values(ws, pins={state.upstream: new_pin}, trees={stack.name: {state.upstream: tree}},
-                               **extra)
+                               releases=releases, exclude=excluded)
         where = f"upstreams.{state.upstream}.pin"
     else:
-        lock = set_lock_values(ws, pins={state.upstream: new_pin}, **extra)
+        lock = set_lock_values(ws, pins={state.upstream: new_pin}, releases=releases, exclude=excluded)
         where = f"upstreams.{state.upstream}.pin"
     files[LOCK_NAME] = lock
     order = [p.entry.id for p in patches]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from ..apply import LoadedPatch
 from ..git import Repo
@@ -35,11 +36,11 @@ class Moves:
     renames: dict[str, Rename]
     deleted: dict[str, str]       # path -> "<commit12> <subject>" of the commit (or release) that deleted it
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"renames": {k: dataclasses.asdict(v) for k, v in self.renames.items()}, "deleted": self.deleted}
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "Moves":
+    def from_dict(cls, data: dict[str, Any] | None) -> Moves:
         data = data or {}
         return cls({k: Rename(**v) for k, v in data.get("renames", {}).items()}, dict(data.get("deleted", {})))
 
@@ -86,14 +87,13 @@ def retarget(loaded: LoadedPatch, renames: dict[str, Rename]) -> tuple[LoadedPat
     Only the file header lines change (`diff --git`, `---`, `+++`); hunks and `index` lines stay, so a 3-way merge
     still finds the pre-image. Sections that create, rename or copy files, or have quoted paths, are left alone.
     """
-    moved = [s for s in loaded.patch.files
+    moved = [(s, renames[s.old_path]) for s in loaded.patch.files
              if s.old_path in renames and not (s.is_new or s.rename or s.copy) and '"' not in s.old_path]
     if not moved:
         return loaded, ()
     lines = loaded.patch.diff.split(b"\n")
-    for section in moved:
-        src = section.old_path
-        dst = renames[src].new
+    for section, rename in moved:
+        dst = rename.new
         end = section.hunks[0].header_line - 1 if section.hunks else section.end_line - 1
         for number in range(section.start_line - 1, end):
             line = lines[number]
@@ -105,7 +105,7 @@ def retarget(loaded: LoadedPatch, renames: dict[str, Rename]) -> tuple[LoadedPat
                 lines[number] = b"+++ b/" + dst.encode()
     diff = b"\n".join(lines)
     patch = read_patch_file(loaded.patch.head + diff + loaded.patch.tail, source=loaded.source)
-    return LoadedPatch(loaded.entry, patch, loaded.source), tuple(renames[s.old_path].line for s in moved)
+    return LoadedPatch(loaded.entry, patch, loaded.source), tuple(rename.line for _, rename in moved)
 
 
 def deleted_in(loaded: LoadedPatch, deleted: dict[str, str]) -> list[str]:

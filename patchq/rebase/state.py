@@ -11,8 +11,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ..crashtest import TEST_CRASH_ENV
-from ..crashtest import crash_point as crash_point  # re-exported: the rebase steps name their points
+from ..crashtest import (
+    TEST_CRASH_ENV,
+    crash_point as crash_point,  # re-exported: the rebase steps name their points
+)
 from ..errors import BadInput
 from ..model import HunkProblem, Outcome, OutcomeKind, Status
 from ..txn import atomic_write
@@ -243,7 +245,7 @@ class RebaseState:
         atomic_write(paths.state, self.to_bytes())
 
     @classmethod
-    def load(cls, paths: RebasePaths) -> "RebaseState":
+    def load(cls, paths: RebasePaths) -> RebaseState:
         try:
             data = json.loads(paths.state.read_bytes())
         except FileNotFoundError:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..apply import LoadedPatch, TinyIndex, classify_patch, load_patch, run_queue
 from ..errors import BadInput
-from ..git import ObjectReader, Repo
-from ..git import patch_ids as diff_patch_ids
+from ..git import ObjectReader, Repo, patch_ids as diff_patch_ids
 from ..gitindex import TempIndex, write_index_file
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack, Status
 from ..patchfile import touched_paths
@@ -128,7 +127,7 @@ class SharedIndex(TinyIndex):
     to the next commit costs no git process; only the `git apply` checks themselves run git.
     """
 
-    def __init__(self, repo: Repo, reader: ObjectReader) -> None:     # noqa: D107 (no git run here)
+    def __init__(self, repo: Repo, reader: ObjectReader) -> None:     # no git run here
         TempIndex.__init__(self, "patchq-bisect-")
         self.repo = repo
         self.reader = reader
@@ -248,7 +247,8 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
             prefix = path_closure(patches, position)
             seen: dict[str, OutcomeKind] = {walk[-1][0]: after.kind}
 
-            def applies_at(commit: str, prefix=prefix, loaded=loaded, seen=seen, index=index) -> bool:
+            def applies_at(commit: str, prefix: list[LoadedPatch] = prefix, loaded: LoadedPatch = loaded,
+                           seen: dict[str, OutcomeKind] = seen, index: SharedIndex = index) -> bool:
                 seen[commit] = judge_at(repo, commit, prefix, loaded, index=index, renames=renames, quick=True)
                 return seen[commit] in CLEAN_KINDS
 

@@ -10,6 +10,7 @@ from ..apply import LoadedPatch
 from ..errors import EnvironmentFailure
 from ..git import Repo, clone_shared
 from ..patchfile import commit_message, date_to_git
+from ..patchtext import FileDiff
 from ..txn import publish
 from .state import MARKER_LINE, RERERE_REPLAYED, ConflictStop, RebasePaths
 
@@ -42,7 +43,7 @@ def _untracked(wt: Repo) -> list[str]:
     return wt.untracked_files()
 
 
-def _section_text(diff: bytes, section) -> bytes:
+def _section_text(diff: bytes, section: FileDiff) -> bytes:
     lines = diff.split(b"\n")
     return b"\n".join(lines[section.start_line - 1: section.end_line - 1]) + b"\n"
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_hostile import snapshot  # noqa: E402
+from test_hostile import snapshot
 
 
 def user_state(root: Path) -> dict[str, list]:
@@ -97,7 +97,7 @@ def disk_full(plan: dict) -> list[dict]:
                     recovery.append(patchq(["-w", str(ws), "rebase", "--abort"]))
                 recovery.append(patchq(expand(command["args"], ws, mount)))
             results.append({"name": command["name"], "free": free, "code": code, "stderr": err,
-                            "changed": changed, "old_or_new": after == before or after == reference,
+                            "changed": changed, "old_or_new": after in (before, reference),
                             "recovery": [{"code": c, "stderr": e} for c, e in recovery],
                             "recovered_to_reference": user_state(ws) == reference})
             for extra in command.get("outputs", []):

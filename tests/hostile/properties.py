@@ -221,7 +221,8 @@ def yaml_fast_path_property(data: bytes) -> None:
 
 PROPERTIES = {
     "patch-reader": (patch_reader_property, lambda: mutated(patch_seeds(), DIFF_TOKENS)),
-    "lenient-reader": (lenient_reader_property, lambda: mutated(patch_seeds(), DIFF_TOKENS + [b"@@\n", b"@@ def f():\n"])),
+    "lenient-reader": (lenient_reader_property,
+                       lambda: mutated(patch_seeds(), DIFF_TOKENS + [b"@@\n", b"@@ def f():\n"])),
     "bundle-reader": (bundle_reader_property, lambda: mutated(bundle_seeds(), DIFF_TOKENS + [b"=", b"A", b"\x1f\x8b"])),
     "pins.lock": (lock_loader_property, lambda: mutated([LOCK, *_corpus("lock")[:12]], YAML_TOKENS)),
     "series.yaml": (series_loader_property, lambda: mutated([SERIES, *_corpus("series")], YAML_TOKENS)),
