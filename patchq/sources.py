@@ -377,7 +377,7 @@ def import_archive(upstream: Upstream, repo: Repo, *, workspace: Path | None = N
     # streamed into one fast-import pack (no extraction, no loose objects); the same tree `commit_folder` records
     importing = f"refs/patchq/importing/{os.getpid()}"
     try:
-        from .archive_import import commit_archive       # tarfile, zipfile, lzma: only for archive upstreams
+        from .archive_import import commit_archive  # tarfile, zipfile, lzma: only for archive upstreams
         sha = commit_archive(repo, path, f"{upstream.name} from archive sha256:{archive.sha256}\n",
                              subdir=archive.subdir, name=upstream.name, ref=importing)
     finally:

@@ -163,7 +163,7 @@ class _RecipeReader:
         for key in data:
             if key not in known:
                 name = f"{prefix}.{key}" if prefix else str(key)
-                import difflib          # only for a misspelt key: not on every apply
+                import difflib  # only for a misspelt key: not on every apply
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
                 raise self.fail(name, f"unknown key{hint}")

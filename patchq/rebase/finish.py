@@ -137,8 +137,8 @@ def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, p
         while str(parent) not in ("", ".") and not (ws.root / parent).exists():
             made.append(str(parent))
             parent = parent.parent
-        entries.append({"path": rel, "new_sha": _sha256(data), "old": f"swap/{ASIDE}" if old_sha else "", "old_at": old_at,
-                        "old_sha": old_sha, "made_dirs": made})
+        entries.append({"path": rel, "new_sha": _sha256(data), "old": f"swap/{ASIDE}" if old_sha else "",
+                        "old_at": old_at, "old_sha": old_sha, "made_dirs": made})
         t.write(target, data)
     atomic_write(paths.swap / ASIDE, bytes(aside))
     crash_point("aside-written")
