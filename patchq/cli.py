@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from . import __version__, signals
+from . import signals
+from .cmdbase import STATUS_CHOICES, Context, cli, pass_ctx
 from .complete import (
     complete_id,
     complete_stack,
@@ -28,30 +29,13 @@ from .errors import (
     PatchqError,
     describe_os_error,
 )
-from .output import Context, PatchqGroup, error_envelope, guess_command, json_requested
+from .output import error_envelope, guess_command, json_requested
 
 if TYPE_CHECKING:                  # the engine is imported inside the commands: --help must not load it
     from .build.stack import OverlayReport
     from .overlay import OverlayResult
 
-# Kept literal so that `--help` and completion need not import the model (tests/test_output.py checks they agree).
-STATUS_CHOICES = click.Choice(["promoted", "negative-archived", "diagnostic"])
-
-pass_ctx = click.make_pass_decorator(Context)
-
 __all__ = ["Context", "cli", "main", "pass_ctx"]
-
-
-@click.group(cls=PatchqGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
-@click.option("--workspace", "-w", "workspace_opt", metavar="DIR",
-              help="Workspace folder (default: walk up from here to the folder holding pins.lock).")
-@click.version_option(__version__, prog_name="patchq")
-@click.pass_context
-def cli(ctx: click.Context, workspace_opt: str | None) -> None:
-    """patchq: annotated patch queues against pinned upstreams — apply, rebase, audit, bundle, build."""
-    if ctx.obj is None:
-        ctx.obj = Context()
-    ctx.obj.workspace_opt = workspace_opt
 
 
 @cli.command()

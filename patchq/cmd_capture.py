@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .cli import STATUS_CHOICES, Context, cli, pass_ctx
+from .cmdbase import STATUS_CHOICES, Context, cli, pass_ctx
 from .output import Console
 from .table import Table
 

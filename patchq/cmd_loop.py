@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .cli import STATUS_CHOICES, Context, cli, pass_ctx
+from .cmdbase import STATUS_CHOICES, Context, cli, pass_ctx
 from .complete import complete_id, complete_stack, complete_upstream
 from .errors import BadInput
 

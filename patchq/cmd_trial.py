@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli import Context, cli, pass_ctx
+from .cmdbase import Context, cli, pass_ctx
 from .errors import EXIT_NEEDS_YOU, BadInput
 from .table import Table, Text
 
