@@ -211,7 +211,8 @@ class RebaseSetup:
         ensure_mirror(load_workspace(self.template).upstream("vllm"), workspace=self.template,
                       need=(self.base, self.tip))
         self.round = 0
-        self.git_work = tmp / "rb-git"
+        self.git_repo, self.git_queue, self.git_env = bench_rebase.git_rebase_setup(self.upstream, tmp / "rb-git",
+                                                                                    self.base, self.diffs)
 
     def fresh_ws(self) -> Path:
         self.round += 1
@@ -220,9 +221,10 @@ class RebaseSetup:
         return ws
 
     def git_rebase(self) -> float:
-        shutil.rmtree(self.git_work, ignore_errors=True)
-        wall = bench_rebase.time_git_rebase(self.upstream, self.git_work, self.base, self.tip, self.diffs, 1)[0]
-        CPU.clear()              # timed inside bench_rebase, with its setup: no CPU figure
+        """`git rebase` of the same queue (as commits on a branch at the old pin) onto the new tip."""
+        wall = bench_rebase.time_git_rebase(self.git_repo, self.git_queue, self.tip, self.git_env,
+                                            len(self.diffs) - 1)
+        CPU.clear()              # timed inside bench_rebase, around the rebase alone: no CPU figure
         return wall
 
 
