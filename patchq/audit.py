@@ -13,14 +13,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .apply import LoadedPatch, TinyIndex, _judge_in_one_pass, check_symlink_ancestors, load_patch, splice_lines
 from .flagcache import Job, ReadCache, blob_id
 from .flags import Located, reads_in_lines, reads_touching
 from .git import ObjectReader, Repo
 from .gitindex import TempIndex
 from .model import Finding, FlagRead, Stack, Status
 from .patchfile import touched_paths
+from .queuerun import LoadedPatch, TinyIndex, check_symlink_ancestors, judge_in_one_pass, load_patch
 from .sources import cache_root, ensure_base
+from .splice import splice_lines
 from .workspace import Workspace
 
 FINDING_KINDS = ("declared-not-found", "found-not-declared", "profile-unread", "negative-in-profile",
@@ -97,7 +98,7 @@ class _Judge:
     def run_in_order(self, patches: list[LoadedPatch]) -> list[list[_Change] | None]:
         """Each patch applied on the ones before it (a patch that does not apply is skipped, as `--keep-going`)."""
         snapshot = self.index.snapshot()
-        if _judge_in_one_pass(self.repo, self.index, patches) is not None:
+        if judge_in_one_pass(self.repo, self.index, patches) is not None:
             entries = self.index.entries()
             contents = dict(self.contents)
             out = [self._spliced(contents, lp) for lp in patches]

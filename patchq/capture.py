@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .apply import LoadedPatch, TinyIndex, load_patch, run_queue
 from .errors import BadInput, NeedsYou, PatchqError
 from .git import Repo
 from .model import PATCH_ID, PatchEntry, Status
 from .patchfile import diff_stats, read_patch_file, render_patch_file
 from .queue import next_file_name
+from .queuerun import LoadedPatch, TinyIndex, load_patch, run_queue
 from .sources import ensure_base
 from .txn import Txn
 from .workspace import (

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .apply import LoadedPatch, run_queue, stack_patches
+from .apply import stack_patches
 from .bundle import (
     FORMATS,
     SAFE_NAME,
@@ -31,6 +31,7 @@ from .errors import BadInput, NeedsYou
 from .git import Repo
 from .model import Outcome, OutcomeKind
 from .patchfile import read_patch_file, render_patch_file
+from .queuerun import LoadedPatch, run_queue
 from .sources import ensure_base, workspace_ref
 from .txn import atomic_write, publish
 from .workspace import Workspace

@@ -13,13 +13,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .apply import default_checkout_dir, load_patch
+from .apply import default_checkout_dir
 from .checkout import APPLIED_REF, checkout_base, is_patchq_checkout, operation_in_progress
 from .errors import BadInput
 from .git import Repo
 from .model import PATCH_ID, PatchEntry, Status
 from .patchfile import read_patch_file, render_patch_file
 from .queue import next_file_name
+from .queuerun import load_patch
 from .txn import Txn
 from .workspace import Workspace, series_bytes
 from .wsstatus import _commit_patch_ids, _queue_patch_ids

@@ -176,7 +176,7 @@ def _queue_patch_ids(ws: Workspace, repo: Repo, entries: Sequence[PatchEntry]) -
     """patch id -> stable patch-id of its queue file's diff."""
     if not entries:
         return {}
-    from .apply import load_patch
+    from .queuerun import load_patch
     ids = patch_ids([load_patch(ws, entry).patch.diff for entry in entries])
     return {entry.id: pid for entry, pid in zip(entries, ids) if pid}
 

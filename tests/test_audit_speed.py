@@ -7,13 +7,14 @@ import json
 import pytest
 
 from patchq import git as patchq_git
-from patchq.apply import load_patch, run_queue, splice_lines
 from patchq.audit import _independent_groups, audit_patches, audit_workspace
 from patchq.flagcache import Job, ReadCache
 from patchq.flags import reads_in_lines
 from patchq.model import Status
 from patchq.patchfile import parse_diff
+from patchq.queuerun import load_patch, run_queue
 from patchq.sources import ensure_base
+from patchq.splice import splice_lines
 
 PY = "import os\n\n" + "".join(f"def f{i}(x):\n    total = x * {i}\n    return total\n\n\n" for i in range(30))
 SH = "#!/bin/sh\nset -e\n" + "".join(f"step{i}() {{\n    echo {i}\n}}\n" for i in range(20))

@@ -301,8 +301,8 @@ def test_a_patch_is_attributed_with_the_patch_it_requires(make_upstream, lab, pa
 
 def test_refuses_a_stack_that_does_not_reproduce_the_captured_files(tinylab):
     """verify_reproduction is the gate before any write: the queue patches alone lack the hand edit."""
-    from patchq.apply import load_patch
     from patchq.capture import read_live_tree, verify_reproduction
+    from patchq.queuerun import load_patch
     from patchq.sources import ensure_base
     from patchq.workspace import load_workspace
     _, pin, root, _, package, _ = tinylab

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..apply import apply_stack, load_patch
+from ..apply import apply_stack
 from ..errors import BadInput, NeedsYou
 from ..git import Repo
 from ..model import ApplyReport, OutcomeKind, UpstreamApply
 from ..patchfile import touched_paths
+from ..queuerun import load_patch
 from ..sources import cache_root, ensure_base
 from ..workspace import Workspace
 from .recipe import Recipe, affected_targets, load_recipes, targets_to_build

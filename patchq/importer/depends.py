@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..apply import LoadedPatch
 from ..model import OutcomeKind, PatchEntry, Status
 from ..patchfile import PatchFile
+from ..queuerun import LoadedPatch
 from .items import MissingLine, Order
 from .placer import Part, Placer
 

@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from ..apply import LoadedPatch, TinyIndex, classify_patch, run_queue
 from ..errors import BadInput, PatchqError
 from ..model import Outcome, OutcomeKind, PatchEntry, Status
 from ..patchfile import PatchFile, read_patch_file, touched_paths
+from ..queuerun import LoadedPatch, TinyIndex, classify_patch, run_queue
 from ..workspace import Workspace
 from .anchor import Anchoring, Placed, anchor_sections, apply_sections
 from .inputs import Candidate

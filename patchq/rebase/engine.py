@@ -20,10 +20,10 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from ..apply import LoadedPatch, load_patch, run_queue
 from ..errors import BadInput, NeedsYou
 from ..git import Repo
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack
+from ..queuerun import LoadedPatch, load_patch, run_queue
 from ..txn import Txn, workspace_txn
 from ..workspace import SERIES_NAME, Workspace, load_workspace
 from .bases import Bases, resolve_bases

@@ -14,11 +14,11 @@ import datetime
 import shutil
 from pathlib import Path
 
-from ..apply import LoadedPatch, run_queue
 from ..errors import EnvironmentFailure
 from ..git import Repo
 from ..model import Stack, Status
 from ..patchfile import read_patch_file, render_patch_file
+from ..queuerun import LoadedPatch, run_queue
 from ..txn import Txn, atomic_write
 from ..workspace import (
     LOCK_NAME,

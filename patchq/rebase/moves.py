@@ -12,9 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..apply import LoadedPatch
 from ..git import Repo
 from ..patchfile import read_patch_file
+from ..queuerun import LoadedPatch
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..apply import LoadedPatch, TinyIndex, classify_patch, load_patch, run_queue
 from ..errors import BadInput
 from ..git import ObjectReader, Repo, patch_ids as diff_patch_ids
 from ..gitindex import TempIndex, write_index_file
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack, Status
 from ..patchfile import touched_paths
+from ..queuerun import LoadedPatch, TinyIndex, classify_patch, load_patch, run_queue
 from ..workspace import LOCK_NAME, Workspace
 from .moves import Moves, Rename, deleted_in, retarget
 from .state import CLEAN_KINDS, BreakingCommit, SideCheck

@@ -6,11 +6,11 @@ import re
 import shutil
 from pathlib import Path
 
-from ..apply import LoadedPatch
 from ..errors import EnvironmentFailure
 from ..git import Repo, clone_shared
 from ..patchfile import commit_message, date_to_git
 from ..patchtext import FileDiff
+from ..queuerun import LoadedPatch
 from ..txn import publish
 from .state import MARKER_LINE, RERERE_REPLAYED, ConflictStop, RebasePaths
 
