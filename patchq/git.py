@@ -164,6 +164,7 @@ def _base_env(extra: Mapping[str, str] | None, *, ident: bool = True) -> dict[st
 
 
 _trace_lock = threading.Lock()
+_trace_unwritable: list[str] = []        # a trace file that could not be written: said once, then stderr
 
 
 def _trace(argv: Sequence[str], cwd: str | Path | None, returncode: int | None, started: float) -> None:
@@ -174,15 +175,17 @@ def _trace(argv: Sequence[str], cwd: str | Path | None, returncode: int | None, 
     line = (f"patchq git: {(time.monotonic() - started) * 1000:.1f}ms exit={returncode} "
             f"cwd={cwd or os.getcwd()} {shlex.join(argv)}\n")
     with _trace_lock:
-        if "/" in where:
+        if "/" in where and where not in _trace_unwritable:
             try:
                 with open(where, "a", encoding="utf-8", errors="surrogateescape") as fh:
                     fh.write(line)
-            except OSError:
-                pass
-        else:
-            sys.stderr.write(line)
-            sys.stderr.flush()
+                return
+            except OSError as exc:
+                _trace_unwritable.append(where)
+                sys.stderr.write(f"patchq: cannot write the PATCHQ_TRACE_GIT file {where} ({exc.strerror}); "
+                                 "tracing to stderr instead\n")
+        sys.stderr.write(line)
+        sys.stderr.flush()
 
 
 def parse_git_version(text: str) -> tuple[int, int, int] | None:

@@ -246,6 +246,18 @@ def test_trace_to_a_file_when_the_value_is_a_path(tmp_path, monkeypatch, capsys)
     assert log.read_text() == text                   # 0 switches it off
 
 
+def test_an_unwritable_trace_file_is_said_once_and_the_trace_goes_to_stderr(tmp_path, monkeypatch, capsys):
+    repo = Repo.init(tmp_path / "r")
+    where = tmp_path / "no-such-folder" / "git.log"
+    monkeypatch.setenv("PATCHQ_TRACE_GIT", str(where))
+    repo.head()
+    repo.head()
+    err = capsys.readouterr().err
+    assert err.count(f"cannot write the PATCHQ_TRACE_GIT file {where}") == 1
+    assert len([ln for ln in err.splitlines() if ln.startswith("patchq git: ")]) == 2
+    assert not where.parent.exists()
+
+
 # ---- the git version ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, want", [
