@@ -184,9 +184,11 @@ def test_a_3x_faster_loop_is_promoted_and_decided_then_verified_and_a_3x_slower_
     assert (loopy / "pins.lock").read_text().startswith("# the lab's own comment, kept\n")
     assert patchq("--workspace", str(loopy), "check").code == 0
 
-    # the stack (now with dedupe) re-measured against its own record, within 25% (the machine drifts between trials)
+    # the stack (now with dedupe) re-measured against its own record, within 50%: on a 2-core CI machine running
+    # the suite on both cores the same loop's CPU time drifted 41% between two trials a minute apart; losing the
+    # dedupe patch would make it 3x slower (-67%), which this margin still catches
     res = patchq("--workspace", str(loopy), "trial", "fast", "--verify-result", "--repeats", "3",
-                 "--min-effect", "25%")
+                 "--min-effect", "50%")
     assert res.code == 0, res.out + res.err
     assert "regenerated and still" in res.out and "tok/s" in res.out
 
