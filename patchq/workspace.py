@@ -176,10 +176,11 @@ class Workspace:
             chosen = [e for e in queue.entries if (e.upstream, e.id) in listed]
         else:
             chosen = [e for e in queue.entries if e.status in stack.include]
-        chosen = [e for e in chosen if e.ref not in stack.exclude]     # left out by a rebase (docs/rebase.md)
+        excluded = {self.find_patch(ref).ref for ref in stack.exclude}   # left out by a rebase (docs/rebase.md)
+        chosen = [e for e in chosen if e.ref not in excluded]
         extras = [self.find_patch(ref) for ref in (*stack.extra, *extra)]
         for entry in extras:
-            if entry.upstream != upstream or entry in chosen or entry.ref in stack.exclude:
+            if entry.upstream != upstream or entry in chosen or entry.ref in excluded:
                 continue
             needed = [i for i, e in enumerate(chosen) if entry.id in e.requires]
             if needed:                  # a patch the stack's own patches require goes in before them
@@ -475,6 +476,16 @@ def _check_stack_refs(ws: Workspace) -> None:
             except BadInput as exc:
                 raise BadInput(f"stack {stack.name!r}: {exc.message}", path=str(ws.lock_path),
                                line=_line(ws.lock_doc["stacks"][stack.name], "extra")) from None
+        for ref in stack.exclude:       # a typo here would leave the patch it meant in the stack, silently
+            where = _line(ws.lock_doc["stacks"][stack.name], "exclude")
+            try:
+                entry = ws.find_patch(ref)
+            except BadInput as exc:
+                raise BadInput(f"stack {stack.name!r} excludes {ref!r}: {exc.message}", path=str(ws.lock_path),
+                               line=where) from None
+            if entry.upstream not in stack.upstreams:
+                raise BadInput(f"stack {stack.name!r} excludes {entry.ref}, but {entry.upstream!r} is not one of its "
+                               f"upstreams ({', '.join(stack.upstreams)})", path=str(ws.lock_path), line=where)
 
 
 # ---- writers ---------------------------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ class Lab:
         for name, opts in self.stacks.items():
             node = CommentedMap()
             node["upstreams"] = list(opts["upstreams"])
-            for key in ("include", "extra"):
+            for key in ("include", "extra", "exclude"):
                 if key in opts:
                     node[key] = list(opts[key])
             if "patches" in opts:
