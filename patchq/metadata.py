@@ -133,6 +133,8 @@ class StackInfo:
     result: dict[str, Any]
     description: str
     patches: dict[str, int]          # upstream -> how many patches the stack applies there
+    listed: tuple[str, ...] = ()     # an explicit `patches:` list (then `include` selects nothing)
+    exclude: tuple[str, ...] = ()    # patches a rebase left out of this stack
 
 
 def stack_info(ws: Workspace, stack: Stack) -> StackInfo:
@@ -143,7 +145,7 @@ def stack_info(ws: Workspace, stack: Stack) -> StackInfo:
             result["gates"] = list(result["gates"])
     return StackInfo(stack.name, stack.upstreams, tuple(s.value for s in stack.include), stack.extra,
                      dict(stack.pins), dict(stack.profile), result, stack.description,
-                     {up: len(ws.stack_entries(stack, up)) for up in stack.upstreams})
+                     {up: len(ws.stack_entries(stack, up)) for up in stack.upstreams}, stack.patches, stack.exclude)
 
 
 @dataclass(frozen=True)

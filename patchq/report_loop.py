@@ -100,12 +100,16 @@ def render_stacks(console: Console, infos: list[StackInfo]) -> None:
     if not infos:
         _out(console, "no stacks (add one with 'patchq stack add NAME --upstream U')")
     for info in infos:
-        _out(console, f"{info.name}: {', '.join(info.upstreams)}  (include "
-                      f"{', '.join(info.include)})")
+        chosen = "listed patches" if info.listed else f"include {', '.join(info.include)}"
+        _out(console, f"{info.name}: {', '.join(info.upstreams)}  ({chosen})")
         for up, count in info.patches.items():
             _out(console, f"  {up}: {count} patch(es)" + (f", pinned at {info.pins[up]}" if up in info.pins else ""))
+        if info.listed:
+            _out(console, f"  patches: {', '.join(info.listed)}")
         if info.extra:
             _out(console, f"  extra: {', '.join(info.extra)}")
+        if info.exclude:
+            _out(console, f"  exclude: {', '.join(info.exclude)}")
         for key, value in info.profile.items():
             _out(console, f"  profile: {key}={value}")
         if info.result:

@@ -1,5 +1,6 @@
 """A stack's `exclude:` list (what a rebase left out): every entry must name a patch of one of the stack's
-upstreams, so a typo cannot leave the patch it meant in the stack without a word; a bare id works as `upstream:id`."""
+upstreams, so a typo cannot leave the patch it meant in the stack without a word; a bare id works as `upstream:id`.
+`stack list` shows it, and a stack's explicit `patches:` list."""
 
 from __future__ import annotations
 
@@ -42,3 +43,22 @@ def test_the_cli_says_it_in_one_line_and_exits_2(lab, pyupstream, patchq):
     res = patchq("--workspace", str(root), "apply", "s", "--check")
     assert res.code == 2
     assert res.err.count("\n") == 1 and "excludes 'vllm:dorp'" in res.err and "pins.lock:" in res.err
+
+
+def test_stack_list_shows_an_explicit_patch_list_and_the_excluded_patches(lab, pyupstream, patchq):
+    import json
+    up, base = pyupstream
+    lab.upstream("vllm", up, base)
+    lab.patch("vllm", "keep", up.diff(base, [("README.md", "demo\n", "demo!\n")]))
+    lab.patch("vllm", "drop", up.diff(base, [("vllm/model.py", "return x * 3\n", "return x * 4\n")]))
+    lab.stack("listed", ["vllm"], patches=["vllm:keep"])
+    lab.stack("pruned", ["vllm"], exclude=["vllm:drop"])
+    root = lab.save()
+    text = patchq("--workspace", str(root), "stack", "list")
+    assert text.code == 0, text.err
+    assert "listed: vllm  (listed patches)" in text.out and "  patches: vllm:keep" in text.out
+    assert "pruned: vllm  (include promoted)" in text.out and "  exclude: vllm:drop" in text.out
+    doc = json.loads(patchq("--workspace", str(root), "--json", "stack", "list").out)["result"]
+    by_name = {s["name"]: s for s in doc}
+    assert by_name["listed"]["listed"] == ["vllm:keep"] and by_name["listed"]["patches"] == {"vllm": 1}
+    assert by_name["pruned"]["exclude"] == ["vllm:drop"] and by_name["pruned"]["patches"] == {"vllm": 1}
