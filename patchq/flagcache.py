@@ -8,6 +8,7 @@ for a second process. A cache that cannot be written (read-only, full) only cost
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -108,7 +109,7 @@ def _analyse(jobs: dict[str, Job]) -> dict[str, list[flags.Located]]:
     items = sorted(jobs.items(), key=lambda kv: -len(kv[1].data))
     total = sum(len(job.data) for _, job in items)
     if len(items) < 2 or total < PARALLEL_MIN_BYTES or _cores() < 2 or not hasattr(os, "fork"):
-        return {key: flags.located_reads(job.path, job.text) for key, job in items}
+        return _analyse_here(items)
     mine: list[tuple[str, Job]] = []
     theirs: list[tuple[str, Job]] = []
     load = [0, 0]
@@ -126,7 +127,15 @@ def _analyse(jobs: dict[str, Job]) -> dict[str, list[flags.Located]]:
 
 
 def _analyse_here(items: list[tuple[str, Job]]) -> dict[str, list[flags.Located]]:
-    return {key: flags.located_reads(job.path, job.text) for key, job in items}
+    """Analyse with the cycle collector paused: a syntax tree holds no cycles, and with a hundred thousand nodes
+    alive every automatic collection walks them all again (10-15% of the analysis, measured)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return {key: flags.located_reads(job.path, job.text) for key, job in items}
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _cores() -> int:

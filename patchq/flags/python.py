@@ -120,13 +120,17 @@ def reads(path: str, text: str) -> list[Located]:
         return []
 
 
+_CORE_KINDS = frozenset({ast.Call, ast.Subscript, ast.Compare, ast.Attribute, ast.Name})   # what _cores_at reads
+
+
 class _PythonFile(PythonNames):
     """One parsed Python file: where each env read is, and how its value is consumed."""
 
     # -- finding reads ----------------------------------------------------------------------------------------------
 
     def reads(self) -> list[Located]:
-        cores = [core for node, scope in self.scope_of.items() for core in self._cores_at(node, scope)]
+        cores = [core for node, scope in self.scope_of.items() if type(node) in _CORE_KINDS
+                 for core in self._cores_at(node, scope)]
         accessors = self._accessors(cores)
         found = [self._found_for(core) for core in cores] + self._accessor_calls(accessors)
         registry, merged = self._registry_entries(found)
@@ -146,8 +150,8 @@ class _PythonFile(PythonNames):
             if REGISTRY_ATTR.match(node.attr) and self.is_envs_module(node.value, scope):
                 return [_Core(node, scope, node, node.attr, None, "registry")]
             return []
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            meaning = self.meaning(node.id, scope)
+        if isinstance(node, ast.Name) and node.id in self.registry_names and isinstance(node.ctx, ast.Load):
+            meaning = self.meaning(node.id, scope)     # only a name bound to an envs attribute can mean one
             if meaning.kind == "envs_value":
                 return [_Core(node, scope, node, meaning.value, None, "registry")]
         return []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .text import squash
@@ -73,60 +73,98 @@ class PythonNames:
         self.module_scope = Scope(None, "module", tree)
         self._meanings: dict[tuple[int, str], _Meaning] = {}
         self._resolving: set[tuple[int, str]] = set()
-        self._bind_block(self.module_scope, tree.body)
+        self._settled: dict[tuple[int, str], _Meaning] = {}   # by (id of the scope asked from, name)
+        self.registry_names: set[str] = set()    # names some statement binds to an `envs` attribute
         self._index(tree)
 
     # -- scopes ---------------------------------------------------------------------------------------------------
 
     def _index(self, tree: ast.Module) -> None:
-        """Parents and scopes of every node, iteratively: deep expressions must not exhaust the stack."""
-        stack: list[tuple[ast.AST, Scope]] = [(tree, self.module_scope)]
-        while stack:
-            node, scope = stack.pop()
-            self.scope_of[node] = scope
-            inner, inner_children = self._child_scope(node, scope)
-            for child in ast.iter_child_nodes(node):
-                self.parents[child] = node
-                stack.append((child, inner if id(child) in inner_children else scope))
+        """Parents, scope and bindings of every node in one iterative walk (deep expressions must not exhaust the
+        stack).
 
-    def _child_scope(self, node: ast.AST, scope: Scope) -> tuple[Scope, set[int]]:
+        A node's bindings go to the scope whose body holds it without a function, class, lambda or comprehension in
+        between (`bind`); nodes outside any body (decorators, defaults, comprehension parts) bind nothing. The walk
+        is a stack, so each scope sees its bindings in the same order as a walk of that scope alone would.
+        """
+        parents = self.parents
+        scope_of = self.scope_of
+        fields = _FIELDS
+        stack: list[tuple[ast.AST, Scope, Scope | None]] = [(tree, self.module_scope, None)]
+        module = self.module_scope
+        pop, push = stack.pop, stack.append
+        while stack:
+            node, scope, bind = pop()
+            scope_of[node] = scope
+            kind = type(node)
+            if bind is not None:
+                binder = _BINDERS.get(kind)
+                if binder is not None:
+                    for name, binding in binder(node):
+                        bind.bind(name, binding)
+                        if binding.kind == "envs_value":
+                            self.registry_names.add(name)
+            names = fields.get(kind)
+            if names is None:
+                names = fields[kind] = _node_fields(kind)
+            if kind in _SCOPE_KINDS:
+                inner, body = self._child_scope(node, scope)
+                for name in names:
+                    value = getattr(node, name, None)
+                    if isinstance(value, ast.AST):
+                        parents[value] = node
+                        push((value, inner, inner if name == body else None) if name in _INNER[kind]
+                             else (value, scope, None))
+                    elif isinstance(value, list):
+                        inside = name in _INNER[kind]
+                        for item in value:
+                            if isinstance(item, ast.AST):
+                                parents[item] = node
+                                push((item, inner, inner if name == body else None) if inside
+                                     else (item, scope, None))
+                continue
+            child_bind = module if kind is ast.Module else bind
+            for name in names:
+                value = getattr(node, name, None)
+                if isinstance(value, ast.AST):
+                    parents[value] = node
+                    push((value, scope, child_bind))
+                elif isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, ast.AST):
+                            parents[item] = node
+                            push((item, scope, child_bind))
+
+    def _child_scope(self, node: ast.AST, scope: Scope) -> tuple[Scope, str]:
+        """The scope a function, class, lambda or comprehension opens, with what it binds up front, and the
+        field whose nodes bind names in it ("" for a comprehension: only its loop targets do)."""
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             inner = Scope(scope, "function", node)
             for arg in parameters(node.args):
                 inner.bind(arg.arg, _Binding("param"))
-            body: Sequence[ast.AST] = node.body if isinstance(node.body, list) else [node.body]
-            self._bind_block(inner, body)
-            return inner, {id(n) for n in body}
+            return inner, "body"
         if isinstance(node, ast.ClassDef):
-            inner = Scope(scope, "class", node)
-            self._bind_block(inner, node.body)
-            return inner, {id(n) for n in node.body}
-        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            inner = Scope(scope, "comprehension", node)
-            for generator in node.generators:
-                for name in _target_names(generator.target):
-                    inner.bind(name, _Binding("other"))
-            return inner, {id(n) for n in ast.iter_child_nodes(node)}
-        return scope, set()
-
-    def _bind_block(self, scope: Scope, body: Sequence[ast.AST]) -> None:
-        """Record what each statement of a body binds, without entering nested functions or classes."""
-        stack = list(body)
-        while stack:
-            node = stack.pop()
-            for name, binding in _bindings_of(node):
-                scope.bind(name, binding)
-            if not isinstance(node, _SCOPE_NODES):
-                stack.extend(ast.iter_child_nodes(node))
+            return Scope(scope, "class", node), "body"
+        inner = Scope(scope, "comprehension", node)
+        for generator in node.generators:      # type: ignore[attr-defined]
+            for name in _target_names(generator.target):
+                inner.bind(name, _Binding("other"))
+        return inner, ""
 
     def meaning(self, name: str, scope: Scope) -> _Meaning:
+        asked = (id(scope), name)
+        settled = self._settled.get(asked)
+        if settled is not None:
+            return settled
         owner = scope.owner(name)
         if owner is None:
-            return _Meaning(_UNBOUND_MEANING.get(name, "unbound"))
+            settled = self._settled[asked] = _Meaning(_UNBOUND_MEANING.get(name, "unbound"))
+            return settled
         key = (id(owner), name)
         if key in self._meanings:
-            return self._meanings[key]
-        if key in self._resolving:
+            settled = self._settled[asked] = self._meanings[key]
+            return settled
+        if key in self._resolving:         # a cycle: "other" for now, and not remembered
             return _Meaning("other")
         self._resolving.add(key)
         try:
@@ -134,7 +172,7 @@ class PythonNames:
         finally:
             self._resolving.discard(key)
         merged = _merge_meanings(meanings)
-        self._meanings[key] = merged
+        self._meanings[key] = self._settled[asked] = merged
         return merged
 
     def _meaning_of(self, binding: _Binding, scope: Scope) -> _Meaning:
@@ -403,3 +441,26 @@ def _merge_meanings(meanings: list[_Meaning]) -> _Meaning:
         values = {m.value for m in meanings}
         return meanings[0] if len(values) == 1 else _Meaning("other")
     return _Meaning("other")
+
+
+# What each statement kind binds, looked up by node type in the walk (most nodes bind nothing).
+_Binder = Callable[[ast.AST], list[tuple[str, _Binding]]]
+_BINDERS: dict[type, _Binder] = {kind: _bindings_of for kind in (
+    ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor, ast.NamedExpr,
+    ast.With, ast.AsyncWith, ast.ExceptHandler, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)}
+_SCOPE_KINDS = frozenset(_SCOPE_NODES)
+# The fields of a scope node whose nodes are inside the scope it opens; the rest are evaluated outside it.
+_INNER: dict[type, frozenset[str]] = {
+    ast.FunctionDef: frozenset({"body"}), ast.AsyncFunctionDef: frozenset({"body"}), ast.Lambda: frozenset({"body"}),
+    ast.ClassDef: frozenset({"body"}),
+    **{kind: frozenset(kind._fields) for kind in (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)}}
+_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}
+# Fields that never hold a node, or hold one of the shared operator and context singletons (ast.Load(), ast.Add()),
+# which the read finder never asks about: the walk does not visit them.
+_NOT_WALKED = frozenset({"ctx", "op", "ops", "id", "attr", "arg", "module", "level", "conversion", "is_async",
+                         "simple", "type_comment", "kind"})
+
+
+def _node_fields(kind: type[ast.AST]) -> tuple[str, ...]:
+    skip = _NOT_WALKED | ({"value"} if kind in (ast.Constant, ast.MatchSingleton) else set())
+    return tuple(name for name in kind._fields if name not in skip)
