@@ -83,6 +83,9 @@ SIGNAL_CAUSES: dict[int, str] = {signal.SIGXFSZ: "File too large (the process fi
 
 # A patch that adds `.gitattributes`/`.lfsconfig` must not make git-lfs (when the user has it) fetch from a server the
 # patch names: every git patchq runs has the lfs filter switched off (an empty command disables a filter driver).
+FULL_ID = re.compile(r"[0-9a-f]{40}")
+_TREES: dict[tuple[str, str], str] = {}      # (repository, commit id) -> tree id, for Repo.tree_of
+
 NO_FILTERS = ("-c", "filter.lfs.smudge=", "-c", "filter.lfs.clean=", "-c", "filter.lfs.process=",
               "-c", "filter.lfs.required=false")
 
@@ -525,7 +528,17 @@ class Repo:
         return res.ok and "missing" not in res.out and "ambiguous" not in res.out
 
     def tree_of(self, rev: str) -> str:
-        return self._out("rev-parse", "--verify", f"{rev}^{{tree}}")
+        """The tree of a commit; remembered for full commit ids (an object never changes), so asking again for
+        the same commit in one command starts no process."""
+        key = (str(self.path), rev)
+        if key in _TREES:
+            return _TREES[key]
+        tree = self._out("rev-parse", "--verify", f"{rev}^{{tree}}")
+        if FULL_ID.fullmatch(rev):
+            if len(_TREES) > 4096:
+                _TREES.clear()
+            _TREES[key] = tree
+        return tree
 
     def head(self) -> str | None:
         return self.rev_parse("HEAD")
@@ -755,16 +768,21 @@ class Repo:
         """`git diff -U0` of two blob ids: the hunk headers say which lines changed."""
         return self.diff(old, new, binary=False, context=0)
 
-    def log_patches(self, *revs: str, first_parent: bool = False, no_merges: bool = False) -> bytes:
+    def log_patches(self, *revs: str, first_parent: bool = False, no_merges: bool = False,
+                    touching: Sequence[str] = ()) -> bytes:
         """`git log -p` of `revs`, each commit as `commit <id>` + a blank line + its pinned diff (the form
-        `git patch-id` reads). Diff bodies never start a line with 'commit <40 hex>', so a split is unambiguous."""
-        return self._run(*DIFF_CONFIG, "log", "-p", "--format=commit %H", *patch_flags(),
+        `git patch-id` reads). Diff bodies never start a line with 'commit <40 hex>', so a split is unambiguous.
+        With `touching`, only the commits that change one of those paths, each with its whole diff."""
+        limit = ["--full-diff", "--", *touching] if touching else []
+        return self._run(*DIFF_CONFIG, "--literal-pathspecs", "log", "-p", "--format=commit %H", *patch_flags(),
                          *(["--first-parent"] if first_parent else []), *(["--no-merges"] if no_merges else []),
-                         *revs).stdout
+                         *revs, *limit).stdout
 
-    def log_patch_ids(self, *revs: str, no_merges: bool = False) -> list[tuple[str, str]]:
-        """(commit, stable patch-id) of every commit of `revs` with a diff, in log order, in two processes."""
-        stream = self.log_patches(*revs, no_merges=no_merges)
+    def log_patch_ids(self, *revs: str, no_merges: bool = False, touching: Sequence[str] = ()
+                      ) -> list[tuple[str, str]]:
+        """(commit, stable patch-id) of every commit of `revs` with a diff, in log order, in two processes;
+        `touching` as in `log_patches`."""
+        stream = self.log_patches(*revs, no_merges=no_merges, touching=touching)
         if not stream.strip():
             return []
         pairs = (line.split() for line in self._run("patch-id", "--stable", input=stream).out.splitlines())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from .crashtest import pause_point
 from .errors import BadInput
-from .git import Repo
+from .git import GitResult, ObjectReader, Repo
 from .gitindex import TempIndex
 from .model import HunkProblem, Outcome, OutcomeKind, PatchEntry
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
@@ -60,6 +60,14 @@ class QueueRun:
     commits: dict[str, str] = field(default_factory=dict)   # patch id -> commit
     head: str = ""                                           # last commit (the base when nothing applied)
     tree: str = ""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Where a one-pass run failed: the first patch git refused, and git's report on it."""
+
+    position: int
+    stderr: str
 
 
 QueuePlan = tuple[str, str, Base, QueueRun, list[LoadedPatch]]     # upstream, pin, base, its run, the patches
@@ -214,14 +222,22 @@ def _reason(stderr: str) -> str:
     return stderr.strip().splitlines()[0] if stderr.strip() else "does not apply"
 
 
-def classify_patch(repo: Repo, index: TinyIndex, loaded: LoadedPatch) -> tuple[Outcome, bool]:
-    """Apply one patch to the tiny index. Returns the outcome and whether the index now holds the patch."""
+def classify_patch(repo: Repo, index: TinyIndex, loaded: LoadedPatch, *,
+                   refused_stderr: str | None = None) -> tuple[Outcome, bool]:
+    """Apply one patch to the tiny index. Returns the outcome and whether the index now holds the patch.
+
+    `refused_stderr`: git already said, in a one-pass run that stopped at this patch, that it does not apply as
+    is; that report stands in for the first rung.
+    """
     entry = loaded.entry
     files = tuple(touched_paths(loaded.patch.files))
     if not loaded.patch.files:
         return Outcome(entry.id, entry.upstream, OutcomeKind.EMPTY, detail="the patch has no file changes"), False
     before = index.snapshot()
-    res = repo.apply(loaded.patch.diff, cached=True, verbose=True, env=index.env)
+    if refused_stderr is not None:
+        res = GitResult(1, b"", refused_stderr)
+    else:
+        res = repo.apply(loaded.patch.diff, cached=True, verbose=True, env=index.env)
     unsafe = INVALID_PATH.search(res.stderr)
     if unsafe:       # `.git.`, `git~1`, `.git::$INDEX_ALLOCATION`: names git itself refuses as standing for .git
         raise BadInput(f"path {unsafe.group(1)!r} is refused by git as unsafe (on some file systems it names "
@@ -276,60 +292,107 @@ def run_queue(repo: Repo, base: str, patches: list[LoadedPatch], *, keep_going: 
             paths[p] = None
     index = TinyIndex(repo, base, list(paths))
     run = QueueRun(head=base)
-    changes: QueueChanges = []
+    reader: ObjectReader | None = None
     try:
         at_base = index.entries()
         pause_point("judging")           # test hook: a signal while a temporary index exists
         snapshot = index.snapshot()
-        quick = judge_in_one_pass(repo, index, patches)
+        quick, refused = one_pass(repo, index, patches)
         if quick is not None:
             check_result_links(repo, base, patches, at_base, index.entries())
-        replayed: QueueChanges | None = None
-        if quick is not None and commit_ref is not None:
-            replayed = _replay_in_python(repo, base, patches, at_base, index.entries())
-    except BaseException:
-        index.close()
-        raise
-    if quick is not None and (commit_ref is None or replayed is not None):
-        index.close()
-        if commit_ref is None:
-            run.outcomes = quick
-            return run
-        assert replayed is not None      # asked for commits and the replay matched git
-        changed_ids = {lp.entry.id for lp, _ in replayed}
-        run.outcomes = [o if o.patch_id in changed_ids else
-                        Outcome(o.patch_id, o.upstream, OutcomeKind.EMPTY, files=o.files,
-                                detail="applies but changes nothing at this base") for o in quick]
-        return _commit_run(repo, base, commit_ref, run, replayed)
-    if quick is not None:
-        index.restore(snapshot)
-    try:
-        current = {k: v for k, v in index.entries().items()}
-        stopped = False
-        for loaded in patches:
-            if stopped:
-                run.outcomes.append(Outcome(loaded.entry.id, loaded.entry.upstream, OutcomeKind.NOT_REACHED,
-                                            detail="an earlier patch stopped the queue"))
-                continue
-            outcome, applied = classify_patch(repo, index, loaded)
-            if applied:
-                after = index.entries()
-                delta = _index_delta(current, after)
-                if not delta:
-                    outcome = Outcome(loaded.entry.id, loaded.entry.upstream, OutcomeKind.EMPTY,
-                                      files=outcome.files, detail="applies but changes nothing at this base")
-                else:
-                    changes.append((loaded, delta))
-                current = after
-            run.outcomes.append(outcome)
-            if outcome.kind == OutcomeKind.CONFLICT and not keep_going:
-                stopped = True
-        check_result_links(repo, base, patches, at_base, current)
+            if commit_ref is None:
+                run.outcomes = quick
+                return run
+            reader = repo.object_reader()
+            replayed = replay_in_python(reader, patches, at_base, index.entries())
+            if replayed is not None:
+                run.outcomes = _mark_empty(quick, replayed)
+                return _commit_run(repo, base, commit_ref, run, replayed)
+            index.restore(snapshot)
+            refused = None               # the replay cannot follow this queue: patch by patch
+        if reader is None:
+            reader = repo.object_reader()
+        changes = _judge_in_parts(repo, index, reader, patches, refused, run, keep_going)
+        check_result_links(repo, base, patches, at_base, index.entries())
     finally:
         index.close()
+        if reader is not None:
+            reader.close()
     if commit_ref is not None:
         return _commit_run(repo, base, commit_ref, run, changes)
     return run
+
+
+def _mark_empty(outcomes: list[Outcome], changes: QueueChanges) -> list[Outcome]:
+    changed_ids = {lp.entry.id for lp, _ in changes}
+    return [o if o.patch_id in changed_ids else
+            Outcome(o.patch_id, o.upstream, OutcomeKind.EMPTY, files=o.files,
+                    detail="applies but changes nothing at this base") for o in outcomes]
+
+
+def _judge_in_parts(repo: Repo, index: TinyIndex, reader: ObjectReader, patches: list[LoadedPatch],
+                    refused: Refused | None, run: QueueRun, keep_going: bool) -> QueueChanges:
+    """A queue that does not apply in one pass: the patches before the one git refused, in one pass; that one
+    down the rest of the ladder (reverse, 3-way, fuzz, diagnosis); then the rest in one pass again, and so on.
+
+    A part is replayed in Python to learn what each of its patches changed, and kept only if the replay ends at
+    exactly the files git wrote. Where a replay cannot be used, or git's report gave no position, the rest goes
+    patch by patch as before. Every judgement is git's: the position from a failed pass only decides where to cut,
+    and the refused patch's first rung is git's report on it from that pass.
+    """
+    changes: QueueChanges = []
+    current = index.entries()
+    position = 0
+    in_parts = refused is not None
+    whole_rest = False                 # the next part: the whole rest (True) or the patches before `refused`
+    while position < len(patches):
+        known: str | None = None       # git's report on patches[position] failing as is, when a pass said so
+        if in_parts:
+            if whole_rest:
+                part = patches[position:]
+            else:
+                part = patches[position:position + refused.position] if refused is not None else []
+            if part:
+                before = index.snapshot()
+                quick, failed = one_pass(repo, index, part)
+                if quick is None:
+                    if whole_rest and failed is not None:
+                        refused, whole_rest = failed, False    # cut before the patch git refused
+                    else:
+                        in_parts = False      # a part that should apply did not, or no position: one by one
+                    continue
+                replayed = replay_in_python(reader, part, current, index.entries())
+                if replayed is None:
+                    index.restore(before)
+                    in_parts = False
+                    continue
+                run.outcomes.extend(_mark_empty(quick, replayed))
+                changes.extend(replayed)
+                current = index.entries()
+                position += len(part)
+                if position >= len(patches):
+                    break
+            if not whole_rest and refused is not None:
+                known = refused.stderr
+        loaded = patches[position]
+        outcome, applied = classify_patch(repo, index, loaded, refused_stderr=known)
+        if applied:
+            after = index.entries()
+            delta = _index_delta(current, after)
+            if not delta:
+                outcome = Outcome(loaded.entry.id, loaded.entry.upstream, OutcomeKind.EMPTY,
+                                  files=outcome.files, detail="applies but changes nothing at this base")
+            else:
+                changes.append((loaded, delta))
+            current = after
+        run.outcomes.append(outcome)
+        position += 1
+        if outcome.kind == OutcomeKind.CONFLICT and not keep_going:
+            run.outcomes.extend(Outcome(lp.entry.id, lp.entry.upstream, OutcomeKind.NOT_REACHED,
+                                        detail="an earlier patch stopped the queue") for lp in patches[position:])
+            break
+        whole_rest = True
+    return changes
 
 
 def _commit_run(repo: Repo, base: str, commit_ref: str, run: QueueRun, changes: QueueChanges) -> QueueRun:
@@ -346,24 +409,24 @@ def _blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _replay_in_python(repo: Repo, base: str, patches: list[LoadedPatch], at_base: dict[str, tuple[str, str, int]],
-                      final: dict[str, tuple[str, str, int]]) -> QueueChanges | None:
+def replay_in_python(reader: ObjectReader, patches: list[LoadedPatch], start: dict[str, tuple[str, str, int]],
+                     final: dict[str, tuple[str, str, int]]) -> QueueChanges | None:
     """Each patch's resulting files, spliced in Python at the positions git just verified in its one pass.
 
-    This saves one git process per patch when a queue applies as is. git stays the judge: the replay is used only
-    if every final file it computes has exactly the blob id and mode git's own pass produced; otherwise None, and
-    the queue is applied patch by patch with git.
+    This saves one git process per patch when a run of patches applies as is. git stays the judge: the replay is
+    used only if every final file it computes has exactly the blob id and mode git's own pass produced (`start` and
+    `final` are the index before and after that pass); otherwise None, and the patches go one by one through git.
     """
     contents: dict[str, bytes] = {}
     modes: dict[str, str] = {}
-    specs = {path: f"{base}:{path}" for path, (mode, _, stage) in at_base.items() if stage == 0}
-    blobs = repo.read_blobs(list(specs.values()))
-    for path, spec in specs.items():
-        blob = blobs.get(spec)
+    for path, (mode, sha, stage) in start.items():
+        if stage != 0:
+            return None
+        blob = reader.read(sha)
         if blob is None:
             return None
         contents[path] = blob
-        modes[path] = at_base[path][0]
+        modes[path] = mode
     changes: QueueChanges = []
     for loaded in patches:
         delta: list[PathChange] = []
@@ -398,19 +461,29 @@ def _replay_in_python(repo: Repo, base: str, patches: list[LoadedPatch], at_base
 def judge_in_one_pass(repo: Repo, index: TinyIndex, patches: list[LoadedPatch]) -> list[Outcome] | None:
     """All patches in one `git apply --cached` process: the common case of a queue that applies as is.
 
-    git applies successive sections for the same file in order, and `-v` names each section as it checks it, so
-    offsets still map to their patch. Returns None (index untouched) when anything fails or a patch has no diff,
-    and the caller judges patch by patch.
+    Returns None (index untouched) when anything fails or a patch has no diff, and the caller judges patch by
+    patch; `first_failure` says where to start.
+    """
+    return one_pass(repo, index, patches)[0]
+
+
+def one_pass(repo: Repo, index: TinyIndex, patches: list[LoadedPatch]) -> tuple[list[Outcome] | None,
+                                                                                 Refused | None]:
+    """`judge_in_one_pass`, and on failure the position of the first patch git refused (None when unknown).
+
+    git applies successive sections for the same file in order, and `-v` names each section as it checks it
+    (before any error about it), so offsets map to their patch, and so does the first error: every patch before
+    that one applied in sequence. The position is only a hint for where to cut the queue; git judges each part.
     """
     if not patches or any(not lp.patch.files for lp in patches):
-        return None
+        return None, None
     before = index.snapshot()
     stream = b"".join(lp.patch.diff if lp.patch.diff.endswith(b"\n") else lp.patch.diff + b"\n" for lp in patches)
     res = repo.apply(stream, cached=True, verbose=True, env=index.env)
+    owners = [position for position, lp in enumerate(patches) for _ in lp.patch.files]
     if not res.ok:
         index.restore(before)
-        return None
-    owners = [lp for lp in patches for _ in lp.patch.files]
+        return None, _first_refused(res.stderr, owners)
     offsets: dict[int, list[str]] = {}
     section = -1
     current = ""
@@ -422,17 +495,35 @@ def judge_in_one_pass(repo: Repo, index: TinyIndex, patches: list[LoadedPatch]) 
             continue
         m = OFFSET_LINE.match(line)
         if m and m.group(3) and int(m.group(3)) != 0 and 0 <= section < len(owners):
-            offsets.setdefault(id(owners[section]), []).append(
+            offsets.setdefault(owners[section], []).append(
                 f"{current}: hunk {m.group(1)} at line {m.group(2)} ({int(m.group(3)):+d} lines)")
     if section + 1 != len(owners):
         index.restore(before)
-        return None       # git's report did not line up with our sections: judge one by one
+        return None, None     # git's report did not line up with our sections: judge one by one
     out = []
-    for lp in patches:
-        moved = tuple(offsets.get(id(lp), ()))
+    for position, lp in enumerate(patches):
+        moved = tuple(offsets.get(position, ()))
         out.append(Outcome(lp.entry.id, lp.entry.upstream, OutcomeKind.OFFSET if moved else OutcomeKind.CLEAN,
                            files=tuple(touched_paths(lp.patch.files)), offsets=moved))
-    return out
+    return out, None
+
+
+def _first_refused(stderr: str, owners: list[int]) -> Refused | None:
+    """The patch owning the section git reported the first error for, from a failed `-v` run, with git's report
+    on that patch's sections alone (what a run of that patch by itself says)."""
+    lines = stderr.splitlines()
+    starts = [number for number, line in enumerate(lines) if CHECKING_LINE.match(line)]
+    error = next((number for number, line in enumerate(lines) if line.startswith("error: ")), None)
+    if error is None:
+        return None
+    section = sum(1 for start in starts if start < error) - 1
+    if not 0 <= section < len(owners) or len(starts) > len(owners):
+        return None
+    owner = owners[section]
+    first = owners.index(owner)
+    after = next((k for k in range(first, len(owners)) if owners[k] != owner), len(owners))
+    end = starts[after] if after < len(starts) else len(lines)
+    return Refused(owner, "\n".join(lines[starts[first]:end]) + "\n")
 
 
 def _index_delta(before: dict[str, tuple[str, str, int]], after: dict[str, tuple[str, str, int]]

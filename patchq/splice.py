@@ -89,3 +89,72 @@ def _find_block(lines: list[bytes], block: list[bytes], want: int) -> int | None
     return None
 
 
+
+
+# ---- what `git apply` would do, predicted (the bisection's guide) ---------------------------------------------------
+
+class Unsure(Exception):
+    """The prediction cannot follow git here (hunks that overlap once moved, a line without its newline inside a
+    file, ...): git must be asked."""
+
+
+def _sides(hunk: Hunk) -> tuple[list[bytes], list[bytes], int]:
+    """Pre-image and post-image lines of a hunk, and how many context lines follow its last change."""
+    pre: list[bytes] = []
+    post: list[bytes] = []
+    tags = []
+    for raw in hunk.lines:
+        tag, text = raw[:1], raw[1:]
+        if tag == b"\\":        # git matches a line without its newline byte by byte, inside other lines too
+            raise Unsure("a line without a final newline")
+        line = text + b"\n"
+        if tag != b"+":
+            pre.append(line)
+        if tag != b"-":
+            post.append(line)
+        tags.append(tag)
+    trailing = next((k for k, tag in enumerate(reversed(tags)) if tag in (b"-", b"+")), len(tags))
+    return pre, post, trailing
+
+
+def git_would_apply(old: bytes, hunks: Sequence[Hunk]) -> bytes | None:
+    """The file after `git apply` (no fuzz, exact whitespace) puts `hunks` into `old`, or None where git would refuse.
+
+    Follows git's placement rules: each hunk searched from its new-side start line, at that line first and then one
+    line further forward and one back alternately; a hunk starting at line 0 or 1 only at the top of the file, one
+    with no trailing context only at its end. Raises Unsure where the rules are not followed here.
+    """
+    lines = old.splitlines(keepends=True)
+    if any(not line.endswith(b"\n") for line in lines[:-1]):
+        raise Unsure("a line break that is not a newline")
+    for hunk in hunks:
+        pre, post, trailing = _sides(hunk)
+        pos = _git_find(lines, pre, hunk.new_start - 1 if hunk.new_start else 0, hunk.old_start <= 1, trailing == 0)
+        if pos is None:
+            return None
+        lines[pos:pos + len(pre)] = post
+    return b"".join(lines)
+
+
+def _git_find(lines: list[bytes], block: list[bytes], start: int, begin: bool, end: bool) -> int | None:
+    count, size = len(lines), len(block)
+    if size > count:
+        return None
+    if begin:
+        return 0 if lines[:size] == block and (not end or size == count) else None
+    if end:
+        return count - size if lines[count - size:] == block else None
+    start = min(max(start, 0), count - size)
+    if lines[start:start + size] == block:
+        return start
+    forward = backward = start
+    while forward < count - size or backward > 0:
+        if forward < count - size:
+            forward += 1
+            if lines[forward:forward + size] == block:
+                return forward
+        if backward > 0:
+            backward -= 1
+            if lines[backward:backward + size] == block:
+                return backward
+    return None

@@ -16,6 +16,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from . import fastyaml
 from .errors import BadInput
 from .model import (
     FULL_SHA,
@@ -31,7 +32,7 @@ from .model import (
     Upstream,
 )
 from .txn import atomic_write
-from .yamlio import dump as dump_yaml, editable as _editable, line_of as _line, load as load_yaml
+from .yamlio import dump as dump_yaml, dump_block, editable as _editable, line_of as _line, load as load_yaml
 
 LOCK_NAME = "pins.lock"
 SERIES_NAME = "series.yaml"
@@ -520,6 +521,9 @@ def entry_to_yaml(entry: PatchEntry, into: CommentedMap | None = None) -> Commen
 
 def series_bytes(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> bytes:
     """series.yaml text for `entries`, reusing the existing document's comments for entries that remain."""
+    spliced = _series_spliced(ws, upstream, entries)
+    if spliced is not None:
+        return spliced
     doc = _editable(ws.series_docs.get(upstream), ws.queue_dir(upstream) / SERIES_NAME, SERIES_NAME)
     if doc is not None:
         ws.series_docs[upstream] = doc
@@ -538,6 +542,66 @@ def series_bytes(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> byt
         seq.ca.items.update({})
     doc["patches"] = seq
     return dump_yaml(doc, like=ws.queue_dir(upstream) / SERIES_NAME)
+
+
+def _series_spliced(ws: Workspace, upstream: str, entries: list[PatchEntry]) -> bytes | None:
+    """series.yaml with only the changed entries' lines rewritten, or None where that is not safe.
+
+    The common edit (a status, a note, a result on a few patches of the same queue) should not cost a round trip
+    of the whole file through ruamel's pure-Python loader, ~2 ms per entry. Only for a file read on the fast path
+    whose only key is `patches`, with the same ids in the same order, and only where each changed entry's lines
+    hold no comment or blank line and are exactly what the dumper writes for the entry as it was: then the
+    entry's new text is what the whole-document rewrite would write for it, and nothing else moves.
+    """
+    doc = ws.series_docs.get(upstream)
+    if doc is None or not fastyaml.is_fast(doc) or list(doc) != ["patches"] or upstream not in ws.queues:
+        return None
+    old = ws.queues[upstream].entries
+    seq = doc["patches"]
+    if [e.id for e in old] != [e.id for e in entries] or not isinstance(seq, CommentedSeq) or len(seq) != len(old):
+        return None
+    try:
+        text = (ws.queue_dir(upstream) / SERIES_NAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = text.splitlines(keepends=True)
+    starts = [seq.lc.item(i)[0] for i in range(len(seq))]
+    bounds = [*starts, len(lines)]
+    if any(a >= b for a, b in zip(bounds, bounds[1:])):
+        return None
+
+    def render(entry: PatchEntry, node: Any) -> str:
+        block = dump_block({"patches": [entry_to_yaml(entry, _commented(node))]}, like_text=text)
+        return block.partition("\n")[2]           # the item alone, without the `patches:` line
+
+    pieces: list[str] = []
+    last = 0
+    for number, (before, after) in enumerate(zip(old, entries)):
+        if before == after:
+            continue
+        start, end = bounds[number], bounds[number + 1]
+        chunk = "".join(lines[start:end])
+        if "#" in chunk or any(not line.strip() for line in lines[start:end]) or not chunk.endswith("\n") \
+                or render(before, seq[number]) != chunk:
+            return None
+        pieces += [*lines[last:start], render(after, seq[number])]
+        last = end
+    return "".join([*pieces, *lines[last:]]).encode()
+
+
+def _commented(node: Any) -> Any:
+    """A fresh round-trip copy of a node read on the fast path (flow style kept), for the dumper to write."""
+    if isinstance(node, dict):
+        mapping = CommentedMap((key, _commented(value)) for key, value in node.items())
+        if isinstance(node, CommentedMap) and node.fa.flow_style():
+            mapping.fa.set_flow_style()
+        return mapping
+    if isinstance(node, list):
+        seq = CommentedSeq(_commented(value) for value in node)
+        if isinstance(node, CommentedSeq) and node.fa.flow_style():
+            seq.fa.set_flow_style()
+        return seq
+    return node
 
 
 def set_lock_values(ws: Workspace, *, pins: dict[str, str] | None = None,

@@ -308,6 +308,17 @@ def dump(data: Any, *, like: Path | None = None) -> bytes:
     return (head + buf.getvalue() + tail).encode()
 
 
+def dump_block(data: Any, *, like_text: str) -> str:
+    """YAML text for `data` indented the way `like_text` indents its blocks, with no document markers: a piece to
+    put into that text."""
+    yaml = round_trip()
+    mapping, sequence, offset = _indentation(like_text)
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    buf = io.StringIO()
+    yaml.dump(data, buf)
+    return buf.getvalue()
+
+
 _START = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
 _END = re.compile(r"^\.\.\.(?:[ \t].*)?$", re.MULTILINE)
 

@@ -92,7 +92,7 @@ def _finish(ws: Workspace, repo: Repo, state: RebaseState, paths: RebasePaths, p
               "\n")
     text, changes = range_diff(repo, old_base=old_base, old_head=state.old_head, new_base=state.onto,
                                new_head=state.head, old_order=[p.entry.id for p in patches],
-                               old_commits=state.old_commits, steps=steps, header=header)
+                               old_commits=state.old_commits, steps=steps, header=header, new_diffs=diffs)
     rd_rel = range_diff_path(state.upstream, state.old_pin, new_pin)
     files[rd_rel] = text.encode()
     files.update(_new_resolutions(ws, state.upstream, paths))

@@ -40,11 +40,13 @@ def _indent(text: str) -> str:
 
 
 def range_diff(repo: Repo, *, old_base: str, old_head: str, new_base: str, new_head: str,
-               old_order: list[str], old_commits: dict[str, str], steps: list[RebaseStep], header: str
-               ) -> tuple[str, list[QueueChange]]:
-    """The before/after text (kept in the workspace) and one QueueChange per patch, paired by Patchq-Id."""
+               old_order: list[str], old_commits: dict[str, str], steps: list[RebaseStep], header: str,
+               new_diffs: dict[str, bytes] | None = None) -> tuple[str, list[QueueChange]]:
+    """The before/after text (kept in the workspace) and one QueueChange per patch, paired by Patchq-Id.
+    `new_diffs`: `commit_diffs(new_base, new_head)` when the caller already has it."""
     old_diffs = commit_diffs(repo, old_base, old_head)
-    new_diffs = commit_diffs(repo, new_base, new_head)
+    if new_diffs is None:
+        new_diffs = commit_diffs(repo, new_base, new_head)
     ids = _patch_ids({**old_diffs, **new_diffs})
     new_commits = {s.patch_id: s.commit for s in steps if s.commit}
     why = {s.patch_id: s.kind.value + (f": {s.detail}" if s.detail else "") for s in steps}

@@ -14,6 +14,7 @@ from ..gitindex import TempIndex, write_index_file
 from ..model import Outcome, OutcomeKind, PatchEntry, Stack, Status
 from ..patchfile import touched_paths
 from ..queuerun import LoadedPatch, TinyIndex, classify_patch, load_patch, run_queue
+from ..splice import Unsure, git_would_apply
 from ..workspace import LOCK_NAME, Workspace
 from .moves import Moves, Rename, deleted_in, retarget
 from .state import CLEAN_KINDS, BreakingCommit, SideCheck
@@ -70,12 +71,24 @@ def _path_between(repo: Repo, old: str, new: str) -> tuple[str, list[tuple[str, 
     return "diverged", [(c, c) for c in repo.rev_list("--first-parent", "--reverse", f"{old}..{new}")]
 
 
-def _upstream_patch_ids(repo: Repo, old: str, new: str, direction: str) -> dict[str, str]:
-    """patch-id -> upstream commit for every non-merge commit the new base has and the old pin has not."""
+PATH_LIMIT_BYTES = 32 * 1024     # beyond this much path text, every commit is read rather than a long command line
+
+
+def _upstream_patch_ids(repo: Repo, old: str, new: str, direction: str, patches: list[LoadedPatch]
+                        ) -> dict[str, str]:
+    """patch-id -> upstream commit for every non-merge commit the new base has and the old pin has not that could
+    carry one of the patches.
+
+    Two diffs share a stable patch-id only if they change the same files, so a commit that touches none of the
+    queue's paths cannot match: git reads only the commits that touch them (with their whole diffs, so the ids
+    are the commits' own), unless the paths are too many for one command line.
+    """
     if direction not in ("forward", "diverged"):
         return {}
+    paths = sorted({p for loaded in patches for p in touched_paths(loaded.patch.files)})
+    touching = paths if paths and sum(len(p) + 1 for p in paths) <= PATH_LIMIT_BYTES else []
     found: dict[str, str] = {}
-    for commit, pid in repo.log_patch_ids(f"{old}..{new}", no_merges=True):
+    for commit, pid in repo.log_patch_ids(f"{old}..{new}", no_merges=True, touching=touching):
         found.setdefault(pid, commit)
     return found
 
@@ -181,6 +194,102 @@ def check_bound(commits: int) -> int:
     return (math.ceil(math.log2(commits)) if commits > 1 else 0) + 1
 
 
+def predict_at(reader: ObjectReader, commit: str, items: list[LoadedPatch], blobs: dict[str, bytes]) -> bool | None:
+    """Whether the last of `items` applies as is at `commit` on top of the others, predicted in Python from the
+    commit's files by git's own placement rules; None where git has to say (a binary, renamed, copied or
+    mode-changing section, a symlink, a prefix patch that does not apply as is and would go down git's ladder)."""
+    files: dict[str, bytes | None] = {}
+
+    def content(path: str) -> bytes | None:
+        if path not in files:
+            found = reader.entries(commit, [path])
+            if not found:
+                files[path] = None
+            else:
+                mode, sha, _ = found[0]
+                if mode not in ("100644", "100755"):
+                    raise Unsure(f"{path} is not a regular file")
+                if sha not in blobs:
+                    data = reader.read(sha)
+                    if data is None:
+                        raise Unsure(f"{path} cannot be read")
+                    blobs[sha] = data
+                files[path] = blobs[sha]
+        return files[path]
+
+    try:
+        for number, item in enumerate(items):
+            staged: dict[str, bytes | None] = {}
+            applies = True
+            for section in item.patch.files:
+                if (section.binary or section.rename or section.copy or "120000" in (section.old_mode, section.new_mode)
+                        or (section.old_mode and section.new_mode and section.old_mode != section.new_mode)
+                        or (not section.hunks and not section.is_new and not section.is_deleted)):
+                    raise Unsure("a section only git can judge")
+                path = section.path
+                old = staged[path] if path in staged else content(path)
+                if section.is_new != (old is None):
+                    applies = False                # a new file that exists, a changed one that does not
+                    break
+                new = git_would_apply(old or b"", section.hunks)
+                if new is None or (section.is_deleted and new):
+                    applies = False
+                    break
+                staged[path] = None if section.is_deleted else new
+            if not applies:
+                if number == len(items) - 1:
+                    return False
+                raise Unsure("a patch below it does not apply as is")
+            files.update(staged)
+        return True
+    except Unsure:
+        return None
+
+
+def _bisect(repo: Repo, index: SharedIndex, walk: list[tuple[str, str]], prefix: list[LoadedPatch],
+            loaded: LoadedPatch, at_end: OutcomeKind, renames: dict[str, Rename], blobs: dict[str, bytes]
+            ) -> tuple[int, int, OutcomeKind]:
+    """The first state of `walk` where the patch stops applying as is, how many steps the search took, and what
+    the patch does there (judged by git through the whole ladder).
+
+    The search is guided by `predict_at` where it can answer, so most steps start no git process; git then
+    confirms the answer at the two states around it (applies just before, does not at it). If git disagrees, the
+    search runs again with git judging every step, as it does wherever the prediction is unsure.
+    """
+    last = walk[-1][0]
+    seen: dict[str, OutcomeKind] = {last: at_end}
+    by_git = {last}
+
+    def git_says(commit: str) -> bool:
+        seen[commit] = judge_at(repo, commit, prefix, loaded, index=index, renames=renames, quick=True)
+        by_git.add(commit)
+        return seen[commit] in CLEAN_KINDS
+
+    def guided(commit: str) -> bool:
+        items = [variant_at(index.reader, commit, item, renames) for item in (*prefix, loaded)]
+        guess = predict_at(index.reader, commit, items, blobs)
+        if guess is None:
+            return git_says(commit)
+        seen[commit] = OutcomeKind.CLEAN if guess else OutcomeKind.CONFLICT
+        return guess
+
+    def settle(search: Callable[[str], bool]) -> tuple[int, int, OutcomeKind]:
+        found, checks = find_breaking_commit(walk, search)
+        state = walk[found][0]
+        kind = at_end if state == last else judge_at(repo, state, prefix, loaded, index=index, renames=renames)
+        return found, checks, kind
+
+    found, checks, kind = settle(guided)
+    before = walk[found - 1][0] if found > 0 else ""
+    confirmed = kind not in CLEAN_KINDS and (
+        not before or (seen[before] in CLEAN_KINDS if before in by_git else git_says(before)))
+    if not confirmed:                    # the prediction misled the search: git judges every step
+        seen.clear()
+        seen[last] = at_end
+        found, checks, kind = settle(git_says)
+    return found, checks, kind
+
+
 # ---- the survey: before, after, patch-ids, bisection -----------------------------------------------------------------
 
 @dataclass
@@ -214,7 +323,7 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
     probe = run_queue(repo, new, moved, keep_going=True, commit_ref=f"{refs}/probe")
     probe.outcomes = [honest(o, m, moves) for o, m in zip(probe.outcomes, moved)]
     judged = 2 * len(patches)
-    upstream_ids = _upstream_patch_ids(repo, old, new, direction) if patch_ids else {}
+    upstream_ids = _upstream_patch_ids(repo, old, new, direction, patches) if patch_ids else {}
     matched: dict[str, list[str]] = {}
     if upstream_ids:
         for pid, patch_id in _patch_ids(repo, patches).items():
@@ -223,6 +332,7 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
                 matched[pid] = [commit, repo.subject(commit)]
     breaking: list[BreakingCommit] = []
     bisect = 0
+    blobs: dict[str, bytes] = {}
     reader: ObjectReader | None = None
     index: SharedIndex | None = None
     renames = moves.renames if direction == "forward" else {}
@@ -245,21 +355,10 @@ def survey(repo: Repo, patches: list[LoadedPatch], moved: list[LoadedPatch], old
                 reader = repo.object_reader()
                 index = SharedIndex(repo, reader)
             prefix = path_closure(patches, position)
-            seen: dict[str, OutcomeKind] = {walk[-1][0]: after.kind}
-
-            def applies_at(commit: str, prefix: list[LoadedPatch] = prefix, loaded: LoadedPatch = loaded,
-                           seen: dict[str, OutcomeKind] = seen, index: SharedIndex = index) -> bool:
-                seen[commit] = judge_at(repo, commit, prefix, loaded, index=index, renames=renames, quick=True)
-                return seen[commit] in CLEAN_KINDS
-
-            found, checks = find_breaking_commit(walk, applies_at)
+            found, checks, kind = _bisect(repo, index, walk, prefix, loaded, after.kind, renames, blobs)
             judged += checks * (len(prefix) + 1)
             bisect += checks
             state, blame = walk[found]
-            kind = seen[state]
-            if state != walk[-1][0]:       # what the patch does there, judged in full once (the new base is known)
-                kind = judge_at(repo, state, prefix, loaded, index=index, renames=renames)
-                judged += len(prefix) + 1
             detail = after.detail if (state == walk[-1][0] and deleted_in(moved[position], moves.deleted)) else ""
             if detail:
                 kind = OutcomeKind.CONFLICT
