@@ -336,7 +336,8 @@ def main() -> None:
                     cli_timer(patchq_cmd([command], lab_ws, cache)), None,
                     cli_timer(patchq_cmd([command], lab_ws, cache, before_tree)) if before_tree else None)
             add(Row("audit-flags-cold", "patchq flags, 218-patch workspace, empty analysis cache", "—"),
-                cli_timer(patchq_cmd(["flags"], lab_ws, cache), drop_analyses))
+                cli_timer(patchq_cmd(["flags"], lab_ws, cache), drop_analyses), None,
+                cli_timer(patchq_cmd(["flags"], lab_ws, cache, before_tree), drop_analyses) if before_tree else None)
             add(Row("audit-in-process", "audit_workspace, in-process (analyses cached)", "—"),
                 cli_timer(lambda: audit_workspace(load_workspace(lab_ws))))
         if setup and "cold" in wanted:

