@@ -13,6 +13,7 @@ Members inside a `.git` folder are left out, as `git add` leaves them out.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
 import lzma
@@ -20,9 +21,11 @@ import posixpath
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tarscan
 from .errors import BadInput, EnvironmentFailure
 from .git import Repo
 
@@ -176,63 +179,96 @@ class _Inode:
         self.data, self.mode = data, mode
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
-    """The archive as a stream of members. A .tar.gz that unpacks to at most IN_MEMORY is gunzipped in one call
-    first: tarfile's own gzip stream reads in small pieces, and the whole read took twice as long that way."""
+def _uncompressed(path: Path) -> bytes | None:
+    """The whole tar, decompressed in one call, when it unpacks to at most IN_MEMORY (else None: it is streamed).
+    tarfile's own decompressing stream reads in small pieces; the whole read took twice as long that way."""
     if path.name.endswith((".tar.gz", ".tgz")):
-        with gzip.open(path, "rb") as packed:
-            raw = packed.read(IN_MEMORY + 1)
-        if len(raw) <= IN_MEMORY:
-            return tarfile.open(fileobj=io.BytesIO(raw), mode="r|")
-    return tarfile.open(path, "r|*")
+        return _read_limited(gzip.GzipFile(path, "rb"))
+    if path.name.endswith(".tar.bz2"):
+        return _read_limited(bz2.BZ2File(path, "rb"))
+    if path.name.endswith(".tar.xz"):
+        return _read_limited(lzma.LZMAFile(path, "rb"))
+    if path.stat().st_size <= IN_MEMORY:
+        return path.read_bytes()
+    return None
+
+
+def _read_limited(packed: gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile) -> bytes | None:
+    with packed:
+        raw = packed.read(IN_MEMORY + 1)
+    return raw if len(raw) <= IN_MEMORY else None
 
 
 def _read_tar(path: Path) -> list[tuple[_Member, bytes | None]]:
-    entries: list[tuple[tarfile.TarInfo, str, _Inode | None]] = []
-    inodes: dict[str, _Inode] = {}
-    total = 0
-    with _open_tar(path) as tar:          # a stream: the archive is decompressed once
+    """Every member: read by `tarscan` from the bytes in memory where it can, by tarfile otherwise (a stream:
+    the archive is decompressed once either way)."""
+    raw = _uncompressed(path)
+    entries = tarscan.scan(raw) if raw is not None else None
+    return _as_members(entries if entries is not None else _tarfile_entries(path, raw), path)
+
+
+def _tarfile_entries(path: Path, raw: bytes | None) -> Iterator[tarscan.Entry]:
+    """The members as tarfile reads them; devices, fifos and oversized members are refused before any is read."""
+    source = tarfile.open(fileobj=io.BytesIO(raw), mode="r|") if raw is not None else tarfile.open(path, "r|*")
+    with source as tar:
         for info in tar:
             if info.isdev() or info.isfifo() or info.size > MAX_MEMBER:
                 _checked_name(info.name, path)
                 raise BadInput(f"archive member {info.name!r} is a device or too large", path=str(path))
-            name = posixpath.normpath(info.name)
-            inode: _Inode | None = None
             if info.isdir():
                 kind = "dir"
             elif info.issym():
                 kind = "symlink"
-                inodes.pop(name, None)
             elif info.islnk():
                 kind = "hardlink"
-                _checked_name(info.linkname, path)
-                inode = inodes.get(posixpath.normpath(info.linkname))
-                if inode is None:
-                    raise BadInput(f"archive member {info.name!r} links to {info.linkname!r}, which is not a file "
-                                   "earlier in the archive (outside the extraction folder)", path=str(path))
-                inode.mode = info.mode
-                inodes[name] = inode
             elif info.isreg():
                 kind = "file"
+            else:
+                raise BadInput(f"archive member {info.name!r} is a device or too large", path=str(path))
+            data: bytes | None = None
+            if kind == "file":
                 handle = tar.extractfile(info)
                 data = handle.read() if handle is not None else b""
                 if len(data) != info.size:
                     raise BadInput(f"corrupt or unreadable archive: member {info.name!r} is truncated",
                                    path=str(path))
-                total += len(data)
-                if total > MAX_TOTAL:
-                    raise BadInput(f"archive is over {MAX_TOTAL >> 30} GiB unpacked: too large to import",
-                                   path=str(path))
-                inode = inodes.get(name)
-                if inode is None:
-                    inode = inodes[name] = _Inode(data, info.mode)
-                else:
-                    inode.data, inode.mode = data, info.mode
+            yield tarscan.Entry(info.name, kind, info.mode, info.size, info.linkname, data)
+
+
+def _as_members(entries: Iterable[tarscan.Entry], path: Path) -> list[tuple[_Member, bytes | None]]:
+    """Members as extraction leaves them: hard links share a file, a later member of a name writes through it."""
+    kept: list[tuple[tarscan.Entry, _Inode | None]] = []
+    inodes: dict[str, _Inode] = {}
+    total = 0
+    for entry in entries:
+        if entry.size > MAX_MEMBER:
+            _checked_name(entry.name, path)
+            raise BadInput(f"archive member {entry.name!r} is a device or too large", path=str(path))
+        name = posixpath.normpath(entry.name)
+        inode: _Inode | None = None
+        if entry.kind == "symlink":
+            inodes.pop(name, None)
+        elif entry.kind == "hardlink":
+            _checked_name(entry.linkname, path)
+            inode = inodes.get(posixpath.normpath(entry.linkname))
+            if inode is None:
+                raise BadInput(f"archive member {entry.name!r} links to {entry.linkname!r}, which is not a file "
+                               "earlier in the archive (outside the extraction folder)", path=str(path))
+            inode.mode = entry.mode
+            inodes[name] = inode
+        elif entry.kind == "file":
+            data = entry.data or b""
+            total += len(data)
+            if total > MAX_TOTAL:
+                raise BadInput(f"archive is over {MAX_TOTAL >> 30} GiB unpacked: too large to import", path=str(path))
+            inode = inodes.get(name)
+            if inode is None:
+                inode = inodes[name] = _Inode(data, entry.mode)
             else:
-                raise BadInput(f"archive member {info.name!r} is a device or too large", path=str(path))
-            entries.append((info, kind, inode))
-    return [(_Member(info.name, kind, inode.mode if inode else info.mode, info.size, info.linkname),
-             inode.data if inode else None) for info, kind, inode in entries]
+                inode.data, inode.mode = data, entry.mode
+        kept.append((entry, inode))
+    return [(_Member(entry.name, entry.kind, inode.mode if inode else entry.mode, entry.size, entry.linkname),
+             inode.data if inode else None) for entry, inode in kept]
 
 
 def _read_zip(path: Path) -> list[tuple[_Member, bytes | None]]:
