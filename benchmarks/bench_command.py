@@ -329,17 +329,24 @@ def main() -> None:
             if before_tree:
                 patchq_cmd(["apply", "lab", "--check"], lab_ws, cache, before_tree)()
 
-            def drop_analyses() -> None:
-                shutil.rmtree(cache / "flags", ignore_errors=True)
+            def analyses_of(tree: Path) -> Callable[[], None]:
+                """Empties the analysis cache of one tree's extractor only (a folder per extractor version), so
+                the empty-cache rows of two trees do not empty each other's cached rows."""
+                version = subprocess.run([sys.executable, "-c", "import patchq.flagcache as f; print(f.VERSION)"],
+                                         env=child_env(cache, tree), cwd=tree, capture_output=True, text=True,
+                                         check=True).stdout.strip()      # cwd: `-c` puts it first on the path
+                return lambda: shutil.rmtree(cache / "flags" / version, ignore_errors=True)
+            drop_analyses = analyses_of(ROOT)
             for command in ("check", "flags"):
                 add(Row(f"audit-{command}", f"patchq {command}, 218-patch workspace (analyses cached)", "—"),
                     cli_timer(patchq_cmd([command], lab_ws, cache)), None,
                     cli_timer(patchq_cmd([command], lab_ws, cache, before_tree)) if before_tree else None)
-            add(Row("audit-flags-cold", "patchq flags, 218-patch workspace, empty analysis cache", "—"),
-                cli_timer(patchq_cmd(["flags"], lab_ws, cache), drop_analyses), None,
-                cli_timer(patchq_cmd(["flags"], lab_ws, cache, before_tree), drop_analyses) if before_tree else None)
             add(Row("audit-in-process", "audit_workspace, in-process (analyses cached)", "—"),
                 cli_timer(lambda: audit_workspace(load_workspace(lab_ws))))
+            add(Row("audit-flags-cold", "patchq flags, 218-patch workspace, empty analysis cache", "—"),
+                cli_timer(patchq_cmd(["flags"], lab_ws, cache), drop_analyses), None,
+                cli_timer(patchq_cmd(["flags"], lab_ws, cache, before_tree), analyses_of(before_tree))
+                if before_tree else None)
         if setup and "cold" in wanted:
             cold = ColdSetup(tmp, setup)
             add(Row("cold", "cold start from an empty cache (sdist present)", "tar + git init/add/commit + apply"),
