@@ -163,14 +163,14 @@ def apply(c: Context, stack_name: str, into: Path | None, keep_going: bool, veri
           extra: tuple[str, ...], check_only: bool, force: bool, upto: str | None, no_build: bool) -> None:
     """Regenerate STACK: clean checkouts at the pins, queues applied in order, one outcome per patch."""
     from .apply import apply_stack
-    from .build.stack import build_after_apply
     from .report import render_apply, render_build
     with c.txn(f"apply {stack_name}") as (ws, _):
         report = apply_stack(ws, stack_name, into=into.resolve() if into else None, keep_going=keep_going,
                              verify=verify, only=only, extra=extra, check_only=check_only, force=force,
                              upto=upto)
         build = None
-        if not check_only:
+        if not check_only:            # the builder's modules only where a build can follow
+            from .build.stack import build_after_apply
             build = build_after_apply(ws, report, dry_run=no_build)
 
     def render_both() -> None:

@@ -23,6 +23,8 @@ from .model import (
     PATCH_ID,
     UPSTREAM_NAME,
     ArchiveSource,
+    BenchSpec,
+    GateSpec,
     PatchEntry,
     Queue,
     Release,
@@ -363,14 +365,15 @@ def _load_stack(name: str, node: Any, parent: CommentedMap, path: Path, upstream
     if "patches" in node and not patches:
         raise BadInput(f"stack {name!r} has an empty 'patches' list (leave the key out to select by status)",
                        path=str(path), line=_line(node, "patches"))
-    from .benchspec import (  # bench/gates validation lives with the trial code
-        load_bench,
-        load_gates,
-    )
+    bench: BenchSpec | None = None
+    gates: tuple[GateSpec, ...] = ()
+    if node.get("bench") is not None or node.get("gates") is not None:
+        from .benchspec import load_bench, load_gates  # bench/gates validation lives with the trial code
+        bench, gates = load_bench(node, name, path), load_gates(node, name, path)
     return Stack(name=name, upstreams=names, pins=pins, include=tuple(include), extra=_str_list(node, "extra", path),
                  profile=_str_map(node, "profile", path), result=result, trees=trees,
-                 description=_str(node, "description", path), patches=patches, bench=load_bench(node, name, path),
-                 gates=load_gates(node, name, path), exclude=_str_list(node, "exclude", path))
+                 description=_str(node, "description", path), patches=patches, bench=bench,
+                 gates=gates, exclude=_str_list(node, "exclude", path))
 
 
 def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
