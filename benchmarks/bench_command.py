@@ -76,9 +76,11 @@ def child_env(cache: Path, tree: Path = ROOT) -> dict[str, str]:
     return env
 
 
-def patchq_cmd(args: list[str], cwd: Path, cache: Path, tree: Path = ROOT, ok=(0,)) -> Callable[[], None]:
+def patchq_cmd(args: list[str], cwd: Path, cache: Path, tree: Path = ROOT, ok=(0,),
+               extra_env: dict[str, str] | None = None) -> Callable[[], None]:
     def run() -> None:
-        proc = subprocess.run([sys.executable, "-m", "patchq", *args], cwd=cwd, env=child_env(cache, tree),
+        proc = subprocess.run([sys.executable, "-m", "patchq", *args], cwd=cwd,
+                              env={**child_env(cache, tree), **(extra_env or {})},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if proc.returncode not in ok:
             raise SystemExit(f"patchq {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
@@ -178,6 +180,7 @@ class ColdSetup:
         self.patches = apply.patches
         self.cache = tmp / "cold-cache"
         self.round = 0
+        self.parts: dict[str, list[float]] = {}     # where the time of each side goes, per round
 
     def prepare(self) -> None:
         shutil.rmtree(self.cache, ignore_errors=True)
@@ -190,16 +193,43 @@ class ColdSetup:
         work = self.tmp / "cold-git"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
+        marks: list[float] = []
 
         def run() -> None:
+            marks.append(time.perf_counter())
             subprocess.run(["tar", "xzf", str(self.sdist), "-C", str(work)], check=True)
+            marks.append(time.perf_counter())
             tree = work / "vllm-0.0.1"
             bench_apply.git(tree, "init", "-q")
             bench_apply.git(tree, "add", "-A")
             bench_apply.git(tree, "commit", "-q", "-m", "sdist")
+            marks.append(time.perf_counter())
             for patch in self.patches:
                 bench_apply.git(tree, "apply", str(patch))
-        return timed(run)
+            marks.append(time.perf_counter())
+        took = timed(run)
+        for name, (a, b) in zip(("tar x", "git init/add/commit", "20 git apply"), zip(marks, marks[1:])):
+            self.parts.setdefault(f"baseline: {name}", []).append(b - a)
+        return took
+
+    def patchq(self) -> float:
+        """The cold apply as a process, with its git processes traced to split the time into parts."""
+        trace = self.tmp / "cold-trace.log"
+        trace.unlink(missing_ok=True)
+        self.prepare()
+        took = timed(patchq_cmd(["apply", "bench"], self.ws, self.cache, extra_env={"PATCHQ_TRACE_GIT": str(trace)}))
+        archive = checkout = 0.0
+        for line in trace.read_text().splitlines():      # "patchq git: 12.3ms exit=0 cwd=... git ARGS"
+            ms = float(line.split()[2].removesuffix("ms")) / 1000
+            if " fast-import " in line and not archive:
+                archive = ms                              # the first fast-import: the archive's files
+            elif " checkout -q " in line:
+                checkout += ms
+        for name, value in (("patchq: git fast-import of the archive", archive), ("patchq: git checkout", checkout),
+                            ("patchq: the rest (start-up, reading the archive, the queue)",
+                             took - archive - checkout)):
+            self.parts.setdefault(name, []).append(value)
+        return took
 
 
 class RebaseSetup:
@@ -347,10 +377,11 @@ def main() -> None:
                 cli_timer(patchq_cmd(["flags"], lab_ws, cache), drop_analyses), None,
                 cli_timer(patchq_cmd(["flags"], lab_ws, cache, before_tree), analyses_of(before_tree))
                 if before_tree else None)
+        cold = None
         if setup and "cold" in wanted:
             cold = ColdSetup(tmp, setup)
             add(Row("cold", "cold start from an empty cache (sdist present)", "tar + git init/add/commit + apply"),
-                cli_timer(patchq_cmd(["apply", "bench"], cold.ws, cold.cache), cold.prepare), cold.baseline,
+                cold.patchq, cold.baseline,
                 cli_timer(patchq_cmd(["apply", "bench"], cold.ws, cold.cache, before_tree), cold.prepare)
                 if before_tree else None)
         print(f"setup {time.perf_counter() - started:.1f} s; {args.rounds} interleaved rounds; "
@@ -377,6 +408,10 @@ def main() -> None:
             if row.cpu.get("baseline"):
                 cpu_ratio = f" (ratio {median(row.cpu['patchq']) / median(row.cpu['baseline']):.2f}×)"
             print(f"  {row.what}: {', '.join(parts)}{cpu_ratio}")
+        if cold is not None and cold.parts:
+            print("\ncold start, where the time goes (medians; patchq's git parts from PATCHQ_TRACE_GIT):")
+            for name, values in cold.parts.items():
+                print(f"  {name}: {median(values) * 1000:.0f} ms")
         print(f"\nload average after: {os.getloadavg()[0]:.1f}")
         if args.json:
             args.json.write_text(json.dumps({r.name: {"what": r.what, "patchq": r.patchq, "baseline": r.baseline,
