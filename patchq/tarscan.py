@@ -61,9 +61,12 @@ def _number(field: bytes) -> int:
     end = field.find(b"\0")
     try:
         text = (field if end < 0 else field[:end]).decode("ascii")
-        return int(text.strip() or "0", 8)
+        value = int(text.strip() or "0", 8)
     except ValueError:
         raise _Unsure("not an octal number") from None
+    if value < 0:          # int() reads "-600"; a negative size would walk the reader backwards
+        raise _Unsure("a negative number")
+    return value
 
 
 def _checksum_ok(header: bytes) -> bool:
@@ -169,6 +172,8 @@ def _entries(raw: bytes):  # type: ignore[no-untyped-def]     # a generator of E
                     size = int(pax["size"])
                 except ValueError:
                     size = 0
+                if size < 0:
+                    raise _Unsure("a negative size")
                 blocks = -(-size // BLOCK) * BLOCK
         mode = _number(header[100:108])
         content: bytes | None = None

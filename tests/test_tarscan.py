@@ -169,3 +169,17 @@ def test_damaged_archives_get_tarfiles_answer_or_none(tmp_path):
             raise AssertionError(f"case {case}: tarfile refused what the fast reader read: {exc}") from None
         assert scanned == expected, f"case {case}"
     assert answered > 40             # damage inside file contents leaves the archive readable
+
+
+def test_a_negative_size_is_left_to_tarfile_and_never_walks_back():
+    """int() reads '-1130' in an octal field: as an extension header's size it would move the reader back onto the
+    same header forever. A global pax header (as `git archive` writes first), a GNU long name, and a member."""
+    global_first = _archive((_member("pkg/a.py"), b"x" * 10), pax_headers={"comment": "0" * 40})
+    long_first = _archive((_member("pkg/" + "n" * 120 + ".py"), b"x" * 10), fmt=tarfile.GNU_FORMAT)
+    assert global_first[156:157] == b"g" and long_first[156:157] == b"L"
+    for raw, at in ((global_first, 0), (long_first, 0), (long_first, 1024)):
+        broken = bytearray(raw)
+        broken[at + 124:at + 136] = b"-0001130\0\0\0\0"
+        broken[at + 148:at + 156] = b"        "
+        broken[at + 148:at + 156] = b"%06o\0 " % sum(broken[at:at + 512])
+        assert tarscan.scan(bytes(broken)) is None
