@@ -188,11 +188,13 @@ class ColdSetup:
         folder = self.cache / "archives" / self.sha
         folder.mkdir(parents=True)
         shutil.copy2(self.sdist, folder / self.sdist.name)
+        os.sync()        # the last round's files written back now, not during this run's (either side's) writes
 
     def baseline(self) -> float:
         work = self.tmp / "cold-git"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
+        os.sync()
         marks: list[float] = []
 
         def run() -> None:

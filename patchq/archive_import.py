@@ -1,9 +1,10 @@
 """Release archives committed straight into a mirror: members streamed into `git fast-import`, nothing extracted.
 
 Extracting an sdist to disk and running `git add` writes every file twice (the folder, then one loose object each)
-and costs most of a cold start. Here each member is read from the archive in order and handed to one
-`git fast-import` run, which writes a single pack; the commit is made with fixed author, dates and message, so the
-same archive gives the same commit id, and the tree is the one `git add -A` of the extracted folder would record.
+and costs most of a cold start. Here each member is read from the archive in order and handed to `git fast-import`
+(one run; for a big archive a few side by side and a last one for the commit), which writes packs. The commit is
+made with fixed author, dates and message, so the same archive gives the same commit id, and the tree is the one
+`git add -A` of the extracted folder would record.
 
 Every member is judged before it is used, as extraction judged it: absolute paths, `..`, members below a symlink,
 symlinks and hard links that leave the tree, devices, fifos and members over the size limit are refused with one line
@@ -17,6 +18,7 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import posixpath
 import tarfile
 import zipfile
@@ -32,6 +34,8 @@ from .git import Repo
 MAX_MEMBER = 512 * 1024 * 1024
 MAX_TOTAL = 2 * 1024 * 1024 * 1024    # held in memory while judged: a gzip bomb is refused, not swapped in
 IN_MEMORY = 256 * 1024 * 1024         # a .tar.gz up to this size unpacked is gunzipped at once, not streamed
+PART_BYTES = 8 * 1024 * 1024          # file content per side-by-side fast-import run (smaller: one run)
+MAX_PARTS = 4
 ARCHIVE_AUTHOR = "patchq archive <archive@patchq> 0 +0000"
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 ZIP_SUFFIXES = (".zip", ".whl")
@@ -64,26 +68,62 @@ def commit_archive(repo: Repo, archive: Path, message: str, *, subdir: str | Non
 
 
 def _fast_import(repo: Repo, tree: dict[str, tuple[_Member, bytes | None]], message: str, ref: str) -> str:
-    """One `git fast-import` run: a blob per file, one commit with fixed author and dates; returns its id."""
-    chunks: list[bytes] = []
-    lines: list[bytes] = []
-    for mark, path in enumerate(sorted(tree), 2):
+    """The archive's files as blobs, then one commit with fixed author and dates; returns its id.
+
+    Up to PART_BYTES of content, one `git fast-import` run does both. Above it the blobs are split into parts of
+    about equal size, imported side by side (one process and pack each: compressing is most of the work and a
+    run uses one core), and a last small run writes the trees and the commit from the blob ids they report."""
+    files: list[tuple[str, str, bytes]] = []
+    for path in sorted(tree):
         member, content = tree[path]
         if member.kind == "symlink":
-            content, mode = member.link.encode("utf-8", "surrogateescape"), "120000"
+            files.append((path, "120000", member.link.encode("utf-8", "surrogateescape")))
         else:
-            content = content or b""
-            mode = "100755" if member.mode & 0o100 else "100644"
-        chunks.append(b"blob\nmark :%d\ndata %d\n" % (mark, len(content)))
-        chunks.append(content)
-        chunks.append(b"\n")
-        lines.append(f"M {mode} :{mark} {_quoted(path)}\n".encode("utf-8", "surrogateescape"))
+            files.append((path, "100755" if member.mode & 0o100 else "100644", content or b""))
+    total = sum(len(content) for _, _, content in files)
+    parts = max(1, min(_cores(), MAX_PARTS, total // PART_BYTES))
     body = message.encode()
-    chunks.append(f"commit {ref}\nmark :1\nauthor {ARCHIVE_AUTHOR}\ncommitter {ARCHIVE_AUTHOR}\n"
-                  f"data {len(body)}\n".encode() + body + b"\ndeleteall\n")
-    chunks.extend(lines)
+    commit = (f"commit {ref}\nmark :1\nauthor {ARCHIVE_AUTHOR}\ncommitter {ARCHIVE_AUTHOR}\n"
+              f"data {len(body)}\n".encode() + body + b"\ndeleteall\n")
+    if parts == 1:
+        chunks = _blobs((mark, content) for mark, (_, _, content) in enumerate(files, 2))
+        chunks.append(commit)
+        chunks.extend(_entry(mode, f":{mark}", path) for mark, (path, mode, _) in enumerate(files, 2))
+        chunks.append(b"\n")
+        return repo.fast_import(b"".join(chunks), bulk=True)[1]
+    shares: list[list[int]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for number in sorted(range(len(files)), key=lambda n: -len(files[n][2])):    # biggest first, lightest part
+        side = loads.index(min(loads))
+        shares[side].append(number)
+        loads[side] += len(files[number][2])
+    streams = [b"".join(_blobs((number + 1, files[number][2]) for number in sorted(share))) for share in shares]
+    ids: dict[int, str] = {}
+    for marks in repo.fast_import_at_once(streams, bulk=True):
+        ids.update(marks)
+    chunks = [commit]
+    chunks.extend(_entry(mode, ids[number + 1], path) for number, (path, mode, _) in enumerate(files))
     chunks.append(b"\n")
-    return repo.fast_import(b"".join(chunks))[1]
+    return repo.fast_import(b"".join(chunks), bulk=True)[1]
+
+
+def _blobs(numbered: Iterable[tuple[int, bytes]]) -> list[bytes]:
+    """fast-import blob commands, the contents as pieces (joined once, not copied per file)."""
+    chunks: list[bytes] = []
+    for mark, content in numbered:
+        chunks += (b"blob\nmark :%d\ndata %d\n" % (mark, len(content)), content, b"\n")
+    return chunks
+
+
+def _entry(mode: str, ref: str, path: str) -> bytes:
+    return f"M {mode} {ref} {_quoted(path)}\n".encode("utf-8", "surrogateescape")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _choose(members: list[_Member], archive: Path, subdir: str | None, upstream: str) -> dict[str, _Member]:

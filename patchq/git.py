@@ -167,6 +167,18 @@ def _base_env(extra: Mapping[str, str] | None, *, ident: bool = True) -> dict[st
     return env
 
 
+def _heap_kept() -> dict[str, str]:
+    """glibc's malloc settings for a fast-import run: keep freed heap instead of handing it back to the kernel.
+
+    fast-import allocates and frees a buffer per object; with glibc's default trimming that cost 81,000 minor
+    page faults for the 4,375 small files of the benchmark sdist (540 with the heap kept) and the run took 0.29 s
+    instead of 0.11 s. The process is short-lived, so the kept heap is returned when it exits. A setting the
+    user made (either variable) is left as it is; other C libraries ignore the variable."""
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ or "malloc.trim" in os.environ.get("GLIBC_TUNABLES", ""):
+        return {}
+    return {"MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+
+
 _trace_lock = threading.Lock()
 _trace_unwritable: list[str] = []        # a trace file that could not be written: said once, then stderr
 
@@ -657,13 +669,28 @@ class Repo:
             args += ["-e", word]
         return self._run(*args, rev, "--", check=False).stdout
 
-    def fast_import(self, stream: bytes) -> dict[int, str]:
-        """Feed a `git fast-import` stream (objects packed, no loose files); mark number -> object id."""
+    def fast_import(self, stream: bytes, *, bulk: bool = False) -> dict[int, str]:
+        """Feed a `git fast-import` stream (objects packed, no loose files); mark number -> object id.
+
+        `bulk` is for many unrelated files (a release archive): no delta search against the previous blob (on the
+        vLLM 0.28.0 sdist it halved the run and the pack was the same size) and zlib level 1, the level git uses
+        for loose objects (the pack 7% bigger, the run a quarter shorter again)."""
+        tuning = ["-c", "pack.compression=1"] if bulk else []
         with tempfile.TemporaryDirectory(prefix="patchq-marks-") as tmp:
             marks = os.path.join(tmp, "marks")
-            self._run("fast-import", "--quiet", "--force", f"--export-marks={marks}", input=stream)
+            run_git([*tuning, "fast-import", "--quiet", "--force", *(["--depth=0"] if bulk else []),
+                     f"--export-marks={marks}"], cwd=self.path, input=stream, env=_heap_kept())
             with open(marks) as fh:
                 return {int(num[1:]): sha for num, sha in (line.split() for line in fh)}
+
+    def fast_import_at_once(self, streams: list[bytes], *, bulk: bool = False) -> list[dict[int, str]]:
+        """Several independent fast-import streams run side by side (one process each, one pack each): a
+        fast-import run is single-threaded and most of a big archive's import is compressing its files."""
+        if len(streams) < 2:
+            return [self.fast_import(stream, bulk=bulk) for stream in streams]
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(len(streams)) as pool:
+            return list(pool.map(lambda stream: self.fast_import(stream, bulk=bulk), streams))
 
     def commit_tree(self, tree: str, parents: list[str], message: str, *,
                     author: str = "", date: str = "") -> str:

@@ -374,7 +374,7 @@ def import_archive(upstream: Upstream, repo: Repo, *, workspace: Path | None = N
     path = archive_file(upstream, workspace=workspace)
     if archive.subdir:
         check_archive_subdir(archive.subdir, upstream.name)
-    # streamed into one fast-import pack (no extraction, no loose objects); the same tree `commit_folder` records
+    # streamed into fast-import packs (no extraction, no loose objects); the same tree `commit_folder` records
     importing = f"refs/patchq/importing/{os.getpid()}"
     try:
         from .archive_import import commit_archive  # tarfile, zipfile, lzma: only for archive upstreams
