@@ -24,6 +24,13 @@ _KINDS = {b"1": "hardlink", b"2": "symlink", b"5": "dir"}
 _PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
 _ENCODING = sys.getfilesystemencoding()     # tarfile's default encoding for header fields
 _SHIFTING = {"path", "linkpath", "size", "hdrcharset"}   # global pax keys that would change every later member
+# The numeric fields (mode, uid, gid, size, mtime, checksum at 100-156; the device numbers at 329-345) as tarfile,
+# GNU tar and `git archive` write them: fixed-width octal closed by a NUL, devices octal or all NULs. A header of
+# that shape is read with one match; any other shape goes through _number field by field, as before.
+_CANONICAL = re.compile(rb"([0-7]{7})\0[0-7]{7}\0[0-7]{7}\0([0-7]{11})\0[0-7]{11}\0([0-7]{6})\0 ")
+_CANONICAL_DEVICES = re.compile(rb"(?:[0-7]{7}\0|\0{8}){2}")
+# A pax header holding one `mtime` record, as Python's tarfile writes for every member: read with one match.
+_MTIME_ONLY = re.compile(rb"(\d+) mtime=([0-9.]*)\n")
 
 
 @dataclass(frozen=True)
@@ -69,13 +76,22 @@ def _number(field: bytes) -> int:
     return value
 
 
-def _checksum_ok(header: bytes) -> bool:
-    stored = _number(header[148:156])
-    unsigned = 256 + sum(header[:148]) + sum(header[156:])
+def _checksum_ok(header: bytes, stored: int) -> bool:
+    unsigned = 256 + sum(header) - sum(header[148:156])
     if stored == unsigned:
         return True
     signed = unsigned - 256 * sum(1 for byte in (*header[:148], *header[156:]) if byte > 127)
     return stored == signed
+
+
+def _numbers(header: bytes) -> tuple[int, int, int]:
+    """Mode, size and stored checksum; every numeric field read, as tarfile refuses a member whose numbers do not."""
+    plain = _CANONICAL.match(header, 100, 156)
+    if plain is not None and _CANONICAL_DEVICES.match(header, 329, 345) is not None:
+        return int(plain.group(1), 8), int(plain.group(2), 8), int(plain.group(3), 8)
+    for start, end in ((108, 116), (116, 124), (136, 148), (329, 337), (337, 345)):
+        _number(header[start:end])
+    return _number(header[100:108]), _number(header[124:136]), _number(header[148:156])
 
 
 def _pax(data: bytes) -> dict[str, str]:
@@ -85,6 +101,9 @@ def _pax(data: bytes) -> dict[str, str]:
     records: dict[str, str] = {}
     pos = 0
     end = len(data.rstrip(b"\0"))
+    only_mtime = _MTIME_ONLY.fullmatch(data, 0, end)
+    if only_mtime is not None and int(only_mtime.group(1)) == end:
+        return {"mtime": only_mtime.group(2).decode("ascii")}
     while pos < end:
         match = _PAX_RECORD.match(data, pos)
         if match is None:
@@ -112,12 +131,12 @@ def _entries(raw: bytes):  # type: ignore[no-untyped-def]     # a generator of E
             if long_name is not None or long_link is not None or pax is not None or offset == 0:
                 raise _Unsure("an empty archive, or an extension header with no member after it")
             return
-        if len(header) < BLOCK or not _checksum_ok(header):
-            raise _Unsure("short header or bad checksum")
+        if len(header) < BLOCK:
+            raise _Unsure("short header")
+        mode, size, stored = _numbers(header)
+        if not _checksum_ok(header, stored):
+            raise _Unsure("bad checksum")
         kind_byte = header[156:157]
-        size = _number(header[124:136])
-        for start, end in ((100, 108), (108, 116), (116, 124), (136, 148), (329, 337), (337, 345)):
-            _number(header[start:end])         # tarfile refuses a member whose numbers do not read
         data_at = offset + BLOCK
         blocks = -(-size // BLOCK) * BLOCK
         if kind_byte in (b"x", b"g", b"L", b"K"):
@@ -175,7 +194,6 @@ def _entries(raw: bytes):  # type: ignore[no-untyped-def]     # a generator of E
                 if size < 0:
                     raise _Unsure("a negative size")
                 blocks = -(-size // BLOCK) * BLOCK
-        mode = _number(header[100:108])
         content: bytes | None = None
         if kind == "file":
             if data_at + size > len(raw) or size < 0:

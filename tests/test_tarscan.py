@@ -183,3 +183,38 @@ def test_a_negative_size_is_left_to_tarfile_and_never_walks_back():
         broken[at + 148:at + 156] = b"        "
         broken[at + 148:at + 156] = b"%06o\0 " % sum(broken[at:at + 512])
         assert tarscan.scan(bytes(broken)) is None
+
+
+@pytest.mark.parametrize("fields", [
+    {100: b"  644 \0 ", 124: b"      1750 \0", 329: b"        ", 337: b"        "},     # spaces, as old writers pad
+    {100: b"0644\0xyz", 108: b"\0" * 8, 136: b"1\0" + b"9" * 10, 329: b"0000001\0"},   # stops at the first NUL
+    {100: b"00000644", 124: b"00000001750\0"},                                       # no closing NUL
+])
+def test_hand_padded_numbers_read_as_tarfile_reads_them(fields):
+    """The common header shape is read with one match; every other way of writing the numbers goes field by field
+    and gives what tarfile gives: the mode and size read, the member still answered for."""
+    raw = bytearray(_archive((_member("pkg/a.py", mode=0o644, mtime=1_700_000_000), b"y" * 1000),
+                             fmt=tarfile.USTAR_FORMAT))
+    for at, value in fields.items():
+        raw[at:at + len(value)] = value
+    raw[148:156] = b"        "
+    raw[148:156] = b"%06o\0 " % sum(raw[:512])
+    scanned = tarscan.scan(bytes(raw))
+    assert scanned is not None and scanned == _tarfile_view(bytes(raw))
+    assert scanned[0].mode == 0o644 and scanned[0].data == b"y" * 1000
+
+
+def test_a_pax_header_of_mtime_alone_and_one_with_more_read_alike():
+    """Python's tarfile writes a pax header with only `mtime` before every member: read with one match, the
+    same as the record-by-record reading of a header that also carries a path."""
+    plain = _archive((_member("pkg/a.py", mtime=1_700_000_000.25), b"x"))
+    with_path = _archive((_member("pkg/" + "p" * 120, mtime=1_700_000_000.25), b"x"))
+    assert b"mtime=1700000000.25\n" in plain[512:1024] and b" path=" in with_path[512:1024]
+    for raw in (plain, with_path):
+        scanned = tarscan.scan(raw)
+        assert scanned is not None and scanned == _tarfile_view(raw)
+    assert tarscan._pax(plain[512:1024]) == {"mtime": "1700000000.25"}
+    wrong_length = plain[512:1024].replace(b"23 mtime=", b"24 mtime=", 1)
+    assert wrong_length != plain[512:1024]
+    with pytest.raises(tarscan._Unsure):
+        tarscan._pax(wrong_length)
