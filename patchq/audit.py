@@ -387,27 +387,50 @@ def _reads_of_hunks(loaded: LoadedPatch) -> list[FlagRead]:
 def audit_patches(ws: Workspace, upstream: str, pin: str, ordered: list[LoadedPatch],
                   on_top: list[LoadedPatch], cache: ReadCache | None = None) -> list[PatchFlags]:
     """Flags of `ordered` applied in sequence, and of each of `on_top` applied alone on the full sequence."""
+    return _flags_of([_judge_queue(ws, upstream, pin, ordered, on_top)], cache)[0]
+
+
+@dataclass
+class _Judged:
+    """One queue judged: each patch with the file versions it leaves (None where it does not apply)."""
+
+    patches: list[LoadedPatch]
+    changes: list[list[_Change] | None]
+
+
+def _judge_queue(ws: Workspace, upstream: str, pin: str, ordered: list[LoadedPatch],
+                 on_top: list[LoadedPatch]) -> _Judged:
     base = ensure_base(ws.upstream(upstream), pin, workspace=ws.root)
     _check_symlinks(base.repo, base.commit, ordered, on_top)
     paths: dict[str, None] = {}
     for loaded in ordered + on_top:
         paths.update(dict.fromkeys(touched_paths(loaded.patch.files)))
-    cache = cache if cache is not None else ReadCache(cache_root() / "flags")
     with base.repo.object_reader() as reader:
         judge = _Judge(base.repo, base.commit, list(paths), reader)
         try:
             results = judge.run_in_order(ordered) + judge.run_each_alone(on_top)
         finally:
             judge.close()
-    located = cache.located([job for changes in results if changes for job in _jobs_of(changes)])
+    return _Judged(ordered + on_top, results)
+
+
+def _flags_of(queues: list[_Judged], cache: ReadCache | None) -> list[list[PatchFlags]]:
+    """The flags of every judged queue, with the file versions of all of them analysed in one batch (split over
+    both cores as one piece of work, not one queue after the other)."""
+    cache = cache if cache is not None else ReadCache(cache_root() / "flags")
+    located = cache.located([job for judged in queues for changes in judged.changes if changes
+                             for job in _jobs_of(changes)])
     out = []
-    for loaded, changes in zip(ordered + on_top, results):
-        entry = loaded.entry
-        if changes:
-            reads, approximate = _reads_of_changes(cache, located, changes), False
-        else:
-            reads, approximate = _reads_of_hunks(loaded), True
-        out.append(PatchFlags(entry.id, entry.upstream, entry.status, entry.flags, tuple(reads), approximate))
+    for judged in queues:
+        flags = []
+        for loaded, changes in zip(judged.patches, judged.changes):
+            entry = loaded.entry
+            if changes:
+                reads, approximate = _reads_of_changes(cache, located, changes), False
+            else:
+                reads, approximate = _reads_of_hunks(loaded), True
+            flags.append(PatchFlags(entry.id, entry.upstream, entry.status, entry.flags, tuple(reads), approximate))
+        out.append(flags)
     return out
 
 
@@ -509,14 +532,18 @@ def audit_stack(ws: Workspace, stack_name: str) -> FlagAudit:
     stack = ws.stack(stack_name)
     patches: list[PatchFlags] = []
     negative: list[PatchFlags] = []
+    judged: list[_Judged] = []
+    counts: list[int] = []
     for upstream in stack.upstreams:
         entries = ws.stack_entries(stack, upstream)
         ordered = [load_patch(ws, e) for e in entries]
         rejected = [load_patch(ws, e) for e in ws.queue(upstream).entries
                     if e.status == Status.NEGATIVE_ARCHIVED and e not in entries]
-        found = audit_patches(ws, upstream, ws.pin_for(stack, upstream), ordered, rejected)
-        patches.extend(found[:len(ordered)])
-        negative.extend(found[len(ordered):])
+        judged.append(_judge_queue(ws, upstream, ws.pin_for(stack, upstream), ordered, rejected))
+        counts.append(len(ordered))
+    for found, promoted in zip(_flags_of(judged, None), counts):
+        patches.extend(found[:promoted])
+        negative.extend(found[promoted:])
     summaries = _summaries(patches, stack.profile)
     findings = _findings(ws, patches, summaries, stack, negative)
     return FlagAudit(stack_name, tuple(patches), tuple(summaries), tuple(findings), dict(stack.profile))
@@ -525,15 +552,15 @@ def audit_stack(ws: Workspace, stack_name: str) -> FlagAudit:
 def audit_workspace(ws: Workspace, only: str | None = None) -> FlagAudit:
     """Every queue: promoted patches in order, each other patch alone on top; or just one patch with `only`."""
     target = ws.find_patch(only) if only else None
-    patches: list[PatchFlags] = []
+    judged: list[_Judged] = []
     for upstream in ws.upstreams:
         queue = ws.queue(upstream)
         if not queue.entries or (target and target.upstream != upstream):
             continue
         promoted = [load_patch(ws, e) for e in queue.entries if e.status == Status.PROMOTED]
         others = [load_patch(ws, e) for e in queue.entries if e.status != Status.PROMOTED]
-        found = audit_patches(ws, upstream, ws.upstream(upstream).pin, promoted, others)
-        patches.extend(found)
+        judged.append(_judge_queue(ws, upstream, ws.upstream(upstream).pin, promoted, others))
+    patches = [flags for found in _flags_of(judged, None) for flags in found]
     if target:
         patches = [p for p in patches if p.patch_id == target.id and p.upstream == target.upstream]
     summaries = _summaries(patches, {})

@@ -12,6 +12,7 @@ import gc
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -105,18 +106,26 @@ class ReadCache:
 
 
 def _analyse(jobs: dict[str, Job]) -> dict[str, list[flags.Located]]:
-    """Analyse on both cores when the work is big enough: half in a forked child, half here."""
-    items = sorted(jobs.items(), key=lambda kv: -len(kv[1].data))
+    """Analyse on both cores when the work is big enough: half in a forked child, half here.
+
+    The versions of one file stay together and in the order they were asked for (the order of the queue), so each
+    side parses most of a version from the statements of the one before it (python_parse.parse_in_pieces); the
+    run of files is cut once, where the halves hold the same amount of text."""
+    by_path: dict[str, list[tuple[str, Job]]] = {}
+    for key, job in jobs.items():
+        by_path.setdefault(job.path, []).append((key, job))
+    items = [item for group in sorted(by_path.values(), key=lambda g: -sum(len(job.data) for _, job in g))
+             for item in group]
     total = sum(len(job.data) for _, job in items)
     if len(items) < 2 or total < PARALLEL_MIN_BYTES or _cores() < 2 or not hasattr(os, "fork"):
         return _analyse_here(items)
-    mine: list[tuple[str, Job]] = []
-    theirs: list[tuple[str, Job]] = []
-    load = [0, 0]
-    for item in items:                        # biggest first onto the lighter side: balanced halves
-        side = 0 if load[0] <= load[1] else 1
-        (mine if side == 0 else theirs).append(item)
-        load[side] += len(item[1].data)
+    half, cut = 0, len(items)
+    for number, (_, job) in enumerate(items):
+        if half >= total / 2:
+            cut = number
+            break
+        half += len(job.data)
+    mine, theirs = items[:cut], items[cut:]
     import concurrent.futures
     import multiprocessing
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -134,6 +143,9 @@ def _analyse_here(items: list[tuple[str, Job]]) -> dict[str, list[flags.Located]
     try:
         return {key: flags.located_reads(job.path, job.text) for key, job in items}
     finally:
+        python_parse = sys.modules.get(f"{__package__}.flags.python_parse")   # loaded only if Python was read
+        if python_parse is not None:
+            python_parse.forget_pieces()      # the batch's remembered trees go with the batch
         if paused:
             gc.enable()
 

@@ -25,7 +25,7 @@ from .python_names import (
     is_bound_method,
     parameter_default,
 )
-from .python_parse import parse_python, salvage_python
+from .python_parse import parse_in_pieces, salvage_python
 from .text import ENV_NAME
 from .truth import (
     UNKNOWN,
@@ -111,7 +111,7 @@ class _Accessor:
 def reads(path: str, text: str) -> list[Located]:
     if not _PY_MENTIONS_ENV.search(text):
         return []  # every Python idiom names one of these; skipping the parse keeps big files cheap
-    tree = parse_python(text)
+    tree = parse_in_pieces(text, path)
     if tree is None:
         tree = salvage_python(text)
     try:
