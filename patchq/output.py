@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -59,6 +58,7 @@ def plain(value: Any) -> Any:
 
 
 def to_json(value: Any) -> str:
+    import json  # only for --json output: not on every command's start-up
     return json.dumps(plain(value), indent=2, sort_keys=False)
 
 
@@ -72,6 +72,7 @@ def ok_of(result: Any) -> bool:
 
 def envelope(command: str, *, ok: bool, result: Any = None, error: dict[str, Any] | None = None) -> str:
     """The one JSON envelope, as printed: a command's report (`Context.emit`) and an error (`error_envelope`)."""
+    import json
     doc = {"version": ENVELOPE_VERSION, "command": command, "ok": ok, "result": plain(result), "error": error}
     return json.dumps(doc, indent=2)
 

@@ -7,7 +7,6 @@ patch itself creates) are refused with the patch file's line number. The writer 
 
 from __future__ import annotations
 
-import email.utils
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -168,6 +167,7 @@ def format_date(iso_or_rfc: str) -> str:
     """A Date: header value from '2026-05-19', an RFC 2822 date or nothing (the epoch, for stable ids)."""
     if not iso_or_rfc:
         return EPOCH_DATE
+    import email.utils  # 5 ms of start-up (it loads socket): only where a date is formatted or read
     try:
         email.utils.parsedate_to_datetime(iso_or_rfc)
         return iso_or_rfc
@@ -184,6 +184,7 @@ def format_date(iso_or_rfc: str) -> str:
 
 def date_to_git(date_header: str) -> str:
     """'<epoch> <+zzzz>' for git from a Date: header; the epoch when it cannot be read."""
+    import email.utils
     try:
         when = email.utils.parsedate_to_datetime(date_header)
     except (TypeError, ValueError):
