@@ -18,7 +18,6 @@ import bz2
 import gzip
 import io
 import lzma
-import os
 import posixpath
 import tarfile
 import zipfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from . import tarscan
 from .errors import BadInput, EnvironmentFailure
 from .git import Repo
+from .machine import usable_cores
 
 MAX_MEMBER = 512 * 1024 * 1024
 MAX_TOTAL = 2 * 1024 * 1024 * 1024    # held in memory while judged: a gzip bomb is refused, not swapped in
@@ -81,7 +81,7 @@ def _fast_import(repo: Repo, tree: dict[str, tuple[_Member, bytes | None]], mess
         else:
             files.append((path, "100755" if member.mode & 0o100 else "100644", content or b""))
     total = sum(len(content) for _, _, content in files)
-    parts = max(1, min(_cores(), MAX_PARTS, total // PART_BYTES))
+    parts = max(1, min(usable_cores(), MAX_PARTS, total // PART_BYTES))
     body = message.encode()
     commit = (f"commit {ref}\nmark :1\nauthor {ARCHIVE_AUTHOR}\ncommitter {ARCHIVE_AUTHOR}\n"
               f"data {len(body)}\n".encode() + body + b"\ndeleteall\n")
@@ -117,13 +117,6 @@ def _blobs(numbered: Iterable[tuple[int, bytes]]) -> list[bytes]:
 
 def _entry(mode: str, ref: str, path: str) -> bytes:
     return f"M {mode} {ref} {_quoted(path)}\n".encode("utf-8", "surrogateescape")
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _choose(members: list[_Member], archive: Path, subdir: str | None, upstream: str) -> dict[str, _Member]:

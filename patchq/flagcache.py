@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from . import flags
+from .machine import usable_cores
 from .model import FlagIdiom, FlagRead
 from .txn import atomic_write
 
@@ -117,7 +118,7 @@ def _analyse(jobs: dict[str, Job]) -> dict[str, list[flags.Located]]:
     items = [item for group in sorted(by_path.values(), key=lambda g: -sum(len(job.data) for _, job in g))
              for item in group]
     total = sum(len(job.data) for _, job in items)
-    if len(items) < 2 or total < PARALLEL_MIN_BYTES or _cores() < 2 or not hasattr(os, "fork"):
+    if len(items) < 2 or total < PARALLEL_MIN_BYTES or usable_cores() < 2 or not hasattr(os, "fork"):
         return _analyse_here(items)
     half, cut = 0, len(items)
     for number, (_, job) in enumerate(items):
@@ -148,13 +149,6 @@ def _analyse_here(items: list[tuple[str, Job]]) -> dict[str, list[flags.Located]
             python_parse.forget_pieces()      # the batch's remembered trees go with the batch
         if paused:
             gc.enable()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 # One stored read, a JSON array: the Located's lines and column, then the FlagRead's fields (its path is the job's).

@@ -24,6 +24,7 @@ from . import progress
 from .crashtest import file_operation
 from .errors import BadInput, EnvironmentFailure
 from .git import GitError, Pending, Repo, clone_mirror, clone_shared, objects_dir, remote_reachable
+from .machine import usable_cores
 from .model import FULL_SHA, Upstream
 from .treecheck import check_tree
 from .txn import atomic_write, publish
@@ -535,11 +536,7 @@ class Checkout:
 
 def checkout_workers() -> int:
     """Processes for git's parallel checkout of a fresh work tree: the cores this process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+    return max(1, min(8, usable_cores()))
 
 
 def start_dirty_check(dest: Path) -> Pending | None:

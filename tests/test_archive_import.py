@@ -189,7 +189,7 @@ def test_a_big_release_is_imported_in_parts_to_the_same_commit(tmp_path, monkeyp
     by_folder = commit_folder(Repo.init(tmp_path / "f.git", bare=True), extract_archive(tarball, tmp_path / "x"),
                               MESSAGE)
     monkeypatch.setattr(archive_import, "PART_BYTES", 4096)
-    monkeypatch.setattr(archive_import, "_cores", lambda: 3)          # three parts on any machine
+    monkeypatch.setattr(archive_import, "usable_cores", lambda: 3)    # three parts on any machine
     trace = tmp_path / "git.log"
     monkeypatch.setenv("PATCHQ_TRACE_GIT", str(trace))
     repo = Repo.init(tmp_path / "parts.git", bare=True)
