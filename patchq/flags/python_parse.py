@@ -1,8 +1,10 @@
-"""Python source to a tree, even when it does not parse.
+"""Python source to a tree: versions of one file built from the statements they share, and a tree even when the
+source does not parse.
 
-A lab patch often leaves a file mid-edit. Then each logical line is parsed on its own, and from the lines that still
-fail each env read (with the int()/.lower()/== around it) is cut out and parsed alone, at its real line and column,
-so the read finder sees the same kinds of nodes either way.
+The audit reads every version of a file a queue leaves; `parse_in_pieces` builds each from the top-level statements
+of the versions before it (the section below says how). A lab patch often leaves a file mid-edit: then each logical
+line is parsed on its own, and from the lines that still fail each env read (with the int()/.lower()/== around it)
+is cut out and parsed alone, at its real line and column, so the read finder sees the same kinds of nodes either way.
 """
 
 from __future__ import annotations
