@@ -29,6 +29,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -380,7 +381,11 @@ def workspace_lock(root: Path, operation: str, *, shared: bool = False) -> Itera
 
 
 def _locked(path: Path, mode: int) -> int:
-    """An fd of the current lock file holding `mode`, or the error naming who holds it the other way."""
+    """An fd of the current lock file holding `mode`, or the error naming who holds it the other way.
+
+    A holder that names nobody is looked at again for a moment before the error: a writer names itself right after
+    it takes the lock, and one that has just finished removes the file, which makes the lock free to take."""
+    unnamed = 0
     for _ in range(100):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -388,6 +393,10 @@ def _locked(path: Path, mode: int) -> int:
         except BlockingIOError:
             os.close(fd)
             holder = _lock_holder(path)
+            if holder is None and unnamed < _UNNAMED_RETRIES:
+                unnamed += 1
+                time.sleep(0.01)
+                continue
             who = f"patchq pid {holder[0]} ({holder[1]})" if holder else "another patchq process"
             raise EnvironmentFailure(f"workspace is in use by {who}; wait for it or stop it", path=str(path)) from None
         try:
@@ -398,6 +407,9 @@ def _locked(path: Path, mode: int) -> int:
             return fd
         os.close(fd)      # the holder we waited on removed the file meanwhile: lock the new one
     raise EnvironmentFailure("could not take the workspace lock", path=str(path))
+
+
+_UNNAMED_RETRIES = 20         # 10 ms apart: a lock held by a reader (which names nobody) is refused after ~0.2 s
 
 
 def _lock_holder(path: Path) -> tuple[int, str] | None:

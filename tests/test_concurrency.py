@@ -188,3 +188,49 @@ def test_readers_share_the_workspace_and_writers_wait_for_them(lab, pyupstream, 
         holder.wait()
     after = patchq("-w", str(root), "mark", "triple", "diagnostic")       # both holders gone: the writer goes
     assert after.code == 0, after.err
+
+
+
+UNNAMED = textwrap.dedent("""
+    import fcntl, os, sys, time
+    path, then = sys.argv[1], sys.argv[2]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)                       # locked, nobody named yet: a writer's first moment
+    print("locked", flush=True)
+    time.sleep(0.02)
+    if then == "name":
+        os.pwrite(fd, f"{os.getpid()} apply s\\n".encode(), 0)
+        time.sleep(30)
+    else:
+        os.unlink(path)                                  # a writer finishing: the file goes, the lock is free
+        os.close(fd)
+""")
+
+
+def test_a_writer_caught_before_it_names_itself_is_still_named_or_waited_for(tmp_path):
+    """The moment between a writer's flock and the pid it writes: the refused command names it once it has, and a
+    holder that finishes in that moment leaves the lock to the next command instead of a refusal."""
+    import pytest
+
+    from patchq.errors import EnvironmentFailure
+    from patchq.txn import workspace_lock
+    lock = tmp_path / ".patchq" / "lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", UNNAMED, str(lock), "name"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(EnvironmentFailure, match=f"in use by patchq pid {holder.pid} \\(apply s\\)"):
+            with workspace_lock(tmp_path, "mark"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    lock.unlink()                                        # what the killed holder named
+    finishing = subprocess.Popen([sys.executable, "-c", UNNAMED, str(lock), "finish"], stdout=subprocess.PIPE,
+                                 text=True)
+    try:
+        assert finishing.stdout.readline().strip() == "locked"
+        with workspace_lock(tmp_path, "mark"):
+            assert lock.read_text().startswith(f"{os.getpid()} mark")
+    finally:
+        finishing.wait(timeout=30)
