@@ -41,6 +41,10 @@ _FLIPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "g
 
 # Lexer states, one character per position of the text.
 _CODE, _NESTED, _DQUOTE, _SQUOTE, _COMMENT, _ESCAPED, _HEREDOC, _HEREDOC_LITERAL = "cndsxehH"
+# The characters _shell_states acts on in each construct; every other character keeps the construct's state.
+_CODE_SPECIAL = re.compile(r"[\\#'\"$`<\n]")
+_NESTED_SPECIAL = re.compile(r"[\\#'\"$`<\n(){}]")
+_DQUOTE_SPECIAL = re.compile(r"[\\\"$`]")
 _EXPANDING = frozenset((_CODE, _NESTED, _DQUOTE, _HEREDOC))
 
 
@@ -284,15 +288,27 @@ class _Open:
 
 
 def _shell_states(text: str) -> str:
-    """One state letter per character: code, nested code, double/single quoted, comment, escaped, heredoc body."""
+    """One state letter per character: code, nested code, double/single quoted, comment, escaped, heredoc body.
+
+    Runs of characters that change nothing (everything but the few a construct reacts to) are skipped with one
+    search: a lab's launch script is mostly words, and the lexer used to take every character in Python."""
     states = [_CODE] * len(text)
     stack = [_Open(_CODE)]
     pending: list[tuple[str, bool, bool]] = []
     index, n = 0, len(text)
     while index < n:
-        char = text[index]
         kind = stack[-1].kind
-        here = _CODE if len(stack) == 1 else _NESTED
+        nested = len(stack) > 1
+        here = _NESTED if nested else _CODE
+        stop = (_DQUOTE_SPECIAL if kind == _DQUOTE else _NESTED_SPECIAL if nested else _CODE_SPECIAL).search(
+            text, index)
+        run_end = n if stop is None else stop.start()
+        if run_end > index:
+            if kind == _DQUOTE or nested:
+                states[index:run_end] = (_DQUOTE if kind == _DQUOTE else here) * (run_end - index)
+            index = run_end
+            continue
+        char = text[index]
         if kind == _DQUOTE:
             if char == "\\" and index + 1 < n:
                 states[index], states[index + 1] = _DQUOTE, _ESCAPED
