@@ -1,91 +1,28 @@
 """The shell lexer skips runs of characters no construct reacts to: it must give, character for character, the
-states of the lexer that took every character in Python (kept below as the oracle), on hand-written scripts and
-on random text built from the characters the lexer does react to."""
+states it gives when every character is taken one Python step at a time (the lexer before the skip), on
+hand-written scripts and on random text built from the characters the lexer does react to."""
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings, strategies as st
 
-from patchq.flags.shell import _SHELL_HEREDOC, _heredoc_bodies, _Open, _shell_states
-from patchq.flags.text import end_of_line
+from patchq.flags import shell
+from patchq.flags.shell import _shell_states
 
-_CODE, _NESTED, _DQUOTE, _SQUOTE, _COMMENT, _ESCAPED, _HEREDOC, _HEREDOC_LITERAL = "cndsxehH"
+_EVERY_CHARACTER = re.compile(r"[\s\S]")
 
 
 def _reference_states(text: str) -> str:
-    """The character-by-character lexer the fast one replaced, kept as its oracle."""
-    states = [_CODE] * len(text)
-    stack = [_Open(_CODE)]
-    pending: list[tuple[str, bool, bool]] = []
-    index, n = 0, len(text)
-    while index < n:
-        char = text[index]
-        kind = stack[-1].kind
-        here = _CODE if len(stack) == 1 else _NESTED
-        if kind == _DQUOTE:
-            if char == "\\" and index + 1 < n:
-                states[index], states[index + 1] = _DQUOTE, _ESCAPED
-                index += 2
-                continue
-            states[index] = _DQUOTE
-            if char == '"':
-                stack.pop()
-            elif text.startswith("$(", index) or text.startswith("${", index):
-                stack.append(_Open(_NESTED if text[index + 1] == "(" else "{"))
-                states[index + 1] = _DQUOTE
-                index += 1
-            elif char == "`":
-                stack.append(_Open("`"))
-            index += 1
-            continue
-        if char == "\\" and index + 1 < n:
-            states[index], states[index + 1] = here, _ESCAPED
-            index += 2
-            continue
-        if char == "#" and (index == 0 or text[index - 1] in " \t\n;&|(") and kind != "{":
-            end = end_of_line(text, index)
-            states[index:end] = _COMMENT * (end - index)
-            index = end
-            continue
-        if char == "'":
-            close = text.find("'", index + 1)
-            end = n if close < 0 else close + 1
-            states[index:end] = _SQUOTE * (end - index)
-            index = end
-            continue
-        states[index] = here
-        if char == '"':
-            stack.append(_Open(_DQUOTE))
-        elif text.startswith("$(", index) or text.startswith("${", index):
-            stack.append(_Open(_NESTED if text[index + 1] == "(" else "{"))
-            states[index + 1] = here
-            index += 1
-        elif char == "`":
-            if kind == "`":
-                stack.pop()
-            else:
-                stack.append(_Open("`"))
-        elif char in "({" and len(stack) > 1 and kind in (_NESTED, "{"):
-            stack[-1].depth += 1 if (char == "(") == (kind == _NESTED) else 0
-        elif char in ")}" and len(stack) > 1 and kind in (_NESTED, "{"):
-            if (char == ")") == (kind == _NESTED):
-                if stack[-1].depth == 0:
-                    stack.pop()
-                else:
-                    stack[-1].depth -= 1
-        elif text.startswith("<<", index) and not text.startswith("<<<", index):
-            heredoc = _SHELL_HEREDOC.match(text, index)
-            if heredoc:
-                delimiter = heredoc.group(3) or heredoc.group(4)
-                operand = text[heredoc.start() + 2:heredoc.end()].lstrip("- \t")
-                literal = bool(heredoc.group(2)) or operand.startswith("\\")
-                pending.append((delimiter, heredoc.group(1) == "-", literal))
-        elif char == "\n" and pending:
-            index = _heredoc_bodies(text, index + 1, pending, states)
-            pending = []
-            continue
-        index += 1
-    return "".join(states)
+    """The lexer as it was before the skip: with every character counted as one a construct reacts to, no run is
+    skipped and each character goes through the per-character steps (unchanged from the old lexer)."""
+    saved = shell._CODE_SPECIAL, shell._NESTED_SPECIAL, shell._DQUOTE_SPECIAL
+    shell._CODE_SPECIAL = shell._NESTED_SPECIAL = shell._DQUOTE_SPECIAL = _EVERY_CHARACTER
+    try:
+        return _shell_states(text)
+    finally:
+        shell._CODE_SPECIAL, shell._NESTED_SPECIAL, shell._DQUOTE_SPECIAL = saved
 
 
 SCRIPTS = [
