@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from . import flags
 from .machine import usable_cores
@@ -107,33 +107,61 @@ class ReadCache:
 
 
 def _analyse(jobs: dict[str, Job]) -> dict[str, list[flags.Located]]:
-    """Analyse on both cores when the work is big enough: half in a forked child, half here.
+    """Analyse on both cores when the work is big enough: here and in a forked helper, each taking the next file
+    when it is free.
 
     The versions of one file stay together and in the order they were asked for (the order of the queue), so each
-    side parses most of a version from the statements of the one before it (python_parse.parse_in_pieces); the
-    run of files is cut once, where the halves hold the same amount of text."""
+    side parses most of a version from the statements of the one before it (python_parse.parse_in_pieces). A file's
+    cost is not its size (a Python version mostly reused costs a fraction of a C file lexed whole), so the files
+    are not divided up front: both sides take turns from one shared counter, largest files first."""
     by_path: dict[str, list[tuple[str, Job]]] = {}
     for key, job in jobs.items():
         by_path.setdefault(job.path, []).append((key, job))
-    items = [item for group in sorted(by_path.values(), key=lambda g: -sum(len(job.data) for _, job in g))
-             for item in group]
-    total = sum(len(job.data) for _, job in items)
-    if len(items) < 2 or total < PARALLEL_MIN_BYTES or usable_cores() < 2 or not hasattr(os, "fork"):
-        return _analyse_here(items)
-    half, cut = 0, len(items)
-    for number, (_, job) in enumerate(items):
-        if half >= total / 2:
-            cut = number
-            break
-        half += len(job.data)
-    mine, theirs = items[:cut], items[cut:]
+    groups = sorted(by_path.values(), key=lambda g: -sum(len(job.data) for _, job in g))
+    total = sum(len(job.data) for job in jobs.values())
+    if len(groups) < 2 or total < PARALLEL_MIN_BYTES or usable_cores() < 2 or not hasattr(os, "fork"):
+        return _analyse_here([item for group in groups for item in group])
     import concurrent.futures
     import multiprocessing
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        future = pool.submit(_analyse_here, theirs)
-        out = _analyse_here(mine)
-        out.update(future.result())
-    return out
+    global _shared
+    context = multiprocessing.get_context("fork")
+    _shared = (groups, context.Value("i", 0))
+    try:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            future = pool.submit(_take_turns)
+            mine, taken_here = _take_turns_counted()
+            theirs, taken_there = future.result()
+    finally:
+        _shared = None
+    SPLITS.append((taken_here, taken_there))
+    mine.update(theirs)
+    return mine
+
+
+# The files and the turn counter, set before the helper is forked and inherited by it (a shared counter cannot
+# be pickled to a process); None outside `_analyse`.
+_shared: tuple[list[list[tuple[str, Job]]], Any] | None = None
+SPLITS: list[tuple[int, int]] = []     # files analysed here and in the helper, per split run (benchmarks, tests)
+
+
+def _take_turns() -> tuple[dict[str, list[flags.Located]], int]:
+    return _take_turns_counted()
+
+
+def _take_turns_counted() -> tuple[dict[str, list[flags.Located]], int]:
+    """Analyse the next file nobody has taken, until none is left: (reads by key, files taken)."""
+    assert _shared is not None
+    groups, turn = _shared
+    out: dict[str, list[flags.Located]] = {}
+    taken = 0
+    while True:
+        with turn.get_lock():
+            index = turn.value
+            turn.value = index + 1
+        if index >= len(groups):
+            return out, taken
+        out.update(_analyse_here(groups[index]))
+        taken += 1
 
 
 def _analyse_here(items: list[tuple[str, Job]]) -> dict[str, list[flags.Located]]:

@@ -212,3 +212,29 @@ def test_object_reader_reads_many_blobs_through_one_process(make_upstream):
         with pytest.raises(ValueError):
             reader.read("a\nb")
         assert reader.read(f"{commit}:a.txt") == b"alpha\n"
+
+
+def test_analysis_split_over_two_processes_gives_the_answer_of_one(monkeypatch):
+    """Above the size that pays for a helper, the files are analysed here and in a forked helper, each side taking
+    the next file from a shared counter: the same reads as one process, and both sides took files."""
+    from patchq import flagcache
+    monkeypatch.setattr(flagcache, "usable_cores", lambda: 2)      # the split is taken even on a one-core runner
+    monkeypatch.setattr(flagcache, "PARALLEL_MIN_BYTES", 100_000)
+    jobs: dict[str, Job] = {}
+    for number in range(6):
+        text = PY.replace("    return total\n", f'    return total if os.getenv("VLLM_F{number}") else 0\n')
+        for version in range(8):             # versions of one file stay in order: later ones reuse the earlier
+            edited = text.replace(f"def f{version}(x):", f"def f{version}(x, y={version}):")
+            jobs[f"p{number}-{version}"] = Job(f"vllm/m{number}.py", edited.encode())
+    for number in range(4):
+        cc = CC.replace("return t;", f'return getenv("GGML_X{number}") ? t : 0;') * 8
+        jobs[f"c{number}"] = Job(f"csrc/k{number}.cpp", cc.encode())
+    jobs["sh"] = Job("run.sh", (SH.replace("echo", 'echo "${VLLM_SH:-1}"') * 8).encode())
+    assert sum(len(job.data) for job in jobs.values()) >= flagcache.PARALLEL_MIN_BYTES
+    alone = flagcache._analyse_here(list(jobs.items()))
+    flagcache.SPLITS.clear()
+    split = flagcache._analyse(jobs)
+    assert split == alone and len(split) == len(jobs)
+    assert all(split.values())                   # every file has its read
+    [(here, there)] = flagcache.SPLITS
+    assert here > 0 and there > 0 and here + there == 11          # every file taken once, by one side

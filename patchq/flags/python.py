@@ -25,7 +25,7 @@ from .python_names import (
     is_bound_method,
     parameter_default,
 )
-from .python_parse import parse_in_pieces, salvage_python
+from .python_parse import parse_as_pieces, salvage_python
 from .text import ENV_NAME
 from .truth import (
     UNKNOWN,
@@ -111,16 +111,41 @@ class _Accessor:
 def reads(path: str, text: str) -> list[Located]:
     if not _PY_MENTIONS_ENV.search(text):
         return []  # every Python idiom names one of these; skipping the parse keeps big files cheap
-    tree = parse_in_pieces(text, path)
+    tree, pieces = parse_as_pieces(text, path)
     if tree is None:
         tree = salvage_python(text)
     try:
-        return _PythonFile(path, text, tree).reads()
+        return _PythonFile(path, text, tree, pieces).reads()
     except RecursionError:
         return []
 
 
-_CORE_KINDS = frozenset({ast.Call, ast.Subscript, ast.Compare, ast.Attribute, ast.Name})   # what _cores_at reads
+_READ_METHODS = frozenset({"getenv", "get", "setdefault", "pop", "update", "putenv", "is_set"})
+
+
+def _may_read(node: ast.AST) -> bool:
+    """Whether `_cores_at` can find a read at this node, judged by its syntax alone (names and scopes are judged
+    there): a call of a bare name or of a method a read uses, any subscript, `in`/`not in`, an UPPER attribute."""
+    kind = type(node)
+    if kind is ast.Call:
+        func = node.func                                 # type: ignore[attr-defined]
+        return type(func) is ast.Name or (type(func) is ast.Attribute and func.attr in _READ_METHODS)
+    if kind is ast.Subscript:
+        return True
+    if kind is ast.Compare:
+        return len(node.ops) == 1 and type(node.ops[0]) in (ast.In, ast.NotIn)   # type: ignore[attr-defined]
+    if kind is ast.Attribute:
+        return type(node.ctx) is ast.Load and REGISTRY_ATTR.match(node.attr) is not None  # type: ignore[attr-defined]
+    return False
+
+
+def _may_read_or_name(node: ast.AST) -> bool:
+    """`_may_read`, and every loaded name: in a file that binds a name to an `envs` attribute, a use of it reads."""
+    return _may_read(node) or (isinstance(node, ast.Name) and type(node.ctx) is ast.Load)
+
+
+def _is_call(node: ast.AST) -> bool:
+    return type(node) is ast.Call
 
 
 class _PythonFile(PythonNames):
@@ -129,8 +154,10 @@ class _PythonFile(PythonNames):
     # -- finding reads ----------------------------------------------------------------------------------------------
 
     def reads(self) -> list[Located]:
-        cores = [core for node, scope in self.scope_of.items() if type(node) in _CORE_KINDS
-                 for core in self._cores_at(node, scope)]
+        scope_of, module = self.scope_of, self.module_scope
+        candidates = (self.picked("reads or names", _may_read_or_name) if self.registry_names
+                      else self.picked("reads", _may_read))
+        cores = [core for node in candidates for core in self._cores_at(node, scope_of.get(node, module))]
         accessors = self._accessors(cores)
         found = [self._found_for(core) for core in cores] + self._accessor_calls(accessors)
         registry, merged = self._registry_entries(found)
@@ -259,7 +286,7 @@ class _PythonFile(PythonNames):
         return sim, outer
 
     def _step(self, node: ast.AST, parent: ast.AST, sim: _Sim) -> _Move | None:
-        scope = self.scope_of.get(parent, self.module_scope)
+        scope = self.scope_at(parent)
         if isinstance(parent, ast.Call) and parent.args and parent.args[0] is node:
             return self._through_call(parent, sim)
         if isinstance(parent, ast.Attribute) and parent.attr in _STR_METHODS:
@@ -376,16 +403,16 @@ class _PythonFile(PythonNames):
                 continue
             default_param, choice = default_parameter(core.default_node, function)
             accessors[function.name] = _Accessor(function, core, core.name_node.id, default_param,
-                                                 is_bound_method(function, self.scope_of.get(function)), choice)
+                                                 is_bound_method(function, self.scope_at(function)), choice)
         return accessors
 
     def _accessor_calls(self, accessors: dict[str, _Accessor]) -> list[Located]:
         if not accessors:
             return []
         found = []
-        for node, scope in self.scope_of.items():
-            if not isinstance(node, ast.Call):
-                continue
+        for node in self.picked("calls", _is_call):
+            assert isinstance(node, ast.Call)
+            scope = self.scope_at(node)
             func = node.func
             if isinstance(func, ast.Name) and func.id in accessors:
                 accessor, via_attribute = accessors[func.id], False
@@ -431,7 +458,7 @@ class _PythonFile(PythonNames):
             text, value = self.literal(given, scope)
         else:
             declared = parameter_default(function, accessor.default_param)
-            outer_scope = self.scope_of.get(function, self.module_scope)
+            outer_scope = self.scope_at(function)
             text, value = self.literal(declared, outer_scope) if declared is not None else (None, None)
         if accessor.choice is None:
             return text, value

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
+from .python_parse import Piece
 from .text import squash
 from .truth import UNKNOWN, Value
 
@@ -60,14 +61,33 @@ class _Meaning:
     value: str | None = None
 
 
-class PythonNames:
-    """One parsed Python file's names: parents and scopes of every node, and what each name is bound to."""
+@dataclass
+class _Walked:
+    """What one walk found below some top-level statements: kept with a remembered piece (python_parse), so a
+    version that reuses the piece gets its nodes, parents and inner scopes without walking them again."""
 
-    def __init__(self, path: str, text: str, tree: ast.Module) -> None:
+    nodes: list[ast.AST]                     # in walk order
+    parents: dict[ast.AST, ast.AST]          # the statements themselves excepted (their parent is each version's)
+    scope_of: dict[ast.AST, Scope]           # nodes inside a function, class, lambda or comprehension
+    module_bindings: dict[str, list[_Binding]]
+    outer_scopes: list[Scope]                # scopes opened at module level: their parent is each version's module
+    registry_names: set[str]
+    picks: dict[str, list[ast.AST]] = field(default_factory=dict)   # `PythonNames.picked`, by the pick's name
+
+
+class PythonNames:
+    """One parsed Python file's names: parents and scopes of every node, and what each name is bound to.
+
+    `nodes` holds every node in walk order; `scope_of` only those inside a function, class, lambda or
+    comprehension (the rest are in the module scope: ask `scope_at`), so a reused piece's entries are the same
+    for every version and are copied in whole."""
+
+    def __init__(self, path: str, text: str, tree: ast.Module, pieces: Sequence[Piece] = ()) -> None:
         self.path = path
         self.text = text
         self.tree = tree
         self.segments = _Segments(text)
+        self.nodes: list[ast.AST] = [tree]
         self.parents: dict[ast.AST, ast.AST] = {}
         self.scope_of: dict[ast.AST, Scope] = {}
         self.module_scope = Scope(None, "module", tree)
@@ -75,81 +95,51 @@ class PythonNames:
         self._resolving: set[tuple[int, str]] = set()
         self._settled: dict[tuple[int, str], _Meaning] = {}   # by (id of the scope asked from, name)
         self.registry_names: set[str] = set()    # names some statement binds to an `envs` attribute
-        self._index(tree)
+        self._walks: list[_Walked] = []
+        if pieces:
+            self._index_pieces(tree, pieces)
+        else:
+            self._take(_walk(tree.body, Scope(None, "module")))
+        for statement in tree.body:
+            self.parents[statement] = tree
+
+    def scope_at(self, node: ast.AST) -> Scope:
+        return self.scope_of.get(node, self.module_scope)
+
+    def picked(self, name: str, pick: Callable[[ast.AST], bool]) -> list[ast.AST]:
+        """The nodes below the module for which `pick` (a test of a node's own syntax, never of names or scopes)
+        is true, in walk order; kept under `name` with each reused piece, so a version tests only its new nodes."""
+        found: list[ast.AST] = []
+        for walked in self._walks:
+            nodes = walked.picks.get(name)
+            if nodes is None:
+                nodes = walked.picks[name] = [node for node in walked.nodes if pick(node)]
+            found += nodes
+        return found
 
     # -- scopes ---------------------------------------------------------------------------------------------------
 
-    def _index(self, tree: ast.Module) -> None:
-        """Parents, scope and bindings of every node in one iterative walk (deep expressions must not exhaust the
-        stack).
+    def _index_pieces(self, tree: ast.Module, pieces: Sequence[Piece]) -> None:
+        """The walk of the whole body, assembled from each piece's own walk (remembered on the piece). The walk
+        takes a body's statements last to first, so the pieces are taken last to first too: every scope then
+        sees its bindings, and `nodes` lists the nodes, in the order one walk of the whole tree gives."""
+        for piece in reversed(pieces):
+            walked = piece.walked
+            if not isinstance(walked, _Walked):
+                walked = piece.walked = _walk(piece.statements, Scope(None, "module"))
+            self._take(walked)
 
-        A node's bindings go to the scope whose body holds it without a function, class, lambda or comprehension in
-        between (`bind`); nodes outside any body (decorators, defaults, comprehension parts) bind nothing. The walk
-        is a stack, so each scope sees its bindings in the same order as a walk of that scope alone would.
-        """
-        parents = self.parents
-        scope_of = self.scope_of
-        fields = _FIELDS
-        stack: list[tuple[ast.AST, Scope, Scope | None]] = [(tree, self.module_scope, None)]
+    def _take(self, walked: _Walked) -> None:
+        self._walks.append(walked)
+        self.nodes.extend(walked.nodes)
+        self.parents.update(walked.parents)
+        self.scope_of.update(walked.scope_of)
         module = self.module_scope
-        pop, push = stack.pop, stack.append
-        while stack:
-            node, scope, bind = pop()
-            scope_of[node] = scope
-            kind = type(node)
-            if bind is not None:
-                binder = _BINDERS.get(kind)
-                if binder is not None:
-                    for name, binding in binder(node):
-                        bind.bind(name, binding)
-                        if binding.kind == "envs_value":
-                            self.registry_names.add(name)
-            names = fields.get(kind)
-            if names is None:
-                names = fields[kind] = _node_fields(kind)
-            if kind in _SCOPE_KINDS:
-                inner, body = self._child_scope(node, scope)
-                for name in names:
-                    value = getattr(node, name, None)
-                    if isinstance(value, ast.AST):
-                        parents[value] = node
-                        push((value, inner, inner if name == body else None) if name in _INNER[kind]
-                             else (value, scope, None))
-                    elif isinstance(value, list):
-                        inside = name in _INNER[kind]
-                        for item in value:
-                            if isinstance(item, ast.AST):
-                                parents[item] = node
-                                push((item, inner, inner if name == body else None) if inside
-                                     else (item, scope, None))
-                continue
-            child_bind = module if kind is ast.Module else bind
-            for name in names:
-                value = getattr(node, name, None)
-                if isinstance(value, ast.AST):
-                    parents[value] = node
-                    push((value, scope, child_bind))
-                elif isinstance(value, list):
-                    for item in value:
-                        if isinstance(item, ast.AST):
-                            parents[item] = node
-                            push((item, scope, child_bind))
-
-    def _child_scope(self, node: ast.AST, scope: Scope) -> tuple[Scope, str]:
-        """The scope a function, class, lambda or comprehension opens, with what it binds up front, and the
-        field whose nodes bind names in it ("" for a comprehension: only its loop targets do)."""
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            inner = Scope(scope, "function", node)
-            for arg in parameters(node.args):
-                inner.bind(arg.arg, _Binding("param"))
-            return inner, "body"
-        if isinstance(node, ast.ClassDef):
-            return Scope(scope, "class", node), "body"
-        inner = Scope(scope, "comprehension", node)
-        for generator in node.generators:      # type: ignore[attr-defined]
-            for name in _target_names(generator.target):
-                inner.bind(name, _Binding("other"))
-        return inner, ""
+        for name, bindings in walked.module_bindings.items():
+            module.bindings.setdefault(name, []).extend(bindings)
+        for scope in walked.outer_scopes:
+            scope.parent = module
+        self.registry_names |= walked.registry_names
 
     def meaning(self, name: str, scope: Scope) -> _Meaning:
         asked = (id(scope), name)
@@ -277,6 +267,84 @@ class PythonNames:
 
     def source(self, node: ast.AST) -> str:
         return squash(self.segments.of(node))
+
+
+def _walk(statements: list[ast.stmt], module: Scope) -> _Walked:
+    """Parents, scope and bindings of every node below top-level statements, in one iterative walk (deep
+    expressions must not exhaust the stack); module-level bindings go to `module`.
+
+    A node's bindings go to the scope whose body holds it without a function, class, lambda or comprehension in
+    between (`bind`); nodes outside any body (decorators, defaults, comprehension parts) bind nothing. The walk
+    is a stack, so each scope sees its bindings in the same order as a walk of that scope alone would.
+    """
+    found = _Walked([], {}, {}, module.bindings, [], set())
+    nodes, parents, scope_of, outer, registry = (found.nodes, found.parents, found.scope_of, found.outer_scopes,
+                                                 found.registry_names)
+    fields = _FIELDS
+    stack: list[tuple[ast.AST, Scope, Scope | None]] = [(statement, module, module) for statement in statements]
+    pop, push, note = stack.pop, stack.append, nodes.append
+    while stack:
+        node, scope, bind = pop()
+        note(node)
+        if scope is not module:
+            scope_of[node] = scope
+        kind = type(node)
+        if bind is not None:
+            binder = _BINDERS.get(kind)
+            if binder is not None:
+                for name, binding in binder(node):
+                    bind.bind(name, binding)
+                    if binding.kind == "envs_value":
+                        registry.add(name)
+        names = fields.get(kind)
+        if names is None:
+            names = fields[kind] = _node_fields(kind)
+        if kind in _SCOPE_KINDS:
+            inner, body = _child_scope(node, scope)
+            if scope is module:
+                outer.append(inner)
+            for name in names:
+                value = getattr(node, name, None)
+                if isinstance(value, ast.AST):
+                    parents[value] = node
+                    push((value, inner, inner if name == body else None) if name in _INNER[kind]
+                         else (value, scope, None))
+                elif isinstance(value, list):
+                    inside = name in _INNER[kind]
+                    for item in value:
+                        if isinstance(item, ast.AST):
+                            parents[item] = node
+                            push((item, inner, inner if name == body else None) if inside
+                                 else (item, scope, None))
+            continue
+        for name in names:
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                parents[value] = node
+                push((value, scope, bind))
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        parents[item] = node
+                        push((item, scope, bind))
+    return found
+
+
+def _child_scope(node: ast.AST, scope: Scope) -> tuple[Scope, str]:
+        """The scope a function, class, lambda or comprehension opens, with what it binds up front, and the
+        field whose nodes bind names in it ("" for a comprehension: only its loop targets do)."""
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            inner = Scope(scope, "function", node)
+            for arg in parameters(node.args):
+                inner.bind(arg.arg, _Binding("param"))
+            return inner, "body"
+        if isinstance(node, ast.ClassDef):
+            return Scope(scope, "class", node), "body"
+        inner = Scope(scope, "comprehension", node)
+        for generator in node.generators:      # type: ignore[attr-defined]
+            for name in _target_names(generator.target):
+                inner.bind(name, _Binding("other"))
+        return inner, ""
 
 
 class _Segments:

@@ -47,9 +47,13 @@ _KEPT_BYTES = 2 << 20              # text of the remembered pieces (a tree is ~4
 
 
 @dataclass
-class _Piece:
+class Piece:
+    """Top-level statements parsed from one stretch of text, reused by every version where that text recurs."""
+
     statements: list[ast.stmt]
     first_line: int                # the line its statements carry now
+    lined: list[ast.AST] | None = None   # its nodes that carry lines, found by the first move
+    walked: object = None          # what a reader derived from the statements (python_names), kept with them
 
 
 class _Memory(threading.local):
@@ -57,10 +61,10 @@ class _Memory(threading.local):
     only ever rebuilt by the thread that is done with the last one."""
 
     def __init__(self) -> None:
-        self.files: OrderedDict[str, dict[str, _Piece]] = OrderedDict()
+        self.files: OrderedDict[str, dict[str, Piece]] = OrderedDict()
         self.bytes = 0
 
-    def of(self, name: str) -> dict[str, _Piece]:
+    def of(self, name: str) -> dict[str, Piece]:
         pieces = self.files.pop(name, None)
         self.files[name] = pieces if pieces is not None else {}
         while self.bytes > _KEPT_BYTES and len(self.files) > 1:
@@ -68,7 +72,7 @@ class _Memory(threading.local):
             self.bytes -= sum(len(text) for text in dropped)
         return self.files[name]
 
-    def keep(self, pieces: dict[str, _Piece], text: str, piece: _Piece) -> None:
+    def keep(self, pieces: dict[str, Piece], text: str, piece: Piece) -> None:
         pieces[text] = piece
         self.bytes += len(text)
 
@@ -90,27 +94,32 @@ def parse_in_pieces(source: str, name: str) -> ast.Module | None:
     """The tree ast.parse gives for `source`, built from the pieces of earlier versions of file `name` where their
     text recurs; None when the source does not parse (then the caller decides, as for parse_python). A version
     mostly new is parsed whole (one parse is faster than many) and its statements remembered as pieces."""
+    return parse_as_pieces(source, name)[0]
+
+
+def parse_as_pieces(source: str, name: str) -> tuple[ast.Module | None, list[Piece]]:
+    """parse_in_pieces, with the pieces whose statements make up the tree's body, in order (none when the tree
+    was not built from pieces), so a reader can keep what it derives from a piece for the next version."""
     if "\r" in source or "\0" in source or source.startswith("\ufeff"):
-        return parse_python(source)        # line ends and bytes this cutting does not reason about
+        return parse_python(source), []    # line ends and bytes this cutting does not reason about
     cuts = _cuts(source)
     if len(cuts) < 3:
-        return parse_python(source)
+        return parse_python(source), []
     pieces = _memory.of(name)
     texts = [source[start:end] for start, end in zip(cuts, cuts[1:])]
     known = sum(len(text) for text in texts if text in pieces)
     if known * 2 < len(source):
         tree = parse_python(source)
-        if tree is not None:
-            _remember(source, cuts, tree.body, pieces)
-        return tree
+        return tree, ([] if tree is None else _remember(source, cuts, tree.body, pieces))
     return _joined(source, cuts, texts, pieces)
 
 
-def _remember(source: str, cuts: list[int], body: list[ast.stmt], pieces: dict[str, _Piece]) -> None:
+def _remember(source: str, cuts: list[int], body: list[ast.stmt], pieces: dict[str, Piece]) -> list[Piece]:
     """A whole tree kept as pieces: the statements between two cuts where a statement starts (decorators
-    included), with the text from one such cut to the next: the text that parsed alone gives those statements."""
+    included), with the text from one such cut to the next: the text that parsed alone gives those statements.
+    Returns every piece of the body (one whose text is remembered already is not kept again)."""
     if not body:
-        return
+        return []
     starts: dict[int, int] = {}
     for number, statement in enumerate(body):
         decorators = getattr(statement, "decorator_list", ())
@@ -123,14 +132,20 @@ def _remember(source: str, cuts: list[int], body: list[ast.stmt], pieces: dict[s
         if begins is not None and begins > bounds[-1][2]:
             bounds.append((cut, line, begins))
     bounds.append((len(source), line, len(body)))
+    made = []
     for (start, first_line, first), (end, _, stop) in zip(bounds, bounds[1:]):
         text = source[start:end]
+        piece = Piece(body[first:stop], first_line)
         if text not in pieces:
-            _memory.keep(pieces, text, _Piece(body[first:stop], first_line))
+            _memory.keep(pieces, text, piece)
+        made.append(piece)
+    return made
 
 
-def _joined(source: str, cuts: list[int], texts: list[str], pieces: dict[str, _Piece]) -> ast.Module | None:
+def _joined(source: str, cuts: list[int], texts: list[str], pieces: dict[str, Piece]
+            ) -> tuple[ast.Module | None, list[Piece]]:
     body: list[ast.stmt] = []
+    made: list[Piece] = []
     used: set[int] = set()
     line = 1
     index = 0
@@ -138,15 +153,16 @@ def _joined(source: str, cuts: list[int], texts: list[str], pieces: dict[str, _P
         for joined in range(1, _MAX_JOINS + 2):
             end = min(index + joined, len(texts))
             text = texts[index] if end == index + 1 else source[cuts[index]:cuts[end]]
-            statements = _statements(text, line, used, pieces)
-            if statements is not None or end == len(texts):
+            piece = _piece(text, line, used, pieces)
+            if piece is not None or end == len(texts):
                 break
-        if statements is None:
-            return parse_python(source)
-        body.extend(statements)
+        if piece is None:
+            return parse_python(source), []
+        body.extend(piece.statements)
+        made.append(piece)
         line += text.count("\n")
         index = end
-    return ast.Module(body=body, type_ignores=[])
+    return ast.Module(body=body, type_ignores=[]), made
 
 
 def _cuts(source: str) -> list[int]:
@@ -177,31 +193,42 @@ def _cuts(source: str) -> list[int]:
     return cuts
 
 
-def _statements(text: str, line: int, used: set[int], pieces: dict[str, _Piece]) -> list[ast.stmt] | None:
-    """The statements of one piece at `line`: remembered ones moved there, else parsed (None: it does not parse)."""
+def _piece(text: str, line: int, used: set[int], pieces: dict[str, Piece]) -> Piece | None:
+    """One piece's statements at `line`: remembered ones moved there, else parsed (None: it does not parse)."""
     piece = pieces.get(text)
     if piece is not None and id(piece) not in used:
         used.add(id(piece))
         if piece.first_line != line:
-            _move(piece.statements, line - piece.first_line)
+            _move(piece, line - piece.first_line)
             piece.first_line = line
-        return piece.statements
+        return piece
     tree = parse_python("\n" * (line - 1) + text)       # parsed at its real lines
     if tree is None:
         return None
-    if piece is None:
-        piece = _Piece(tree.body, line)
-        _memory.keep(pieces, text, piece)
-        used.add(id(piece))
-    return tree.body
+    fresh = Piece(tree.body, line)
+    if piece is None:                  # a second copy of a remembered text in one version stays unremembered
+        _memory.keep(pieces, text, fresh)
+        used.add(id(fresh))
+    return fresh
 
 
-def _move(statements: list[ast.stmt], by: int) -> None:
-    """Every line number in the statements moved by `by` (ast.increment_lineno's work, in a third of its time:
-    fields that never hold a node are not visited, nor the shared operator and context objects)."""
+def _move(piece: Piece, by: int) -> None:
+    """Every line number in the piece's statements moved by `by`. The first move finds the nodes that carry lines
+    (ast.increment_lineno's walk, in a third of its time: fields that never hold a node are not visited, nor the
+    shared operator and context objects); later moves of the same piece only add."""
+    lined = piece.lined
+    if lined is None:
+        lined = piece.lined = _lined_nodes(piece.statements)
+    for node in lined:
+        node.lineno += by                            # type: ignore[attr-defined]
+        node.end_lineno += by                        # type: ignore[attr-defined]
+
+
+def _lined_nodes(statements: list[ast.stmt]) -> list[ast.AST]:
     table = _MOVE_TABLE
+    found: list[ast.AST] = []
     stack: list[ast.AST] = list(statements)
-    pop, push = stack.pop, stack.append
+    pop, push, keep = stack.pop, stack.append, found.append
     while stack:
         node = pop()
         kind = type(node)
@@ -212,8 +239,7 @@ def _move(statements: list[ast.stmt], by: int) -> None:
                                    else tuple(name for name in kind._fields if name not in _NO_NODES))
         lined, names = entry
         if lined:
-            node.lineno += by                        # type: ignore[attr-defined]
-            node.end_lineno += by                    # type: ignore[attr-defined]
+            keep(node)
         for name in names:
             value = getattr(node, name, None)
             if isinstance(value, ast.AST):
@@ -222,6 +248,7 @@ def _move(statements: list[ast.stmt], by: int) -> None:
                 for item in value:
                     if isinstance(item, ast.AST):
                         push(item)
+    return found
 
 
 _MOVE_TABLE: dict[type[ast.AST], tuple[bool, tuple[str, ...]]] = {}
