@@ -193,11 +193,21 @@ def save_local_work(work: LocalWork, stack: str) -> SavedWork:
     return SavedWork(work.checkout, work.upstream, ref, top, work.commits, work.dirty)
 
 
+def move_applied(repo: Repo, head: str, message: str) -> None:
+    """Point refs/patchq/applied at `head`. The ref is patchq's alone and moves only under the workspace lock, so a
+    lock file left for it is a killed run's (git cannot remove its lock when killed by SIGKILL) and goes first:
+    otherwise every later apply of the stack would stop on it."""
+    git_dir = repo.path / ".git"
+    if git_dir.is_dir():
+        (git_dir / f"{APPLIED_REF}.lock").unlink(missing_ok=True)
+    repo.update_ref(APPLIED_REF, head, message)
+
+
 def record_applied(path: Path, head: str, *, created: bool) -> None:
     """Remember the head patchq moved a checkout to, and give the checkout a committer identity when git has none
     (so the `git am -3` recipe of a conflict works in a container without a global git identity)."""
     repo = Repo(path)
-    repo.update_ref(APPLIED_REF, head, "patchq apply")
+    move_applied(repo, head, "patchq apply")
     checked = path / ".git" / "patchq-identity"
     if created or not checked.exists():
         if not repo.has_user_identity():

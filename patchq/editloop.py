@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .apply import default_checkout_dir
-from .checkout import APPLIED_REF, is_patchq_checkout, list_commits, operation_in_progress
+from .checkout import APPLIED_REF, is_patchq_checkout, list_commits, move_applied, operation_in_progress
 from .errors import BadInput
 from .git import Repo, toplevel
 from .model import PatchEntry
@@ -193,5 +193,5 @@ def _amend_head(repo: Repo, head: str, parent: str, tree: str) -> str:
     new = repo.commit_tree(tree, [parent], message.rstrip("\n") + "\n", author=author, date=date)
     repo.reset_mixed(new)
     if repo.rev_parse(APPLIED_REF) == head:
-        repo.update_ref(APPLIED_REF, new, "patchq refresh")
+        move_applied(repo, new, "patchq refresh")
     return new

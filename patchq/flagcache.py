@@ -123,25 +123,40 @@ def _analyse(jobs: dict[str, Job]) -> dict[str, list[flags.Located]]:
         return _analyse_here([item for group in groups for item in group])
     import concurrent.futures
     import multiprocessing
-    global _shared
+    global _shared, last_split
     context = multiprocessing.get_context("fork")
-    _shared = (groups, context.Value("i", 0))
+    _shared = (groups, context.RawValue("i", 0))
+    theirs: dict[str, list[flags.Located]] = {}
+    taken_there = 0
     try:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-            future = pool.submit(_take_turns)
+            try:
+                future: concurrent.futures.Future[tuple[dict[str, list[flags.Located]], int]] | None = \
+                    pool.submit(_take_turns)
+            except OSError:           # no second process to be had (fork refused): every file is taken here
+                future = None
             mine, taken_here = _take_turns_counted()
-            theirs, taken_there = future.result()
+            if future is not None:
+                try:
+                    theirs, taken_there = future.result()
+                except concurrent.futures.BrokenExecutor:
+                    pass              # the helper died (killed, out of memory): what it had taken is done below
     finally:
         _shared = None
-    SPLITS.append((taken_here, taken_there))
+    last_split = (taken_here, taken_there)
     mine.update(theirs)
+    left = [item for group in groups for item in group if item[0] not in mine]
+    if left:
+        mine.update(_analyse_here(left))
     return mine
 
 
 # The files and the turn counter, set before the helper is forked and inherited by it (a shared counter cannot
-# be pickled to a process); None outside `_analyse`.
+# be pickled to a process); None outside `_analyse`. The counter has no lock: a lock held by a helper killed in
+# the middle of a turn would stop this side for good, and without one two sides that read the counter at the
+# same moment both analyse that file (the same answer twice), while no file is ever skipped.
 _shared: tuple[list[list[tuple[str, Job]]], Any] | None = None
-SPLITS: list[tuple[int, int]] = []     # files analysed here and in the helper, per split run (benchmarks, tests)
+last_split: tuple[int, int] | None = None   # files taken here and by the helper in the last split (for tests)
 
 
 def _take_turns() -> tuple[dict[str, list[flags.Located]], int]:
@@ -155,9 +170,8 @@ def _take_turns_counted() -> tuple[dict[str, list[flags.Located]], int]:
     out: dict[str, list[flags.Located]] = {}
     taken = 0
     while True:
-        with turn.get_lock():
-            index = turn.value
-            turn.value = index + 1
+        index = turn.value
+        turn.value = index + 1
         if index >= len(groups):
             return out, taken
         out.update(_analyse_here(groups[index]))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .apply import default_checkout_dir
-from .checkout import APPLIED_REF, checkout_base, is_patchq_checkout, operation_in_progress
+from .checkout import checkout_base, is_patchq_checkout, move_applied, operation_in_progress
 from .errors import BadInput
 from .git import Repo
 from .model import PATCH_ID, PatchEntry, Status
@@ -84,7 +84,7 @@ def sync_stack(ws: Workspace, t: Txn | None, stack_name: str, *, only: tuple[str
         t.commit()
         for plan in plans:      # the checkout's commits are the queue's now: apply may regenerate it freely
             if plan.head:
-                Repo(plan.checkout).update_ref(APPLIED_REF, plan.head, "patchq sync")
+                move_applied(Repo(plan.checkout), plan.head, "patchq sync")
     return SyncReport(stack_name, tuple(p.report for p in plans), dry_run)
 
 

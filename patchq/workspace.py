@@ -8,7 +8,9 @@ YAML itself (the guard, the fast path, the round-trip rewrite) is `yamlio`'s.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -400,13 +402,7 @@ def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
         if not file or "/" in file or "\\" in file or file.startswith("."):
             raise BadInput(f"file {file!r} of {pid!r} must be a plain file name inside queues/{upstream}/",
                            path=str(path), line=_line(node, "file") or line)
-        if not (ws.queue_dir(upstream) / file).is_file():
-            raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} does not exist", path=str(path),
-                           line=_line(node, "file") or line)
-        inside = (ws.root / "queues").resolve() / upstream   # queues/ itself may be a link (pins.lock checks)
-        if (ws.queue_dir(upstream) / file).resolve().parent != inside:
-            raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} is a link to a file outside queues/"
-                           f"{upstream}/", path=str(path), line=_line(node, "file") or line)
+        _check_patch_file(ws, upstream, pid, file, path, _line(node, "file") or line)
         try:
             status = Status.parse(_str(node, "status", path, default="promoted"))
         except ValueError as exc:
@@ -429,6 +425,24 @@ def _load_series(ws: Workspace, upstream: str, path: Path) -> tuple[Any, Queue]:
     if cycle:
         raise BadInput(f"requires form a cycle: {' -> '.join(cycle)}", path=str(path), line=seen[cycle[0]])
     return doc, Queue(upstream, tuple(entries))
+
+
+def _check_patch_file(ws: Workspace, upstream: str, pid: str, file: str, series: Path, line: int | None) -> None:
+    """The entry's file exists and is in the queue's folder. A plain file needs one lstat: the folder itself is
+    no link (load_workspace refuses one), so only a link can lead out, and only a link is resolved."""
+    patch = ws.queue_dir(upstream) / file
+    try:
+        mode = os.lstat(patch).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISREG(mode):
+        return
+    if not patch.is_file():
+        raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} does not exist", path=str(series), line=line)
+    inside = (ws.root / "queues").resolve() / upstream   # queues/ itself may be a link (pins.lock checks)
+    if patch.resolve().parent != inside:
+        raise BadInput(f"patch file queues/{upstream}/{file} of {pid!r} is a link to a file outside queues/"
+                       f"{upstream}/", path=str(series), line=line)
 
 
 def requires_cycle(entries: list[PatchEntry] | tuple[PatchEntry, ...]) -> list[str]:

@@ -324,6 +324,29 @@ def test_pin_resolves_short_sha_tag_and_branch_and_keeps_comments(ws, patchq):
 
 # ---- interrupted runs ---------------------------------------------------------------------------------------------
 
+def test_a_lock_left_on_the_applied_ref_by_a_killed_run_does_not_stop_the_next(lab, make_upstream, patchq):
+    """A run killed while git moved refs/patchq/applied leaves that ref's lock file (git cannot remove it when
+    SIGKILLed; the killed-apply test below met it). The ref is patchq's own and moves under the workspace lock, so
+    the next apply removes the lock file and moves the ref."""
+    up = make_upstream("vllm")
+    up.write("pkg/mod.py", "def f(x):\n    return x\n")
+    base = up.commit("base")
+    lab.upstream("vllm", up, base)
+    up.write("pkg/mod.py", "def f(x):\n    return x + 1\n")
+    lab.patch("vllm", "one", up.repo.run("diff", "--full-index").stdout)
+    lab.stack("s", ["vllm"])
+    lab.save()
+    first = patchq("--json", "--workspace", str(lab.root), "apply", "s")
+    assert first.code == 0, first.err
+    checkout = Path(apply_report(result_of(first.out))["upstreams"][0]["checkout"])
+    left = checkout / ".git" / "refs" / "patchq" / "applied.lock"
+    left.write_text("0" * 40 + "\n")
+    again = patchq("--json", "--workspace", str(lab.root), "apply", "s")
+    assert again.code == 0, again.err
+    assert not left.exists()
+    assert Repo(checkout).rev_parse("refs/patchq/applied") == Repo(checkout).head()
+
+
 def test_a_killed_apply_leaves_nothing_half_written_and_the_next_run_starts_clean(lab, make_upstream, patchq):
     """SIGKILL `patchq apply` at several moments of a long queue; every next run must still succeed."""
     up = make_upstream("vllm")
