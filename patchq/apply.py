@@ -101,7 +101,9 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
                 record_applied(dest, run.head, created=made.created)
                 if into is not None:     # the folder borrows the mirror's objects: keep its commit reachable
                     digest = hashlib.sha256(str(dest).encode()).hexdigest()[:16]
-                    base.repo.update_ref(workspace_ref(ws.root, "into", digest), run.head)
+                    into_ref = workspace_ref(ws.root, "into", digest)
+                    base.repo.drop_ref_lock(into_ref)
+                    base.repo.update_ref(into_ref, run.head)
                 checkout = str(dest)
             recorded = stack.trees.get(name, "")
             verified = None

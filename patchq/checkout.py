@@ -197,9 +197,7 @@ def move_applied(repo: Repo, head: str, message: str) -> None:
     """Point refs/patchq/applied at `head`. The ref is patchq's alone and moves only under the workspace lock, so a
     lock file left for it is a killed run's (git cannot remove its lock when killed by SIGKILL) and goes first:
     otherwise every later apply of the stack would stop on it."""
-    git_dir = repo.path / ".git"
-    if git_dir.is_dir():
-        (git_dir / f"{APPLIED_REF}.lock").unlink(missing_ok=True)
+    repo.drop_ref_lock(APPLIED_REF)
     repo.update_ref(APPLIED_REF, head, message)
 
 

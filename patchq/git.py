@@ -594,6 +594,13 @@ class Repo:
     def update_ref(self, ref: str, sha: str, message: str = "patchq") -> None:
         self._run("update-ref", "-m", message, ref, sha)
 
+    def drop_ref_lock(self, ref: str) -> None:
+        """Remove the lock file of `ref`. Only for a ref nothing else may move now (the caller holds the lock that
+        guards it): there a lock file is one a git killed by SIGKILL could not remove, and it would refuse every
+        later update of the ref."""
+        dot_git = self.path / ".git"
+        ((dot_git if dot_git.is_dir() else self.path) / f"{ref}.lock").unlink(missing_ok=True)
+
     def delete_ref(self, ref: str) -> None:
         self._run("update-ref", "-d", ref, check=False)
 

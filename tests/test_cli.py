@@ -324,10 +324,11 @@ def test_pin_resolves_short_sha_tag_and_branch_and_keeps_comments(ws, patchq):
 
 # ---- interrupted runs ---------------------------------------------------------------------------------------------
 
-def test_a_lock_left_on_the_applied_ref_by_a_killed_run_does_not_stop_the_next(lab, make_upstream, patchq):
+def test_a_lock_left_on_patchqs_own_refs_by_a_killed_run_does_not_stop_the_next(lab, make_upstream, patchq):
     """A run killed while git moved refs/patchq/applied leaves that ref's lock file (git cannot remove it when
-    SIGKILLed; the killed-apply test below met it). The ref is patchq's own and moves under the workspace lock, so
-    the next apply removes the lock file and moves the ref."""
+    SIGKILLed; the killed-apply test below met it), and one killed while fast-import wrote the stack's commits
+    leaves one on the workspace's ref in the mirror. Both refs move only under the workspace lock, so the next
+    apply removes the lock files and moves the refs."""
     up = make_upstream("vllm")
     up.write("pkg/mod.py", "def f(x):\n    return x\n")
     base = up.commit("base")
@@ -341,10 +342,17 @@ def test_a_lock_left_on_the_applied_ref_by_a_killed_run_does_not_stop_the_next(l
     checkout = Path(apply_report(result_of(first.out))["upstreams"][0]["checkout"])
     left = checkout / ".git" / "refs" / "patchq" / "applied.lock"
     left.write_text("0" * 40 + "\n")
+    from patchq.sources import mirror_path, workspace_ref
+    from patchq.workspace import load_workspace
+    mirror = mirror_path(load_workspace(lab.root).upstream("vllm"), lab.root)
+    stack_ref = workspace_ref(lab.root, "stacks", "s", "vllm")
+    in_mirror = mirror / f"{stack_ref}.lock"         # the same in the shared mirror, on this workspace's own ref
+    in_mirror.write_text("0" * 40 + "\n")
     again = patchq("--json", "--workspace", str(lab.root), "apply", "s")
     assert again.code == 0, again.err
-    assert not left.exists()
+    assert not left.exists() and not in_mirror.exists()
     assert Repo(checkout).rev_parse("refs/patchq/applied") == Repo(checkout).head()
+    assert Repo(mirror).rev_parse(stack_ref) == Repo(checkout).head()
 
 
 def test_a_killed_apply_leaves_nothing_half_written_and_the_next_run_starts_clean(lab, make_upstream, patchq):
