@@ -58,7 +58,8 @@ def workspace_recipes(ws: Workspace) -> dict[str, Recipe]:
 
 
 def targets_per_patch(ws: Workspace, report: ApplyReport) -> tuple[PatchTargets, ...]:
-    """Which recipes each applied patch feeds, from the paths the patch touches."""
+    """Which recipes each applied patch feeds, from the paths the patch touches (read only when there are recipes:
+    without any, every patch feeds none, and reading the queue again would cost as much as applying it)."""
     recipes = workspace_recipes(ws)
     out = []
     for up in report.upstreams:
@@ -68,7 +69,7 @@ def targets_per_patch(ws: Workspace, report: ApplyReport) -> tuple[PatchTargets,
             entry = ws.queue(up.upstream).get(outcome.patch_id)
             if entry is None:
                 continue
-            paths = touched_paths(load_patch(ws, entry).patch.files)
+            paths = touched_paths(load_patch(ws, entry).patch.files) if recipes else []
             out.append(PatchTargets(up.upstream, outcome.patch_id,
                                     tuple(affected_targets(recipes, up.upstream, paths))))
     return tuple(out)
@@ -93,8 +94,9 @@ def build_after_apply(ws: Workspace, report: ApplyReport, *, targets: tuple[str,
     for up in report.upstreams:
         if any(o.kind == OutcomeKind.NOT_REACHED for o in up.outcomes):
             continue   # the queue stopped early: the checkout is not the stack
-        for target, paths in affected_targets(recipes, up.upstream, _changed(up)).items():
-            affected[target] = paths
+        if any(recipe.upstream == up.upstream for recipe in recipes.values()):   # else no diff to ask git for
+            for target, paths in affected_targets(recipes, up.upstream, _changed(up)).items():
+                affected[target] = paths
         checkout_of[up.upstream] = up.checkout
     builds = []
     for target in targets_to_build(recipes, affected, targets):
