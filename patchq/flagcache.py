@@ -124,12 +124,17 @@ def _analyse(jobs: dict[str, Job]) -> dict[str, list[flags.Located]]:
     import concurrent.futures
     import multiprocessing
     global _shared, last_split
-    context = multiprocessing.get_context("fork")
-    _shared = (groups, context.RawValue("i", 0))
+    try:
+        context = multiprocessing.get_context("fork")
+        _shared = (groups, context.RawValue("i", 0))
+        pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=context)
+    except (OSError, ImportError):    # no shared memory or semaphores here (some containers): this core alone
+        _shared = None
+        return _analyse_here([item for group in groups for item in group])
     theirs: dict[str, list[flags.Located]] = {}
     taken_there = 0
     try:
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        with pool:
             try:
                 future: concurrent.futures.Future[tuple[dict[str, list[flags.Located]], int]] | None = \
                     pool.submit(_take_turns)

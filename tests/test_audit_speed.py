@@ -274,3 +274,23 @@ def test_a_helper_that_dies_leaves_its_files_to_this_side(monkeypatch):
     alone = flagcache._analyse_here(list(jobs.items()))
     assert flagcache._analyse(jobs) == alone
     assert flagcache.last_split is not None and flagcache.last_split[1] == 0
+
+
+def test_no_shared_memory_for_a_helper_means_one_core_not_a_failure(monkeypatch):
+    """Where a container offers no shared memory or semaphores (multiprocessing raises OSError making them; not
+    something this machine can be made to do, so the context is replaced by one that refuses), the audit analyses
+    everything on this core."""
+    import multiprocessing
+
+    from patchq import flagcache
+    monkeypatch.setattr(flagcache, "usable_cores", lambda: 2)
+
+    def refused(method=None):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(multiprocessing, "get_context", refused)
+    jobs = _split_jobs()
+    alone = flagcache._analyse_here(list(jobs.items()))
+    flagcache.last_split = None
+    assert flagcache._analyse(jobs) == alone
+    assert flagcache.last_split is None and flagcache._shared is None
