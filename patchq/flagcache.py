@@ -165,6 +165,7 @@ last_split: tuple[int, int] | None = None   # files taken here and by the helper
 
 
 def _take_turns() -> tuple[dict[str, list[flags.Located]], int]:
+    """The helper's side (its own name, so a test can make the helper die without touching this side's)."""
     return _take_turns_counted()
 
 
