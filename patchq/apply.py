@@ -81,6 +81,8 @@ def apply_stack(ws: Workspace, stack_name: str, *, into: Path | None = None, kee
                 patches = patches[:next(i for i, lp in enumerate(patches) if lp.entry.id == upto_entry.id) + 1]
             base = ensure_base(upstream, pin, workspace=ws.root)
             ref = workspace_ref(ws.root, "stacks", stack_name, name)
+            if not check_only:    # this workspace's ref, moved only under the exclusive lock held here: a lock file
+                base.repo.drop_ref_lock(ref)      # on it is a killed run's (export moves it under a shared lock)
             run = run_queue(base.repo, base.commit, patches, keep_going=keep_going,
                             commit_ref=None if check_only else ref)
             plans.append((name, pin, base, run, patches))

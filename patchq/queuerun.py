@@ -26,7 +26,9 @@ from .git import GitResult, ObjectReader, Repo
 from .gitindex import TempIndex
 from .model import HunkProblem, Outcome, OutcomeKind, PatchEntry
 from .patchfile import PatchFile, commit_message, date_to_git, read_patch_file, single_hunk_diffs, touched_paths
-from .sources import WORKSPACE_REFS, Base
+from .sources import (
+    Base,
+)
 from .splice import splice
 from .treecheck import escaping_link
 from .workspace import Workspace
@@ -545,8 +547,6 @@ def _fi_path(path: str) -> str:
 
 def _write_commits(repo: Repo, base: str, ref: str, changes: QueueChanges) -> dict[str, str]:
     """All commits of the queue in one `git fast-import` run; ids are stable for the same patches and base."""
-    if ref.startswith(WORKSPACE_REFS):
-        repo.drop_ref_lock(ref)             # this workspace's ref, under its lock: a lock file is a killed run's
     if not changes:
         repo.update_ref(ref, base)
         return {}

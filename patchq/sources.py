@@ -70,15 +70,11 @@ def _resolve_url(url: str, workspace: Path | None) -> str:
     return os.path.normpath(str(path.absolute()))
 
 
-WORKSPACE_REFS = "refs/patchq/ws/"
-
-
 def workspace_ref(workspace: Path, *parts: str) -> str:
     """A ref in a shared mirror that belongs to one workspace: two workspaces with a stack of the same name must
-    not move each other's refs (a gc would then drop the commits the other's checkouts stand on). Such a ref moves
-    only under its workspace's lock, so a lock file left on it is a killed run's (`Repo.drop_ref_lock`)."""
+    not move each other's refs (a gc would then drop the commits the other's checkouts stand on)."""
     key = hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
-    return WORKSPACE_REFS + "/".join((key, *parts))
+    return "/".join(("refs/patchq/ws", key, *parts))
 
 
 @dataclass(frozen=True)
